@@ -1,0 +1,9 @@
+"""doit entry point: `doit [pipeline=FILE] [task ...]`. The tasks come from pipeline.yaml via
+smolvla_build.stages; nothing else lives here."""
+
+from doit import get_var
+
+from smolvla_build.stages import load_tasks
+
+DOIT_CONFIG, _creators = load_tasks(get_var("pipeline", "pipeline.yaml"))
+globals().update(_creators)

@@ -1,0 +1,14 @@
+"""smolvla-build: SmolVLA -> Qualcomm Hexagon NPU (HTP), as a doit task graph.
+
+Layout (one job per subpackage):
+  config/      pipeline.yaml schema, loading and validation
+  export/      PyTorch SmolVLA from a LeRobot checkpoint -> three stage ONNX models
+  passes/      ONNX graph passes that make the stage models HTP-clean, and the checker
+  toolchains/  ort-qnn (onnxruntime-qnn HTP backend) and the fingerprint of each tool
+  runtime/     runners: reference (onnxruntime CPU) and ort-qnn (HTP context binaries)
+  stages/      doit task generators, one module per task family
+"""
+
+__version__ = "0.1.0"
+
+MODELS = ("vision_encoder", "llm_backbone", "action_head")

@@ -1,0 +1,151 @@
+"""Load pipeline.yaml, validate it against the schema and fill in defaults.
+
+Every problem becomes one `ConfigError` whose text names the file, the field path and what was
+expected, so the doit front end can print one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .schema import DEFAULTS, PIPELINE_SCHEMA, PRECISION_DEFAULTS
+
+
+class ConfigError(Exception):
+    """A pipeline file that cannot be used; str() is the one-line message for the user."""
+
+
+def _field(path) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else str(p) for p in path]
+    return ".".join(parts).replace(".[", "[") or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> tuple[list, str]:
+    """Turn a jsonschema error into (field path, 'expected ...' text)."""
+    path = list(error.absolute_path)
+    got = error.instance
+    v = error.validator
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(got) - set(allowed)) if isinstance(got, dict) else []
+        key = extra[0] if extra else "?"
+        return path + [key], f"unknown key {key!r}; expected one of {allowed}"
+    if v == "propertyNames":
+        return path, f"{error.instance!r} is not a valid identifier (letters, digits, _; not starting with a digit)"
+    if v == "type":
+        want = error.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        return path, f"expected {want}, got {type(got).__name__} {got!r}"
+    if v == "enum":
+        return path, f"expected one of {error.validator_value}, got {got!r}"
+    if v == "required":
+        return path, error.message.replace("is a required property", "is required")
+    if v == "pattern":
+        return path, f"{got!r} does not match the expected form {error.validator_value}"
+    return path, f"{error.message}"
+
+
+def _merge(defaults: dict, given: dict) -> dict:
+    out = copy.deepcopy(defaults)
+    for k, v in given.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """The validated pipeline: plain dicts with every default filled in."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def root(self) -> Path:
+        """Folder that relative paths in the file are resolved against."""
+        return self.path.parent
+
+    @property
+    def artifacts(self) -> Path:
+        return (self.root / self.data["artifacts"]).resolve()
+
+    @property
+    def source(self) -> dict:
+        return self.data["source"]
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.data["models"])
+
+    @property
+    def precisions(self) -> dict[str, dict]:
+        return self.data["precisions"]
+
+    @property
+    def soc(self) -> dict:
+        return self.data["soc"]
+
+    @property
+    def toolchain(self) -> dict:
+        return self.data["toolchain"]
+
+    def section(self, name: str) -> dict:
+        return self.data[name]
+
+    def resolve(self, p: str) -> Path:
+        return (self.root / p).resolve()
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise ConfigError(f"{name}: file not found (expected a pipeline YAML file; select one with `doit pipeline=FILE`)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{name}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: (top level): expected a mapping of settings, got {type(raw).__name__}")
+
+    validator = jsonschema.Draft202012Validator(PIPELINE_SCHEMA)
+    errors = sorted(validator.iter_errors(raw), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    if errors:
+        fld, what = _describe(jsonschema.exceptions.best_match(errors) if len(errors) > 1 else errors[0])
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(f"{name}: {_field(fld)}: {what}{more}")
+
+    data = _merge(DEFAULTS, raw)
+    data["precisions"] = {k: _merge(PRECISION_DEFAULTS, v) for k, v in raw["precisions"].items()}
+    pipe = Pipeline(path=path.resolve(), data=data)
+    _check_semantics(name, pipe)
+    return pipe
+
+
+def _check_semantics(name: str, pipe: Pipeline) -> None:
+    """Rules a schema cannot say: files that must exist, fields that go together."""
+    src = pipe.source
+    need = {"checkpoint": "path", "onnx": "path", "hub": "repo_id"}.get(src["weights"])
+    if need and need not in src:
+        raise ConfigError(f"{name}: source.{need}: required when source.weights is {src['weights']!r}")
+    if src["weights"] in ("checkpoint", "onnx"):
+        p = pipe.resolve(src["path"])
+        if not p.exists():
+            raise ConfigError(f"{name}: source.path: {p} does not exist (expected a "
+                              f"{'LeRobot checkpoint folder' if src['weights'] == 'checkpoint' else 'folder of the three stage ONNX models'})")
+    ev = pipe.section("evaluation")
+    if ev["precision"] not in pipe.precisions:
+        raise ConfigError(f"{name}: evaluation.precision: {ev['precision']!r} is not one of the declared precisions {sorted(pipe.precisions)}")
+    root = pipe.toolchain.get("sdk_root")
+    if root is not None and not pipe.resolve(root).is_dir():
+        raise ConfigError(f"{name}: toolchain.sdk_root: {pipe.resolve(root)} is not a directory (expected the QAIRT SDK root)")

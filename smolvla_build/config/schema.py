@@ -1,0 +1,156 @@
+"""JSON schema of pipeline.yaml.
+
+Every object is closed (`additionalProperties: false`) so a misspelt key is an error, not a
+silently ignored setting.
+"""
+
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+_converter = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        # qnn-onnx-converter --float_bitwidth / --float_bias_bitwidth; ort-qnn converts the ONNX
+        # weights and activations to float16 when float_bitwidth is 16.
+        "float_bitwidth": {"enum": [16, 32]},
+        "float_bias_bitwidth": {"enum": [0, 16, 32]},
+        "extra_args": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["float_bitwidth"],
+}
+
+_context = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        # HTP graph options: backend-extension JSON (qairt) or provider options (ort-qnn).
+        "fp16_relaxed_precision": {"type": "boolean"},
+        "vtcm_mb": {"type": "integer", "minimum": 0},
+        "optimization_level": {"enum": [1, 2, 3]},
+        "hvx_threads": {"type": "integer", "minimum": 1},
+    },
+}
+
+PIPELINE_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["source", "precisions"],
+    "properties": {
+        "artifacts": {"type": "string", "minLength": 1},
+        "source": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["preset", "weights"],
+            "properties": {
+                "preset": {"enum": ["smolvla-libero", "tiny"]},
+                "weights": {"enum": ["random", "checkpoint", "hub", "onnx"]},
+                "seed": {"type": "integer", "minimum": 0},
+                "path": {"type": "string", "minLength": 1},
+                "repo_id": {"type": "string", "pattern": r"^[\w.-]+/[\w.-]+$"},
+                "revision": {"type": "string"},
+            },
+        },
+        "models": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": {"enum": ["vision_encoder", "llm_backbone", "action_head"]},
+        },
+        "precisions": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": IDENTIFIER},
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["converter"],
+                "properties": {"converter": _converter, "context": _context},
+            },
+        },
+        "target": {"enum": ["windows-aarch64", "x86_64-linux"]},
+        "soc": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string"},
+                "soc_model": {"type": "integer", "minimum": 0},
+                "htp_arch": {"type": "integer", "enum": [68, 69, 73, 75, 79, 81]},
+            },
+        },
+        "toolchain": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "kind": {"enum": ["auto", "qairt", "ort-qnn"]},
+                "sdk_version": {"type": "string", "pattern": r"^\d+\.\d+\.\d+(\.\d+)?$"},
+                "sdk_root": {"type": ["string", "null"]},
+                "on_version_mismatch": {"enum": ["error", "warn"]},
+            },
+        },
+        "preprocess": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "mask_bound": {"type": "number", "exclusiveMaximum": 0},
+                "equivalence_rtol": {"type": "number", "exclusiveMinimum": 0},
+                "seed": {"type": "integer", "minimum": 0},
+            },
+        },
+        "validation": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "on_saturation": {"enum": ["fail", "fallback-fp32", "warn"]},
+                "cosine_min": {"type": "number", "minimum": -1, "maximum": 1},
+                "max_abs": {"type": "number", "exclusiveMinimum": 0},
+                "seed": {"type": "integer", "minimum": 0},
+            },
+        },
+        "evaluation": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "runtime": {"enum": ["auto", "reference", "ort-qnn", "qnn-net-run"]},
+                "precision": {"type": "string", "pattern": IDENTIFIER},
+                "suite": {"enum": ["libero_spatial", "libero_object", "libero_goal", "libero_10"]},
+                "tasks": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                "trial": {"type": "integer", "minimum": 0},
+                "n_action_steps": {"type": "integer", "minimum": 1, "maximum": 50},
+                "max_steps": {"type": ["integer", "null"], "minimum": 1},
+                "seed": {"type": "integer", "minimum": 0},
+            },
+        },
+    },
+}
+
+DEFAULTS = {
+    "artifacts": "artifacts",
+    "source": {"seed": 0},
+    "models": ["vision_encoder", "llm_backbone", "action_head"],
+    "target": "windows-aarch64",
+    "soc": {"name": "Snapdragon X Elite", "soc_model": 60, "htp_arch": 73},
+    "toolchain": {
+        "kind": "auto",
+        "sdk_version": "2.43.0.260128",
+        "sdk_root": None,
+        "on_version_mismatch": "error",
+    },
+    "preprocess": {"mask_bound": -1.0e4, "equivalence_rtol": 1.0e-5, "seed": 0},
+    "validation": {"on_saturation": "fallback-fp32", "cosine_min": 0.999, "max_abs": 5.0e-3, "seed": 0},
+    "evaluation": {
+        "runtime": "auto",
+        "precision": "fp16",
+        "suite": "libero_spatial",
+        "tasks": [0],
+        "trial": 0,
+        "n_action_steps": 10,
+        "max_steps": None,
+        "seed": 0,
+    },
+}
+
+PRECISION_DEFAULTS = {
+    "converter": {"float_bias_bitwidth": 0, "extra_args": []},
+    "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3, "hvx_threads": 4},
+}

@@ -1,0 +1,117 @@
+"""Weights for the PyTorch SmolVLA: a LeRobot checkpoint folder, a hub repo, or random.
+
+LeRobot SmolVLA checkpoints hold `model.safetensors` (LeRobot key names, bf16/fp32) and
+`config.json` (`"type": "smolvla"`). Normalization statistics live either in the policy
+preprocessor/postprocessor state files (`*normalizer_processor.safetensors`, LeRobot >= 0.4) or,
+in older checkpoints, as `normalize_inputs.*` / `unnormalize_outputs.*` buffers inside
+model.safetensors. Loading is strict: a missing or unexpected weight is an error listing the keys
+(a weight silently left at random init, e.g. state_proj, is the classic broken export).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import SmolVLA
+from .presets import Preset
+
+NORM_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
+CHECKED_CONFIG_FIELDS = {"chunk_size": "chunk_size", "max_state_dim": "max_state_dim",
+                         "max_action_dim": "max_action_dim", "num_vlm_layers": "text_layers",
+                         "tokenizer_max_length": "tokenizer_max_length", "num_steps": "num_steps"}
+
+
+class CheckpointError(Exception):
+    pass
+
+
+def hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
+    """Download (or reuse from the local cache) a hub checkpoint with huggingface_hub."""
+    from huggingface_hub import snapshot_download
+    try:
+        return Path(snapshot_download(repo_id, revision=revision,
+                                      allow_patterns=["*.json", "*.safetensors", "tokenizer*"]))
+    except Exception as exc:  # offline, unknown repo, auth: one clear line naming the repo
+        raise CheckpointError(
+            f"cannot fetch hub repo {repo_id!r} (revision {revision or 'main'}): {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}. Without network, download it elsewhere and set "
+            f"source.weights: checkpoint with source.path: <folder>") from None
+
+
+def check_config(ckpt: Path, preset: Preset) -> dict:
+    cfg_path = ckpt / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{cfg_path}: missing (expected a LeRobot SmolVLA config.json)")
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("type", "smolvla") != "smolvla":
+        raise CheckpointError(f"{cfg_path}: type is {cfg.get('type')!r}, expected 'smolvla'")
+    for key, attr in CHECKED_CONFIG_FIELDS.items():
+        if key in cfg and cfg[key] not in (None, -1, 0) and cfg[key] != getattr(preset, attr):
+            raise CheckpointError(f"{cfg_path}: {key} is {cfg[key]}, the {preset.name!r} preset expects "
+                                  f"{getattr(preset, attr)}")
+    return cfg
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+    return load_file(str(path))
+
+
+def load_checkpoint(ckpt: Path, preset: Preset) -> tuple[SmolVLA, dict]:
+    """Build SmolVLA for `preset` and load the checkpoint strictly. Returns (model, norm stats)."""
+    ckpt = Path(ckpt)
+    check_config(ckpt, preset)
+    weights = ckpt / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing (expected the LeRobot policy weights)")
+    sd = _read_safetensors(weights)
+    norm_buffers = {k: v for k, v in sd.items() if k.startswith(NORM_PREFIXES)}
+    sd = {k: v.to(torch.float32) for k, v in sd.items() if k not in norm_buffers}
+    model = SmolVLA(preset)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights}: does not match the {preset.name!r} SmolVLA: "
+            f"missing keys {missing[:20]}{' ...' if len(missing) > 20 else ''} ({len(missing)}), "
+            f"unexpected keys {unexpected[:20]}{' ...' if len(unexpected) > 20 else ''} ({len(unexpected)})")
+    bad = [f"{k}: {tuple(v.shape)} != {tuple(expected[k].shape)}" for k, v in sd.items() if v.shape != expected[k].shape]
+    if bad:
+        raise CheckpointError(f"{weights}: shape mismatch: {bad[:10]}")
+    model.load_state_dict(sd, strict=True)
+    return model.eval(), read_norm_stats(ckpt, norm_buffers, preset)
+
+
+def read_norm_stats(ckpt: Path, norm_buffers: dict, preset: Preset) -> dict:
+    """MEAN_STD statistics for observation.state and action; identity where absent (say so)."""
+    found: dict[str, np.ndarray] = {}
+    for f in sorted(ckpt.glob("*normalizer_processor*.safetensors")):
+        for k, v in _read_safetensors(f).items():
+            found[k] = v.to(torch.float64).numpy()
+    for k, v in norm_buffers.items():   # old layout: normalize_inputs.buffer_observation_state.mean
+        name = k.split(".", 1)[1].replace("buffer_", "").replace("observation_state", "observation.state")
+        found[name] = v.to(torch.float64).numpy()
+    return norm_stats_from(found, preset, origin=str(ckpt))
+
+
+def norm_stats_from(found: dict, preset: Preset, origin: str) -> dict:
+    out = {"origin": origin}
+    for key, dim in (("observation.state", preset.state_dim), ("action", preset.action_dim)):
+        mean, std = found.get(f"{key}.mean"), found.get(f"{key}.std")
+        if mean is None or std is None:
+            out[key] = {"mean": [0.0] * dim, "std": [1.0] * dim, "identity": True}
+        else:
+            out[key] = {"mean": np.asarray(mean, dtype=np.float64).ravel().tolist(),
+                        "std": np.asarray(std, dtype=np.float64).ravel().tolist(), "identity": False}
+    return out
+
+
+def random_model(preset: Preset, seed: int) -> tuple[SmolVLA, dict]:
+    torch.manual_seed(seed)
+    model = SmolVLA(preset).eval()
+    return model, norm_stats_from({}, preset, origin=f"random(seed={seed})")

@@ -1,0 +1,120 @@
+"""Export the three SmolVLA stages to ONNX.
+
+Exporter: torch's TorchScript-based `torch.onnx.export(dynamo=False)`, opset 17. It names nodes
+by module path (`/embed_tokens/Gather_output_0`), the names the deployed card's scripts and our
+`embedding_on_cpu` pass cut at; its constant folding is left on, as in public SmolVLA exports,
+so the graphs keep the patterns a real export has (dynamic CumSum, bool And/Where masks, Pow in
+RMSNorm). Opset 17 has LayerNormalization as one op, which the QNN converter maps natively.
+Shapes are static (batch 1), as the HTP requires.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..fsutil import atomic_dir
+from .checkpoint import hub_snapshot, load_checkpoint, random_model
+from .model import SmolVLA
+from .presets import Preset, get_preset
+from .tokenizer import write_tokenizer
+
+log = logging.getLogger("smolvla_build.export")
+
+OPSET = 17
+RANDOM_WARNING = ("RANDOM WEIGHTS: this build uses randomly initialised SmolVLA weights; its actions "
+                  "are MEANINGLESS. Set source.weights to checkpoint or hub for a real policy.")
+
+
+def stage_io(p: Preset) -> dict[str, dict]:
+    """Expected graph I/O of each raw stage: name -> (shape, elem type name)."""
+    return {
+        "vision_encoder": {"inputs": {"pixel_values": ([1, 3, p.image_size, p.image_size], "float")},
+                           "outputs": {"image_embeddings": ([1, p.image_tokens, p.text_hidden], "float")}},
+        "llm_backbone": {"inputs": {"img_emb0": ([1, p.image_tokens, p.text_hidden], "float"),
+                                    "img_emb1": ([1, p.image_tokens, p.text_hidden], "float"),
+                                    "lang_tokens": ([1, p.tokenizer_max_length], "int64"),
+                                    "lang_mask": ([1, p.tokenizer_max_length], "bool"),
+                                    "state": ([1, p.max_state_dim], "float")},
+                         "outputs": {"kv": (list(p.kv_shape), "float")}},
+        "action_head": {"inputs": {"x_t": ([1, p.chunk_size, p.max_action_dim], "float"),
+                                   "timestep": ([1], "float"),
+                                   "kv": (list(p.kv_shape), "float"),
+                                   "prefix_pad_mask": ([1, p.prefix_len], "bool")},
+                        "outputs": {"v_t": ([1, p.chunk_size, p.max_action_dim], "float")}},
+    }
+
+
+def example_inputs(p: Preset, seed: int = 0) -> dict[str, tuple]:
+    """Seeded, realistic example inputs per stage (masks with real padding)."""
+    g = torch.Generator().manual_seed(seed)
+    n_valid = min(13, p.tokenizer_max_length)
+    lang_mask = torch.zeros(1, p.tokenizer_max_length, dtype=torch.bool)
+    lang_mask[:, :n_valid] = True
+    prefix = torch.cat([torch.ones(1, p.n_cameras * p.image_tokens, dtype=torch.bool), lang_mask,
+                        torch.ones(1, 1, dtype=torch.bool)], dim=1)
+    return {
+        "vision_encoder": (torch.rand(1, 3, p.image_size, p.image_size, generator=g) * 2 - 1,),
+        "llm_backbone": (torch.randn(1, p.image_tokens, p.text_hidden, generator=g),
+                         torch.randn(1, p.image_tokens, p.text_hidden, generator=g),
+                         torch.randint(0, p.vocab_size, (1, p.tokenizer_max_length), generator=g),
+                         lang_mask, torch.randn(1, p.max_state_dim, generator=g)),
+        "action_head": (torch.randn(1, p.chunk_size, p.max_action_dim, generator=g),
+                        torch.tensor([0.7]), torch.randn(*p.kv_shape, generator=g), prefix),
+    }
+
+
+def export_stage(policy: SmolVLA, stage: str, out: Path) -> None:
+    p = policy.preset
+    module = getattr(policy, stage)().eval()
+    io = stage_io(p)[stage]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, example_inputs(p)[stage], str(out), dynamo=False, opset_version=OPSET,
+                          input_names=list(io["inputs"]), output_names=list(io["outputs"]),
+                          do_constant_folding=True)
+
+
+def load_policy(preset_name: str, weights: str, seed: int = 0, path: str | None = None,
+                repo_id: str | None = None, revision: str | None = None):
+    """Returns (policy, norm stats, checkpoint folder or None)."""
+    preset = get_preset(preset_name)
+    if weights == "random":
+        log.warning(RANDOM_WARNING)
+        policy, stats = random_model(preset, seed)
+        return policy, stats, None
+    ckpt = hub_snapshot(repo_id, revision) if weights == "hub" else Path(path)
+    policy, stats = load_checkpoint(ckpt, preset)
+    return policy, stats, ckpt
+
+
+def export_all(out_dir: Path, preset_name: str, weights: str, seed: int = 0, path: str | None = None,
+               repo_id: str | None = None, revision: str | None = None, stages=None) -> dict:
+    """Export the stage ONNX models and the runtime side files into out_dir (atomically)."""
+    t0 = time.time()
+    policy, stats, ckpt = load_policy(preset_name, weights, seed, path, repo_id, revision)
+    p = policy.preset
+    stages = list(stages or ("vision_encoder", "llm_backbone", "action_head"))
+    info = {"preset": p.name, "weights": weights, "seed": seed if weights == "random" else None,
+            "checkpoint": str(ckpt) if ckpt else None, "opset": OPSET, "torch": torch.__version__,
+            "meaningless_actions": weights == "random", "image_embedding_scale": "applied in llm_backbone",
+            "stages": {}}
+    with atomic_dir(out_dir) as tmp:
+        for stage in stages:
+            ts = time.time()
+            log.info("export %s (%s preset)", stage, p.name)
+            export_stage(policy, stage, tmp / f"{stage}.onnx")
+            info["stages"][stage] = {"seconds": round(time.time() - ts, 2)}
+        table = policy.model.vlm_with_expert.vlm.model.text_model.embed_tokens.weight.detach().numpy()
+        np.save(tmp / "embed_tokens.npy", table.astype(np.float32))
+        (tmp / "normalization.json").write_text(json.dumps(stats, indent=2) + "\n")
+        info["tokenizer"] = write_tokenizer(ckpt, p.vocab_size, tmp / "tokenizer.json")
+        info["seconds"] = round(time.time() - t0, 2)
+        (tmp / "export_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info

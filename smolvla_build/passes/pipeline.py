@@ -1,0 +1,116 @@
+"""Run the passes in order, check the result and prove equivalence."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import onnx
+
+from .bool_logic import eliminate_bool_logic
+from .checker import census, check_htp_clean
+from .cumsum import cumsum_to_matmul
+from .embedding import EMBED_OUTPUT, embedding_on_cpu, embedding_table
+from .equivalence import ORT_DTYPES, relative_error, seeded_inputs, session
+from .fold import fold_constant_subgraphs
+from .masks import bound_mask_constants
+
+
+class PreprocessError(Exception):
+    """The rewritten model is not clean or not equivalent; str() says which and by how much."""
+
+    def __init__(self, message: str, report: dict):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclasses.dataclass
+class PreprocessResult:
+    model: onnx.ModelProto
+    report: dict
+    io_changes: dict
+    embedding_table: np.ndarray | None
+
+
+def _signature(model: onnx.ModelProto, which: str) -> dict[str, int]:
+    return {v.name: v.type.tensor_type.elem_type for v in getattr(model.graph, which)}
+
+
+def io_changes(before: onnx.ModelProto, after: onnx.ModelProto, embed_tensor: str | None) -> dict:
+    """What the runtime must feed differently (the sidecar the runtime reads)."""
+    name = onnx.TensorProto.DataType.Name
+    bi, ai = _signature(before, "input"), _signature(after, "input")
+    bo, ao = _signature(before, "output"), _signature(after, "output")
+    changes = {
+        "inputs": {k: {"from": name(bi[k]).lower(), "to": name(ai[k]).lower()} for k in ai if k in bi and bi[k] != ai[k]},
+        "outputs": {k: {"from": name(bo[k]).lower(), "to": name(ao[k]).lower()} for k in ao if k in bo and bo[k] != ao[k]},
+        "removed_inputs": [k for k in bi if k not in ai],
+        "added_inputs": {},
+    }
+    if embed_tensor and embed_tensor in ai and embed_tensor not in bi:
+        ids = [k for k in changes["removed_inputs"]]
+        changes["added_inputs"][embed_tensor] = {
+            "lookup": "embed_tokens.npy", "ids_input": ids[0] if len(ids) == 1 else ids,
+            "note": "raw rows of the embedding table; the sqrt(hidden) scale stays in the graph"}
+    return changes
+
+
+def _equivalence(before: onnx.ModelProto, after: onnx.ModelProto, table, changes: dict, seed: int) -> dict:
+    s0, s1 = session(before), session(after)
+    vocab = None if table is None else table.shape[0]
+    feeds = seeded_inputs(s0, seed=seed, vocab=vocab)
+    ref = dict(zip([o.name for o in s0.get_outputs()], s0.run(None, feeds)))
+    feeds1 = {}
+    for i in s1.get_inputs():
+        if i.name in feeds:
+            feeds1[i.name] = feeds[i.name].astype(ORT_DTYPES.get(i.type, np.float32))
+        elif i.name in changes["added_inputs"]:
+            ids = feeds[changes["added_inputs"][i.name]["ids_input"]]
+            feeds1[i.name] = table[ids].astype(np.float32)
+        else:
+            raise KeyError(f"rewritten model has an input {i.name!r} the original lacks")
+    got = dict(zip([o.name for o in s1.get_outputs()], s1.run(None, feeds1)))
+    return {k: relative_error(ref[k], got[k]) for k in ref}
+
+
+def preprocess(model: onnx.ModelProto, *, embedding_cpu: bool = False, mask_bound: float = -1.0e4,
+               rtol: float = 1.0e-5, seed: int = 0, check_equivalence: bool = True) -> PreprocessResult:
+    """The passes in order, the converter-clean check and the equivalence proof.
+
+    Raises PreprocessError (with the report attached) when the result is not clean or differs
+    from the original beyond `rtol` (max abs error / max abs reference value, per output).
+    """
+    report: dict = {"passes": [], "census_before": census(model)}
+    table = embedding_table(model) if embedding_cpu else None
+    passes = [("fold_constant_subgraphs", fold_constant_subgraphs),
+              ("cumsum_to_matmul", cumsum_to_matmul),
+              ("eliminate_bool_logic", eliminate_bool_logic),
+              ("bound_mask_constants", lambda m: bound_mask_constants(m, mask_bound))]
+    if embedding_cpu:
+        passes.append(("embedding_on_cpu", embedding_on_cpu))
+    passes.append(("fold_constant_subgraphs", fold_constant_subgraphs))
+    current = model
+    before_counts = report["census_before"]
+    for name, fn in passes:
+        t0 = time.time()
+        current = fn(current)
+        after_counts = census(current)
+        delta = {k: after_counts[k] - before_counts[k] for k in after_counts if after_counts[k] != before_counts[k]}
+        report["passes"].append({"pass": name, "changed": delta, "seconds": round(time.time() - t0, 3)})
+        before_counts = after_counts
+    report["census_after"] = before_counts
+    changes = io_changes(model, current, EMBED_OUTPUT if embedding_cpu else None)
+    report["io_changes"] = changes
+    problems = check_htp_clean(current)
+    report["checker"] = {"clean": not problems, "problems": problems}
+    if check_equivalence:
+        errs = _equivalence(model, current, table, changes, seed)
+        report["equivalence"] = {"rtol": rtol, "seed": seed, "relative_error": errs,
+                                 "passed": all(e <= rtol for e in errs.values())}
+    if problems:
+        raise PreprocessError(f"not converter-clean: {problems[0]} ({len(problems)} problem(s))", report)
+    if check_equivalence and not report["equivalence"]["passed"]:
+        worst = max(report["equivalence"]["relative_error"].items(), key=lambda kv: kv[1])
+        raise PreprocessError(f"rewritten model differs: output {worst[0]!r} relative error {worst[1]:.3g} > {rtol}", report)
+    return PreprocessResult(current, report, changes, table)

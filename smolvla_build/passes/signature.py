@@ -1,0 +1,34 @@
+"""Check a stage model's graph I/O against what the pipeline expects (for ONNX sources)."""
+
+from __future__ import annotations
+
+import onnx
+
+
+class SignatureError(Exception):
+    pass
+
+
+def raw_stage_io(preset) -> dict:
+    """Expected I/O of the raw stage models (name -> [shape, dtype]) for a preset."""
+    from ..export.onnx_export import stage_io
+    return {m: {side: {k: [list(v[0]), v[1]] for k, v in d.items()} for side, d in io.items()}
+            for m, io in stage_io(preset).items()}
+
+
+def check_signature(model: onnx.ModelProto, expected: dict, where: str) -> None:
+    """Raise SignatureError naming the file, the tensor and what was expected."""
+    for side, values in (("inputs", model.graph.input), ("outputs", model.graph.output)):
+        got = {v.name: ([d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim],
+                        onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name)
+               for v in values}
+        want = expected[side]
+        for name, (shape, dtype) in want.items():
+            if name not in got:
+                raise SignatureError(f"{where}: graph {side[:-1]} {name!r} missing; expected {side} "
+                                     f"{sorted(want)}, found {sorted(got)}")
+            gshape, gdtype = got[name]
+            gdtype = {"float32": "float", "bool": "bool", "int64": "int64"}.get(gdtype, gdtype)
+            if list(gshape) != list(shape) or gdtype != dtype:
+                raise SignatureError(f"{where}: graph {side[:-1]} {name!r} is {gdtype}{list(gshape)}, "
+                                     f"expected {dtype}{list(shape)}")

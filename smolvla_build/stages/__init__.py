@@ -1,0 +1,50 @@
+"""doit task generators, one module per task family (Nikola's shape).
+
+Each module's `gen_tasks(pipe, layout)` yields plain doit task dicts; the family name is the doit
+`basename`, every task has `file_dep`, `targets`, `clean: True` and one `config_changed` over a
+dict `kw` holding exactly what its action reads plus the fingerprint of the tools it runs.
+`dodo.py` only calls `load_tasks`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from ..config import ConfigError, load_pipeline
+from ..toolchains import ToolchainError, select_toolchain
+from . import context, export, preprocess
+from .layout import Layout
+
+FAMILIES = [export, preprocess, context]
+
+
+def _family_creator(module, pipe, layout, toolchain):
+    def create():
+        yield from module.gen_tasks(pipe, layout, toolchain)
+    create.__doc__ = (module.__doc__ or "").strip().splitlines()[0]
+    create.__name__ = f"task_{module.FAMILY}"
+    return create
+
+
+def load_tasks(pipeline_path: str | Path) -> tuple[dict, dict]:
+    """(DOIT_CONFIG, {task_<family>: creator}) for a pipeline file. A bad pipeline file or an
+    unusable toolchain ends the process with one line on stderr (no traceback)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        pipe = load_pipeline(pipeline_path)
+        toolchain = select_toolchain(pipe)
+    except (ConfigError, ToolchainError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    layout = Layout(pipe)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    config = {
+        "backend": "sqlite3",                      # shared safely by `doit -n 2` workers, unlike dbm
+        "dep_file": str(layout.root / ".doit.sqlite3"),
+        "verbosity": 2,
+        "default_tasks": [m.FAMILY for m in FAMILIES],
+    }
+    creators = {f"task_{m.FAMILY}": _family_creator(m, pipe, layout, toolchain) for m in FAMILIES}
+    return config, creators

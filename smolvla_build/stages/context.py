@@ -1,0 +1,53 @@
+"""context: preprocessed ONNX -> real HTP context binary per precision (ort-qnn toolchain)."""
+
+from __future__ import annotations
+
+import logging
+
+from ..toolchains.fingerprint import ort_qnn_fingerprint
+from .keys import code_digest, uptodate
+
+FAMILY = "context"
+log = logging.getLogger("smolvla_build.context")
+
+
+def run_context(model_name: str, precision_name: str, src: str, out: str, info_path: str, soc: dict, precision: dict):
+    import time
+    from pathlib import Path
+
+    from ..fsutil import write_json
+    from ..toolchains.ort_qnn import build_context
+    from ..toolchains.rss import peak_rss_mb
+
+    t0 = time.time()
+    log.info("context %s-%s: compiling for soc_model %s / v%s ...", model_name, precision_name,
+             soc["soc_model"], soc["htp_arch"])
+    info = build_context(Path(src), Path(out), soc, precision)
+    info.update(model=model_name, precision=precision_name, seconds=round(time.time() - t0, 3),
+                peak_rss_mb=peak_rss_mb(), toolchain="ort-qnn")
+    write_json(info_path, info)
+    log.info("context %s-%s: %.1f s, %.1f MB binary", model_name, precision_name, info["seconds"],
+             info["context_bytes"] / 1e6)
+    return True
+
+
+def gen_tasks(pipe, layout, toolchain):
+    fp = ort_qnn_fingerprint(pipe.soc)
+    code = code_digest("toolchains/ort_qnn.py")
+    for m in pipe.models:
+        for pname, precision in pipe.precisions.items():
+            kw = {"precision": precision, "tools": fp, "code": code, "toolchain": toolchain}
+            yield {
+                "basename": FAMILY,
+                "name": f"{m}-{pname}",
+                "doc": f"HTP context binary of {m} in {pname} ({toolchain})",
+                "actions": [(run_context, [], {
+                    "model_name": m, "precision_name": pname, "src": str(layout.preprocessed(m)),
+                    "out": str(layout.context(m, pname)), "info_path": str(layout.context_info(m, pname)),
+                    "soc": dict(pipe.soc), "precision": precision})],
+                "file_dep": [str(layout.preprocessed(m))],
+                "targets": [str(layout.context(m, pname)), str(layout.context_bin(m, pname)),
+                            str(layout.context_info(m, pname))],
+                "uptodate": uptodate(kw),
+                "clean": True,
+            }
