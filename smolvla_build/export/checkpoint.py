@@ -111,7 +111,21 @@ def norm_stats_from(found: dict, preset: Preset, origin: str) -> dict:
     return out
 
 
+INITIALIZER_RANGE = 0.02   # transformers' initializer_range for SmolVLM/Llama configs
+
+
+@torch.no_grad()
 def random_model(preset: Preset, seed: int) -> tuple[SmolVLA, dict]:
+    """SmolVLA with every weight drawn the way transformers initialises an untrained model:
+    Linear/Conv/Embedding ~ N(0, 0.02), biases 0, norm scales 1, seeded. One rule for all
+    modules (torch's default init of the projection heads would differ from the rest)."""
     torch.manual_seed(seed)
     model = SmolVLA(preset).eval()
+    for name, param in model.named_parameters():
+        if "norm" in name.rsplit(".", 2)[-2] and name.endswith("weight"):
+            param.fill_(1.0)
+        elif name.endswith("bias"):
+            param.zero_()
+        else:
+            param.normal_(0.0, INITIALIZER_RANGE)
     return model, norm_stats_from({}, preset, origin=f"random(seed={seed})")

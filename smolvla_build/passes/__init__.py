@@ -12,7 +12,8 @@ from .embedding import EMBED_OUTPUT, embedding_on_cpu, embedding_table
 from .fold import fold_constant_subgraphs
 from .masks import bound_mask_constants
 from .pipeline import PreprocessError, preprocess
+from .sinusoid import sinusoid_cpu_model, sinusoid_on_cpu
 
 __all__ = ["eliminate_bool_logic", "check_htp_clean", "census", "cumsum_to_matmul", "EMBED_OUTPUT",
            "embedding_on_cpu", "embedding_table", "fold_constant_subgraphs", "bound_mask_constants",
-           "preprocess", "PreprocessError"]
+           "preprocess", "PreprocessError", "sinusoid_on_cpu", "sinusoid_cpu_model"]

@@ -6,8 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
-              "tensor(int32)": np.int32, "tensor(bool)": np.bool_, "tensor(double)": np.float64}
+from ..feeds import ORT_DTYPES
 
 
 def session(model: onnx.ModelProto | str, threads: int = 0) -> ort.InferenceSession:

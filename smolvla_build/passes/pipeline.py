@@ -15,6 +15,7 @@ from .embedding import EMBED_OUTPUT, embedding_on_cpu, embedding_table
 from .equivalence import ORT_DTYPES, relative_error, seeded_inputs, session
 from .fold import fold_constant_subgraphs
 from .masks import bound_mask_constants
+from .sinusoid import sinusoid_cpu_model, sinusoid_on_cpu
 
 
 class PreprocessError(Exception):
@@ -31,13 +32,15 @@ class PreprocessResult:
     report: dict
     io_changes: dict
     embedding_table: np.ndarray | None
+    cpu_model: onnx.ModelProto | None = None
 
 
 def _signature(model: onnx.ModelProto, which: str) -> dict[str, int]:
     return {v.name: v.type.tensor_type.elem_type for v in getattr(model.graph, which)}
 
 
-def io_changes(before: onnx.ModelProto, after: onnx.ModelProto, embed_tensor: str | None) -> dict:
+def io_changes(before: onnx.ModelProto, after: onnx.ModelProto, embed_tensor: str | None,
+               cpu_model: onnx.ModelProto | None = None, cpu_model_file: str = "") -> dict:
     """What the runtime must feed differently (the sidecar the runtime reads)."""
     name = onnx.TensorProto.DataType.Name
     bi, ai = _signature(before, "input"), _signature(after, "input")
@@ -53,29 +56,39 @@ def io_changes(before: onnx.ModelProto, after: onnx.ModelProto, embed_tensor: st
         changes["added_inputs"][embed_tensor] = {
             "lookup": "embed_tokens.npy", "ids_input": ids[0] if len(ids) == 1 else ids,
             "note": "raw rows of the embedding table; the sqrt(hidden) scale stays in the graph"}
+    if cpu_model is not None:
+        for out in cpu_model.graph.output:
+            changes["added_inputs"][out.name] = {
+                "cpu_model": cpu_model_file, "inputs": [i.name for i in cpu_model.graph.input],
+                "note": "computed on the CPU by the sub-model cut out of this graph"}
     return changes
 
 
-def _equivalence(before: onnx.ModelProto, after: onnx.ModelProto, table, changes: dict, seed: int) -> dict:
+def _equivalence(before: onnx.ModelProto, after: onnx.ModelProto, table, cpu_model, changes: dict,
+                 seed: int) -> dict:
     s0, s1 = session(before), session(after)
     vocab = None if table is None else table.shape[0]
     feeds = seeded_inputs(s0, seed=seed, vocab=vocab)
     ref = dict(zip([o.name for o in s0.get_outputs()], s0.run(None, feeds)))
     feeds1 = {}
+    cpu = session(cpu_model) if cpu_model is not None else None
     for i in s1.get_inputs():
+        added = changes["added_inputs"].get(i.name)
         if i.name in feeds:
             feeds1[i.name] = feeds[i.name].astype(ORT_DTYPES.get(i.type, np.float32))
-        elif i.name in changes["added_inputs"]:
-            ids = feeds[changes["added_inputs"][i.name]["ids_input"]]
-            feeds1[i.name] = table[ids].astype(np.float32)
+        elif added and "lookup" in added:
+            feeds1[i.name] = table[feeds[added["ids_input"]]].astype(np.float32)
+        elif added and "cpu_model" in added:
+            feeds1[i.name] = cpu.run([i.name], {k: feeds[k] for k in added["inputs"]})[0]
         else:
             raise KeyError(f"rewritten model has an input {i.name!r} the original lacks")
     got = dict(zip([o.name for o in s1.get_outputs()], s1.run(None, feeds1)))
     return {k: relative_error(ref[k], got[k]) for k in ref}
 
 
-def preprocess(model: onnx.ModelProto, *, embedding_cpu: bool = False, mask_bound: float = -1.0e4,
-               rtol: float = 1.0e-5, seed: int = 0, check_equivalence: bool = True) -> PreprocessResult:
+def preprocess(model: onnx.ModelProto, *, embedding_cpu: bool = False, sinusoid_cpu: bool = False,
+               mask_bound: float = -1.0e4, rtol: float = 1.0e-5, seed: int = 0, check_equivalence: bool = True,
+               cpu_model_file: str = "cpu.onnx") -> PreprocessResult:
     """The passes in order, the converter-clean check and the equivalence proof.
 
     Raises PreprocessError (with the report attached) when the result is not clean or differs
@@ -89,23 +102,28 @@ def preprocess(model: onnx.ModelProto, *, embedding_cpu: bool = False, mask_boun
               ("bound_mask_constants", lambda m: bound_mask_constants(m, mask_bound))]
     if embedding_cpu:
         passes.append(("embedding_on_cpu", embedding_on_cpu))
+    if sinusoid_cpu:
+        passes.append(("sinusoid_on_cpu", sinusoid_on_cpu))
     passes.append(("fold_constant_subgraphs", fold_constant_subgraphs))
     current = model
+    cpu_model = None
     before_counts = report["census_before"]
     for name, fn in passes:
         t0 = time.time()
+        if name == "sinusoid_on_cpu":
+            cpu_model = sinusoid_cpu_model(current)
         current = fn(current)
         after_counts = census(current)
         delta = {k: after_counts[k] - before_counts[k] for k in after_counts if after_counts[k] != before_counts[k]}
         report["passes"].append({"pass": name, "changed": delta, "seconds": round(time.time() - t0, 3)})
         before_counts = after_counts
     report["census_after"] = before_counts
-    changes = io_changes(model, current, EMBED_OUTPUT if embedding_cpu else None)
+    changes = io_changes(model, current, EMBED_OUTPUT if embedding_cpu else None, cpu_model, cpu_model_file)
     report["io_changes"] = changes
     problems = check_htp_clean(current)
     report["checker"] = {"clean": not problems, "problems": problems}
     if check_equivalence:
-        errs = _equivalence(model, current, table, changes, seed)
+        errs = _equivalence(model, current, table, cpu_model, changes, seed)
         report["equivalence"] = {"rtol": rtol, "seed": seed, "relative_error": errs,
                                  "passed": all(e <= rtol for e in errs.values())}
     if problems:
@@ -113,4 +131,4 @@ def preprocess(model: onnx.ModelProto, *, embedding_cpu: bool = False, mask_boun
     if check_equivalence and not report["equivalence"]["passed"]:
         worst = max(report["equivalence"]["relative_error"].items(), key=lambda kv: kv[1])
         raise PreprocessError(f"rewritten model differs: output {worst[0]!r} relative error {worst[1]:.3g} > {rtol}", report)
-    return PreprocessResult(current, report, changes, table)
+    return PreprocessResult(current, report, changes, table, cpu_model)

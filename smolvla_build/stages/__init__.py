@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ..config import ConfigError, load_pipeline
 from ..toolchains import ToolchainError, select_toolchain
-from . import context, export, preprocess
+from . import context, export, preprocess, report, validate
 from .layout import Layout
 
-FAMILIES = [export, preprocess, context]
+FAMILIES = [export, preprocess, context, validate, report]
 
 
 def _family_creator(module, pipe, layout, toolchain):

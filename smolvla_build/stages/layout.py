@@ -39,6 +39,10 @@ class Layout:
     def io_sidecar(self, model: str) -> Path:
         return self.preprocessed_dir / f"{model}.io.json"
 
+    def cpu_model(self, model: str) -> Path:
+        """The CPU part cut out of a stage graph (the timestep embedding of the action head)."""
+        return self.preprocessed_dir / f"{model}.cpu.onnx"
+
     @property
     def embed_table(self) -> Path:
         return self.preprocessed_dir / "embed_tokens.npy"

@@ -1,0 +1,10 @@
+"""Runners: one per engine behind one small interface (Polygraphy's shape).
+
+activate() loads, infer(feeds) -> {name: array} runs and records the time of each call,
+deactivate() frees; usable as a context manager.
+"""
+
+from .runners import OrtQnnRunner, ReferenceRunner, Runner
+from .stage import StageRunner
+
+__all__ = ["OrtQnnRunner", "ReferenceRunner", "Runner", "StageRunner"]

@@ -1,0 +1,56 @@
+"""A stage = its runner (reference or HTP) + the CPU side its preprocessing moved out of the graph.
+
+The preprocess sidecar (`<model>.io.json`) says which graph inputs are computed on the CPU: an
+embedding-table lookup (`lookup`, `ids_input`) or a small CPU sub-model (`cpu_model`, `inputs`).
+A StageRunner takes the stage's natural inputs (token ids, timestep, 0/1 masks in any dtype) and
+feeds the graph what it declares.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..feeds import cast_feeds
+from .runners import ReferenceRunner, Runner
+
+
+class StageRunner:
+    def __init__(self, runner: Runner, sidecar: str | Path):
+        self.runner = runner
+        sidecar = Path(sidecar)
+        self.changes = json.loads(sidecar.read_text())
+        base = sidecar.parent
+        self._tables: dict[str, np.ndarray] = {}
+        self._cpu: dict[str, ReferenceRunner] = {}
+        for name, info in self.changes["added_inputs"].items():
+            if "lookup" in info:
+                self._tables[name] = np.load(base / info["lookup"], mmap_mode="r")
+            elif "cpu_model" in info:
+                self._cpu[name] = ReferenceRunner(base / info["cpu_model"])
+
+    @property
+    def name(self) -> str:
+        return self.runner.name
+
+    @property
+    def inference_times(self) -> list[float]:
+        return self.runner.inference_times
+
+    def activate(self):
+        self.runner.activate()
+        for r in self._cpu.values():
+            r.activate()
+        return self
+
+    def infer(self, feeds: dict) -> dict[str, np.ndarray]:
+        f = dict(feeds)
+        for name, info in self.changes["added_inputs"].items():
+            if name in self._tables:
+                f[name] = np.asarray(self._tables[name][np.asarray(f[info["ids_input"]])], dtype=np.float32)
+            else:
+                cpu = self._cpu[name]
+                f[name] = cpu.infer(cast_feeds(cpu, {k: f[k] for k in info["inputs"]}), outputs=[name])[name]
+        return self.runner.infer(cast_feeds(self.runner, {k: f[k] for k in self.runner.input_names}))

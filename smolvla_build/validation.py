@@ -1,0 +1,112 @@
+"""Per-stage numeric validation of an HTP build against the fp32 reference.
+
+Inputs are fixed, seeded and look like real ones: an image-like tensor (smooth, in [-1, 1]),
+real rows of the embedding table with a padded language mask, a KV cache computed by the
+reference LLM stage, x_t ~ N(0, 1) and the 10 flow-matching times. The action head is judged
+over the integrated 10-step Euler rollout with the same noise on both sides, because per-step
+errors compound. Besides the outputs, the fp32 reference's intermediate activation ranges are
+measured: a tensor beyond the fp16 range (an overflowed Pow inside a decomposed RMSNorm) can give
+finite but wrong outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from .compare import FP16_MAX, saturated
+
+N_VALID_TOKENS = 15
+NUM_STEPS = 10
+
+
+def image_like(seed: int, size: int = 512) -> np.ndarray:
+    """A smooth random image in [-1, 1]: a coarse grid upsampled, plus a little noise."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(-1, 1, size=(3, 8, 8))
+    idx = np.linspace(0, 7, size)
+    lo = np.floor(idx).astype(int)
+    hi = np.minimum(lo + 1, 7)
+    w = idx - lo
+    rows = coarse[:, lo, :] * (1 - w)[None, :, None] + coarse[:, hi, :] * w[None, :, None]
+    img = rows[:, :, lo] * (1 - w)[None, None, :] + rows[:, :, hi] * w[None, None, :]
+    img += rng.normal(0, 0.05, size=img.shape)
+    return np.clip(img, -1, 1)[None].astype(np.float32)
+
+
+def llm_feeds(vocab_size: int, hidden: int, seed: int) -> dict:
+    """Synthetic image embeddings, real token ids (looked up on the CPU), a padded language mask
+    (N_VALID_TOKENS of 48 valid) and an 8-D state padded to 32."""
+    rng = np.random.default_rng(seed + 1)
+    mask = np.zeros((1, 48), dtype=np.float32)
+    mask[:, :N_VALID_TOKENS] = 1
+    state = np.zeros((1, 32), dtype=np.float32)
+    state[:, :8] = rng.normal(0, 1, size=8)
+    return {"img_emb0": rng.normal(0, 1, size=(1, 64, hidden)).astype(np.float32),
+            "img_emb1": rng.normal(0, 1, size=(1, 64, hidden)).astype(np.float32),
+            "lang_tokens": rng.integers(0, vocab_size, size=(1, 48)).astype(np.int64),
+            "lang_mask": mask, "state": state}
+
+
+def prefix_pad_from(lang_mask: np.ndarray, n_image_tokens: int = 128) -> np.ndarray:
+    return np.concatenate([np.ones((1, n_image_tokens), np.float32), lang_mask.astype(np.float32),
+                           np.ones((1, 1), np.float32)], axis=1)
+
+
+def intermediate_ranges(model_path: str, sidecar: str, feeds: dict, chunk: int = 64) -> dict[str, float]:
+    """max |x| of every float intermediate tensor of the fp32 reference on `feeds`."""
+    from .runtime import ReferenceRunner, StageRunner
+    model = onnx.load(model_path)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    names = [v.name for v in inferred.graph.value_info if v.type.tensor_type.elem_type in float_types]
+    existing = {o.name for o in model.graph.output}
+    out: dict[str, float] = {}
+    for i in range(0, len(names), chunk):
+        part = [n for n in names[i:i + chunk] if n not in existing]
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        m.graph.output.extend([onnx.helper.make_empty_tensor_value_info(n) for n in part])
+        stage = StageRunner(ReferenceRunner(m.SerializeToString()), sidecar)
+        stage.runner.infer = _with_outputs(stage.runner.infer, part)
+        res = stage.infer(feeds)
+        for n, v in res.items():
+            v = np.asarray(v, dtype=np.float64)
+            out[n] = float(np.abs(v[np.isfinite(v)]).max(initial=0.0)) if v.size else 0.0
+    return out
+
+
+def _with_outputs(infer, names):
+    return lambda feeds, outputs=None: infer(feeds, outputs=names)
+
+
+def over_fp16(ranges: dict[str, float]) -> list[dict]:
+    return [{"tensor": k, "max_abs": v} for k, v in sorted(ranges.items(), key=lambda kv: -kv[1]) if v > FP16_MAX]
+
+
+def rollout(head, feeds_base: dict, noise: np.ndarray, steps: int = NUM_STEPS) -> tuple[np.ndarray, list[np.ndarray]]:
+    """10 Euler steps x <- x + dt * v(x, t), t from 1 to dt; returns (final x, per-step v)."""
+    x = noise.astype(np.float32)
+    dt = -1.0 / steps
+    vs = []
+    for step in range(steps):
+        t = np.array([1.0 + step * dt], dtype=np.float32)
+        v = head.infer(dict(feeds_base, x_t=x, timestep=t))["v_t"]
+        vs.append(v)
+        x = (x + dt * v).astype(np.float32)
+    return x, vs
+
+
+def judge(metrics: dict, flagged: list, model: str, options: dict) -> list[str]:
+    """Reasons this build is not acceptable (empty = pass)."""
+    reasons = []
+    if not metrics["cosine"] >= options["cosine_min"]:
+        reasons.append(f"cosine {metrics['cosine']:.6f} < {options['cosine_min']}")
+    if model == "action_head" and not metrics["max_abs"] < options["max_abs"]:
+        reasons.append(f"max abs {metrics['max_abs']:.3g} >= {options['max_abs']} on the final action chunk")
+    if saturated(metrics):
+        reasons.append(f"fp16 saturation in the output: {metrics['saturation']}")
+    if flagged:
+        reasons.append(f"{len(flagged)} reference activation(s) beyond the fp16 range, e.g. "
+                       f"{flagged[0]['tensor']} reaches {flagged[0]['max_abs']:.4g}")
+    return reasons
