@@ -36,7 +36,7 @@ def _describe(error: jsonschema.ValidationError) -> tuple[list, str]:
         extra = sorted(set(got) - set(allowed)) if isinstance(got, dict) else []
         key = extra[0] if extra else "?"
         return path + [key], f"unknown key {key!r}; expected one of {allowed}"
-    if v == "propertyNames":
+    if v == "propertyNames" or (v == "pattern" and "propertyNames" in error.absolute_schema_path):
         return path, f"{error.instance!r} is not a valid identifier (letters, digits, _; not starting with a digit)"
     if v == "type":
         want = error.validator_value

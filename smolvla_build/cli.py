@@ -1,0 +1,104 @@
+"""`python -m smolvla_build <verb>`: thin layers over the library (Polygraphy's shape).
+
+  preprocess IN.onnx OUT.onnx [--embedding-on-cpu] [--sinusoid-on-cpu] [--mask-bound -1e4] [--rtol 1e-5]
+      run the HTP passes, the converter-clean check and the equivalence proof on any ONNX model;
+      prints the report and writes OUT.onnx, OUT.report.json and OUT.io.json.
+  check IN.onnx
+      the converter-clean check alone (exit 1 when not clean).
+  export OUT_DIR [--preset tiny|smolvla-libero] [--weights random|checkpoint|hub] [--path P] [--repo-id R]
+      export the three stage ONNX models and the runtime side files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _preprocess(args) -> int:
+    import numpy as np
+
+    from . import onnx_io
+    from .fsutil import save_npy, write_json
+    from .passes import PreprocessError, preprocess
+
+    src, out = Path(args.input), Path(args.output)
+    if not src.is_file():
+        print(f"error: {src}: no such file", file=sys.stderr)
+        return 2
+    try:
+        result = preprocess(onnx_io.load(src), embedding_cpu=args.embedding_on_cpu, sinusoid_cpu=args.sinusoid_on_cpu,
+                            mask_bound=args.mask_bound, rtol=args.rtol, seed=args.seed,
+                            cpu_model_file=out.with_suffix(".cpu.onnx").name)
+    except PreprocessError as exc:
+        print(json.dumps(exc.report, indent=2, default=str))
+        print(f"error: {src}: {exc}", file=sys.stderr)
+        return 1
+    onnx_io.save(result.model, out)
+    if result.embedding_table is not None:
+        save_npy(out.with_suffix(".embed_tokens.npy"), result.embedding_table.astype(np.float32))
+        result.io_changes["added_inputs"] = {
+            k: dict(v, lookup=out.with_suffix(".embed_tokens.npy").name) if "lookup" in v else v
+            for k, v in result.io_changes["added_inputs"].items()}
+    if result.cpu_model is not None:
+        onnx_io.save(result.cpu_model, out.with_suffix(".cpu.onnx"))
+    write_json(out.with_suffix(".report.json"), result.report)
+    write_json(out.with_suffix(".io.json"), result.io_changes)
+    print(json.dumps(result.report, indent=2, default=str))
+    print(f"wrote {out} (converter-clean, equivalent within {args.rtol})", file=sys.stderr)
+    return 0
+
+
+def _check(args) -> int:
+    from . import onnx_io
+    from .passes import check_htp_clean
+    problems = check_htp_clean(onnx_io.load(args.input))
+    for p in problems:
+        print(p)
+    print(f"{args.input}: {'clean' if not problems else f'{len(problems)} problem(s)'}", file=sys.stderr)
+    return 0 if not problems else 1
+
+
+def _export(args) -> int:
+    from .export.checkpoint import CheckpointError
+    from .export.onnx_export import export_all
+    try:
+        info = export_all(Path(args.out_dir), args.preset, args.weights, args.seed, args.path, args.repo_id, args.revision)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    ap = argparse.ArgumentParser(prog="python -m smolvla_build", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="verb", required=True)
+    p = sub.add_parser("preprocess", help="HTP passes + check + equivalence on any ONNX model")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--embedding-on-cpu", action="store_true", help="cut /embed_tokens/Gather_output_0 out")
+    p.add_argument("--sinusoid-on-cpu", action="store_true", help="move sinusoidal timestep embeddings to the CPU")
+    p.add_argument("--mask-bound", type=float, default=-1.0e4)
+    p.add_argument("--rtol", type=float, default=1.0e-5)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=_preprocess)
+    c = sub.add_parser("check", help="converter-clean check only")
+    c.add_argument("input")
+    c.set_defaults(fn=_check)
+    e = sub.add_parser("export", help="export the three SmolVLA stage models")
+    e.add_argument("out_dir")
+    e.add_argument("--preset", default="tiny", choices=["tiny", "smolvla-libero"])
+    e.add_argument("--weights", default="random", choices=["random", "checkpoint", "hub"])
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--path")
+    e.add_argument("--repo-id")
+    e.add_argument("--revision")
+    e.set_defaults(fn=_export)
+    args = ap.parse_args(argv)
+    return args.fn(args)

@@ -1,0 +1,190 @@
+"""The task graph: stale-only rebuilds, scenario by scenario, on the tiny preset through doit's CLI.
+
+The scenarios share one build (module scope) and run in file order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+
+from smolvla_build import MODELS
+
+from conftest import ROOT, chain, doit, write_pipeline
+
+PRECISIONS = ("fp16", "fp32")
+ALL_TASKS = ({"export", "report"} | {f"preprocess:{m}" for m in MODELS}
+             | {f"{s}:{m}-{p}" for s in ("context", "validate") for m in MODELS for p in PRECISIONS})
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("spine")
+    pipe = write_pipeline(folder)
+    first = doit(pipe)
+    return folder, pipe, first
+
+
+def _perturb(path):
+    """A real content change of a source model: shift one weight of the graph (not the token
+    embedding table, which leaves the graph for the CPU)."""
+    m = onnx.load(str(path))
+    init = max((t for t in m.graph.initializer if "embed_tokens" not in t.name), key=lambda t: len(t.raw_data))
+    arr = onnx.numpy_helper.to_array(init).copy()
+    arr.flat[0] += 0.125
+    init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+    onnx.save(m, str(path))
+
+
+def test_full_build_then_nothing_to_do(build):
+    folder, pipe, first = build
+    assert first.ran == ALL_TASKS
+    second = doit(pipe)
+    assert second.ran == set()
+    assert second.uptodate == ALL_TASKS
+    for m in MODELS:
+        for p in PRECISIONS:
+            assert (folder / "artifacts" / "ort-qnn" / p / f"{m}_ctx_qnn.bin").stat().st_size > 0
+
+
+def test_list_all_shows_every_model_x_precision(build):
+    _, pipe, _ = build
+    listed = doit(pipe, "list", "--all").stdout
+    for m in MODELS:
+        assert f"preprocess:{m}" in listed
+        for p in PRECISIONS:
+            assert f"context:{m}-{p}" in listed and f"validate:{m}-{p}" in listed
+
+
+@pytest.mark.parametrize("model", ["vision_encoder", "action_head", "llm_backbone"])
+def test_changed_source_onnx_reruns_that_chain_only(build, model):
+    folder, pipe, _ = build
+    _perturb(folder / "artifacts" / "export" / f"{model}.onnx")
+    assert doit(pipe).ran == chain(model)
+    assert doit(pipe).ran == set()
+
+
+def test_precision_option_change_reruns_that_precision_only(build):
+    folder, pipe, _ = build
+    data = yaml.safe_load(pipe.read_text())
+    data["precisions"]["fp16"]["context"]["vtcm_mb"] = 4
+    pipe.write_text(yaml.safe_dump(data))
+    assert doit(pipe).ran == {f"{s}:{m}-fp16" for s in ("context", "validate") for m in MODELS} | {"report"}
+    assert doit(pipe).ran == set()
+
+
+def test_added_precision_adds_tasks_and_leaves_others(build):
+    folder, pipe, _ = build
+    data = yaml.safe_load(pipe.read_text())
+    data["precisions"]["fp16_o2"] = {"converter": {"float_bitwidth": 16},
+                                     "context": {"fp16_relaxed_precision": True, "optimization_level": 2}}
+    pipe.write_text(yaml.safe_dump(data))
+    listed = doit(pipe, "list", "--all").stdout
+    assert all(f"context:{m}-fp16_o2" in listed for m in MODELS)
+    assert doit(pipe).ran == {f"{s}:{m}-fp16_o2" for s in ("context", "validate") for m in MODELS} | {"report"}
+    assert (folder / "artifacts" / "ort-qnn" / "fp16_o2" / "action_head_ctx_qnn.bin").is_file()
+
+
+def test_clean_removes_what_a_task_made(build):
+    folder, pipe, _ = build
+    ctx = folder / "artifacts" / "ort-qnn" / "fp32" / "vision_encoder_ctx.onnx"
+    assert ctx.is_file()
+    doit(pipe, "clean", "context:vision_encoder-fp32")
+    assert not ctx.exists() and not ctx.with_name("vision_encoder_ctx_qnn.bin").exists()
+    assert "context:vision_encoder-fp32" in doit(pipe).ran
+    assert ctx.is_file()
+
+
+def test_tool_upgrade_changes_only_the_key_of_what_it_made(tmp_path, monkeypatch):
+    """A new onnxruntime-qnn (or QNN) version must rebuild the contexts and what reads them,
+    not the export or the preprocessing."""
+    from smolvla_build.stages import load_tasks
+    from smolvla_build.toolchains import fingerprint
+
+    pipe = write_pipeline(tmp_path)
+
+    def digests():
+        _, creators = load_tasks(pipe)
+        out = {}
+        for creator in creators.values():
+            for t in creator():
+                name = t["basename"] + (f":{t['name']}" if "name" in t else "")
+                out[name] = t["uptodate"][0]._calc_digest()
+        return out
+
+    before = digests()
+    real = fingerprint.package_version
+    monkeypatch.setattr(fingerprint, "package_version",
+                        lambda name: "9.9.9" if name == "onnxruntime-qnn" else real(name))
+    after = digests()
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {f"{s}:{m}-{p}" for s in ("context", "validate") for m in MODELS for p in PRECISIONS}
+
+
+def test_parallel_build_is_safe(tmp_path):
+    pipe = write_pipeline(tmp_path)
+    first = doit(pipe, "-n", "2")
+    assert first.ran == ALL_TASKS
+    assert (tmp_path / "artifacts" / ".doit.sqlite3").is_file()
+    assert doit(pipe).ran == set()
+
+
+def test_killed_stage_leaves_no_half_written_target(tmp_path):
+    """SIGKILL the export mid-write: no target may exist, and the next run redoes the stage."""
+    pipe = write_pipeline(tmp_path)
+    export_dir = tmp_path / "artifacts" / "export"
+    cmd = [sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(ROOT), "export", f"pipeline={pipe}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            staged = list(export_dir.glob(".staging-*/*.onnx")) if export_dir.is_dir() else []
+            if staged:     # the stage is writing its outputs
+                break
+            time.sleep(0.005)
+        else:
+            pytest.fail("export never started writing")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    targets = [export_dir / f"{m}.onnx" for m in MODELS] + [export_dir / "embed_tokens.npy"]
+    assert not any(t.exists() for t in targets), [t for t in targets if t.exists()]
+    again = doit(pipe, "export")
+    assert again.ran == {"export"}
+    assert all(t.is_file() for t in targets)
+    for m in MODELS:
+        onnx.checker.check_model(str(export_dir / f"{m}.onnx"))
+
+
+def test_atomic_path_survives_a_kill(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old complete content")
+    code = (
+        "import sys, time\n"
+        "from smolvla_build.fsutil import atomic_path\n"
+        f"with atomic_path({str(target)!r}) as tmp:\n"
+        "    tmp.write_bytes(b'half')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert target.read_bytes() == b"old complete content"
+
+
+def test_default_pipeline_lists_full_chain():
+    listed = doit(ROOT / "pipeline.yaml", "list", "--all").stdout
+    assert "export" in listed
+    for m in MODELS:
+        for p in PRECISIONS:
+            assert f"context:{m}-{p}" in listed
