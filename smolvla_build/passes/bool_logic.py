@@ -65,9 +65,10 @@ def eliminate_bool_logic(model: onnx.ModelProto) -> onnx.ModelProto:
             _rewrite_cast_to_bool(graph, node)
         elif op == "Where" and not is_bool(node.inputs[0]):
             cond = node.inputs[0]
-            b = gs.Variable(f"{cond.name}/as_bool", dtype=np.bool_, shape=cond.shape)
-            graph.nodes.append(gs.Node("Greater", name=f"{node.name}/cond_greater",
-                                       inputs=[cond, _i32(f"{node.name}/zero", 0)], outputs=[b]))
+            base = _base(node)
+            b = gs.Variable(f"{base}/cond_as_bool", dtype=np.bool_, shape=cond.shape)
+            graph.nodes.append(gs.Node("Greater", name=f"{base}/cond_greater",
+                                       inputs=[cond, _i32(f"{base}/zero", 0)], outputs=[b]))
             node.inputs[0] = b
         elif op in DATA_MOVEMENT:
             for o in node.outputs:
@@ -78,11 +79,16 @@ def eliminate_bool_logic(model: onnx.ModelProto) -> onnx.ModelProto:
     return export_graph(graph, model)
 
 
+def _base(node: gs.Node) -> str:
+    """A unique prefix for what replaces `node` (node names may be empty; output names are unique)."""
+    return node.name or node.outputs[0].name
+
+
 def _rewrite_logic(graph: gs.Graph, node: gs.Node) -> None:
     out = node.outputs[0]
     out.dtype = I32
     ins = list(node.inputs)
-    name = node.name
+    name = _base(node)
     node.inputs.clear()
     node.outputs.clear()
     if node.op == "And":
@@ -105,7 +111,7 @@ def _rewrite_cast_to_bool(graph: gs.Graph, node: gs.Node) -> None:
     x = node.inputs[0]
     out = node.outputs[0]
     out.dtype = I32
-    name = node.name
+    name = _base(node)
     node.inputs.clear()
     node.outputs.clear()
     xdt = np.dtype(x.dtype) if x.dtype is not None else np.dtype(np.float32)
@@ -133,10 +139,13 @@ def _is_zero_one(t) -> bool:
 def _cast_bool_output(graph: gs.Graph, node: gs.Node, graph_outputs) -> None:
     out = node.outputs[0]
     consumers = list(out.outputs)
-    if consumers and out not in graph_outputs and all(c.op == "Where" and c.inputs[0] is out for c in consumers):
-        return  # a comparison read only as Where conditions stays BOOL (allowed)
+    allowed = all((c.op == "Where" and c.inputs[0] is out)
+                  or (c.op == "Cast" and c.attrs.get("to") != onnx.TensorProto.BOOL) for c in consumers)
+    if consumers and out not in graph_outputs and allowed:
+        return  # a comparison read only by Casts or as Where conditions stays BOOL (allowed; idempotent)
+    name = _base(node)
     b = gs.Variable(f"{out.name}/bool", dtype=np.bool_, shape=out.shape)
     node.outputs[0] = b
     out.dtype = I32
-    graph.nodes.append(gs.Node("Cast", name=f"{node.name}/to_i32", attrs={"to": onnx.TensorProto.INT32},
+    graph.nodes.append(gs.Node("Cast", name=f"{name}/to_i32", attrs={"to": onnx.TensorProto.INT32},
                                inputs=[b], outputs=[out]))

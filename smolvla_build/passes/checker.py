@@ -7,7 +7,7 @@ import collections
 import numpy as np
 import onnx
 
-from ._graph import BOOL_LOGIC, COMPARISONS, import_graph, is_bool
+from ._graph import COMPARISONS, import_graph, is_bool
 
 FORBIDDEN_OPS = {"CumSum", "And", "Or", "Not", "Xor"}
 
@@ -43,7 +43,8 @@ def census(model: onnx.ModelProto) -> dict[str, int]:
 def check_htp_clean(model: onnx.ModelProto) -> list[str]:
     """Violations of the converter-clean contract (empty list = clean):
     no CumSum/And/Or/Not/Xor or Cast-to-BOOL node; no BOOL graph input or output; a BOOL tensor
-    only as a comparison output read directly by a Cast to int32/float or as a Where condition;
+    only as a comparison output read directly by a Cast to int32/float or as a Where condition
+    (a constant BOOL tensor only as a Where condition);
     every graph input, output and intermediate shape static."""
     graph = import_graph(model)
     problems = []
@@ -59,19 +60,21 @@ def check_htp_clean(model: onnx.ModelProto) -> list[str]:
         if is_bool(t):
             problems.append(f"graph output {t.name!r} is BOOL")
     for t in graph.tensors().values():
-        if t in graph.inputs or t in graph.outputs:
+        if t in graph.inputs or t in graph.outputs or not is_bool(t):
             continue
-        if is_bool(t) and not getattr(t, "values", None) is not None:
-            prod = t.inputs[0] if t.inputs else None
-            ok_prod = prod is not None and prod.op in COMPARISONS
-            ok_cons = all((c.op == "Cast" and c.attrs.get("to") in (onnx.TensorProto.INT32, onnx.TensorProto.FLOAT,
-                                                                     onnx.TensorProto.FLOAT16))
-                          or (c.op == "Where" and c.inputs[0] is t) for c in t.outputs)
-            if not (ok_prod and ok_cons):
-                problems.append(f"BOOL tensor {t.name!r} (from {prod.op if prod else 'nothing'}) "
-                                f"is not a comparison read by a Cast or Where condition")
-        elif is_bool(t):
-            problems.append(f"BOOL constant {t.name!r}")
+        is_const = getattr(t, "values", None) is not None
+        prod = None if is_const or not t.inputs else t.inputs[0]
+        where_cond = bool(t.outputs) and all(c.op == "Where" and c.inputs[0] is t for c in t.outputs)
+        cast_or_where = bool(t.outputs) and all(
+            (c.op == "Cast" and c.attrs.get("to") in (onnx.TensorProto.INT32, onnx.TensorProto.FLOAT,
+                                                      onnx.TensorProto.FLOAT16))
+            or (c.op == "Where" and c.inputs[0] is t) for c in t.outputs)
+        if is_const and where_cond:
+            continue            # a folded constant mask read only as a Where condition
+        if prod is not None and prod.op in COMPARISONS and cast_or_where:
+            continue
+        what = "constant" if is_const else f"from {prod.op if prod else 'nothing'}"
+        problems.append(f"BOOL tensor {t.name!r} ({what}) is not a comparison read by a Cast or Where condition")
     for t in list(graph.inputs) + list(graph.outputs):
         if t.shape is None or any(not isinstance(d, int) or d < 0 for d in t.shape):
             problems.append(f"{t.name!r} has a dynamic shape {t.shape}")

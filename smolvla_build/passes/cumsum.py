@@ -35,6 +35,7 @@ def cumsum_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
             continue
         n = shape[axis]
         out = node.outputs[0]
+        base = node.name or out.name
         dtype = out.dtype if out.dtype is not None else x.dtype
         xf = gs.Variable(f"{out.name}/as_float", dtype=np.float32, shape=shape)
         yf = gs.Variable(f"{out.name}/sum_float", dtype=np.float32, shape=shape)
@@ -42,9 +43,9 @@ def cumsum_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
         to = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
         node.outputs.clear()
         node.inputs.clear()
-        graph.nodes.append(gs.Node("Cast", name=f"{node.name}/to_float", attrs={"to": onnx.TensorProto.FLOAT},
+        graph.nodes.append(gs.Node("Cast", name=f"{base}/to_float", attrs={"to": onnx.TensorProto.FLOAT},
                                    inputs=[x], outputs=[xf]))
-        graph.nodes.append(gs.Node("MatMul", name=f"{node.name}/triangle_matmul", inputs=[xf, tri], outputs=[yf]))
-        graph.nodes.append(gs.Node("Cast", name=f"{node.name}/to_{np.dtype(dtype).name}", attrs={"to": to},
+        graph.nodes.append(gs.Node("MatMul", name=f"{base}/triangle_matmul", inputs=[xf, tri], outputs=[yf]))
+        graph.nodes.append(gs.Node("Cast", name=f"{base}/to_{np.dtype(dtype).name}", attrs={"to": to},
                                    inputs=[yf], outputs=[out]))
     return export_graph(graph, model)

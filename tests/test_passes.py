@@ -1,0 +1,221 @@
+"""Graph passes: each pattern built as a small ONNX graph, then the tiny SmolVLA end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnx.helper as oh
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto as T
+
+from smolvla_build.passes import (bound_mask_constants, check_htp_clean, cumsum_to_matmul, eliminate_bool_logic,
+                                  embedding_on_cpu, fold_constant_subgraphs, preprocess, sinusoid_on_cpu)
+from smolvla_build.passes.checker import census
+
+
+def model(nodes, inputs, outputs, inits=()):
+    g = oh.make_graph(nodes, "g", inputs, outputs, list(inits))
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
+
+
+def vi(name, dtype, shape):
+    return oh.make_tensor_value_info(name, dtype, shape)
+
+
+def run(m, feeds):
+    s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = {i.name: i.type for i in s.get_inputs()}
+    cast = {k: (v.astype(np.int32) if names[k] == "tensor(int32)" else v) for k, v in feeds.items() if k in names}
+    return s.run(None, cast)
+
+
+def same_serialization(a, b):
+    return a.SerializeToString() == b.SerializeToString()
+
+
+PAD = np.array([[1, 1, 1, 0, 0]], dtype=bool)   # real padding, not all ones
+
+
+def test_constant_cumsum_chain_is_folded():
+    # att flags [0,0,0,0,1] -> cumsum -> 2-D mask (cum[j] <= cum[i]) -> Where on scores
+    flags = oh.make_tensor("flags", T.INT64, [1, 5], [0, 0, 0, 0, 1])
+    nodes = [oh.make_node("CumSum", ["flags", "axis"], ["cum"]),
+             oh.make_node("Unsqueeze", ["cum", "ax1"], ["cj"]), oh.make_node("Unsqueeze", ["cum", "ax2"], ["ci"]),
+             oh.make_node("LessOrEqual", ["cj", "ci"], ["m"]),
+             oh.make_node("Where", ["m", "s", "neg"], ["y"])]
+    inits = [flags, oh.make_tensor("axis", T.INT64, [], [1]), oh.make_tensor("ax1", T.INT64, [1], [1]),
+             oh.make_tensor("ax2", T.INT64, [1], [2]), oh.make_tensor("neg", T.FLOAT, [], [-1e9])]
+    m = model(nodes, [vi("s", T.FLOAT, [1, 5, 5])], [vi("y", T.FLOAT, [1, 5, 5])], inits)
+    assert any("CumSum" in p for p in check_htp_clean(m))
+    folded = fold_constant_subgraphs(m)
+    assert census(folded)["CumSum"] == 0 and check_htp_clean(folded) == []
+    s = np.random.default_rng(0).standard_normal((1, 5, 5)).astype(np.float32)
+    assert np.array_equal(run(m, {"s": s})[0], run(folded, {"s": s})[0])
+    assert same_serialization(fold_constant_subgraphs(folded), folded)
+
+
+def test_dynamic_cumsum_becomes_matmul():
+    # positions = cumsum(pad) - 1 from a runtime mask
+    nodes = [oh.make_node("Cast", ["pad"], ["padi"], to=T.INT64), oh.make_node("CumSum", ["padi", "axis"], ["cum"]),
+             oh.make_node("Sub", ["cum", "one"], ["pos"])]
+    m = model(nodes, [vi("pad", T.BOOL, [1, 5])], [vi("pos", T.INT64, [1, 5])],
+              [oh.make_tensor("axis", T.INT64, [], [1]), oh.make_tensor("one", T.INT64, [], [1])])
+    out = cumsum_to_matmul(m)
+    assert census(out)["CumSum"] == 0
+    assert np.array_equal(run(m, {"pad": PAD})[0], run(out, {"pad": PAD})[0])
+    assert same_serialization(cumsum_to_matmul(out), out)
+
+
+def _bool_graph():
+    # Equal/Less/Greater feeding And/Or/Not, a Cast to bool, a Where on the result
+    nodes = [oh.make_node("Greater", ["x", "zero"], ["gt"]), oh.make_node("Less", ["x", "two"], ["lt"]),
+             oh.make_node("Equal", ["x", "one"], ["eq"]),
+             oh.make_node("And", ["gt", "lt"], ["a"]), oh.make_node("Or", ["a", "eq"], ["o"]),
+             oh.make_node("Not", ["o"], ["n"]), oh.make_node("Cast", ["f"], ["fb"], to=T.BOOL),
+             oh.make_node("And", ["n", "fb"], ["nb"]), oh.make_node("And", ["nb", "pad"], ["mask"]),
+             oh.make_node("Where", ["mask", "x", "neg"], ["y"])]
+    inits = [oh.make_tensor(n, T.FLOAT, [], [v]) for n, v in (("zero", 0.0), ("two", 2.0), ("one", 1.0), ("neg", -5.0))]
+    return model(nodes, [vi("x", T.FLOAT, [1, 5]), vi("f", T.FLOAT, [1, 5]), vi("pad", T.BOOL, [1, 5])],
+                 [vi("y", T.FLOAT, [1, 5])], inits)
+
+
+def test_bool_logic_becomes_int32_arithmetic():
+    m = _bool_graph()
+    raw = check_htp_clean(m)
+    assert any("And" in p for p in raw) and any("Cast to BOOL" in p for p in raw) and any("input 'pad'" in p for p in raw)
+    out = eliminate_bool_logic(m)
+    assert check_htp_clean(out) == [], check_htp_clean(out)
+    assert {i.name: i.type.tensor_type.elem_type for i in out.graph.input}["pad"] == T.INT32
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        feeds = {"x": rng.integers(-1, 4, (1, 5)).astype(np.float32), "f": rng.integers(0, 2, (1, 5)).astype(np.float32),
+                 "pad": PAD}
+        assert np.array_equal(run(m, feeds)[0], run(out, feeds)[0])
+    assert same_serialization(eliminate_bool_logic(out), out)
+
+
+def test_bool_output_becomes_int32_output():
+    m = model([oh.make_node("Not", ["pad"], ["inv"])], [vi("pad", T.BOOL, [1, 5])], [vi("inv", T.BOOL, [1, 5])])
+    out = eliminate_bool_logic(m)
+    assert out.graph.output[0].type.tensor_type.elem_type == T.INT32 and check_htp_clean(out) == []
+    assert np.array_equal(run(out, {"pad": PAD})[0], (~PAD).astype(np.int32))
+
+
+def _masked_softmax(neg):
+    nodes = [oh.make_node("Where", ["mask", "s", "neg"], ["ms"]), oh.make_node("Softmax", ["ms"], ["p"], axis=-1)]
+    return model(nodes, [vi("mask", T.BOOL, [1, 3, 4]), vi("s", T.FLOAT, [1, 3, 4])], [vi("p", T.FLOAT, [1, 3, 4])],
+                 [oh.make_tensor("neg", T.FLOAT, [], [neg])])
+
+
+@pytest.mark.parametrize("neg", [float(np.finfo(np.float32).min), float("-inf")])
+def test_mask_constants_are_bounded(neg):
+    m = _masked_softmax(neg)
+    out = bound_mask_constants(m)
+    assert census(m)["huge_negative_constants"] == 1 and census(out)["huge_negative_constants"] == 0
+    mask = np.array([[[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]], dtype=bool)   # last row fully masked
+    s = np.random.default_rng(2).standard_normal((1, 3, 4)).astype(np.float32)
+    a, b = run(m, {"mask": mask, "s": s})[0], run(out, {"mask": mask, "s": s})[0]
+    assert np.allclose(a[:, :2], b[:, :2], atol=1e-7)                # rows with a valid key: unchanged
+    assert np.allclose(b[0, 2], 0.25)                                 # fully masked row: uniform, finite
+    # fp16 (how the HTP runs it): the original gives NaN on the masked row, the bounded one does not
+    s16 = s.astype(np.float16).astype(np.float32)
+    logits = np.where(mask, s16, np.float16(max(neg, -65504.0)) if neg != float("-inf") else -np.inf)
+    with np.errstate(invalid="ignore"):
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+    assert np.isnan(e / e.sum(-1, keepdims=True))[0, 2].all() or neg != float("-inf")
+    assert same_serialization(bound_mask_constants(out), out)
+
+
+def test_embedding_gather_moves_to_the_cpu():
+    table = np.random.default_rng(3).standard_normal((20, 4)).astype(np.float32)
+    nodes = [oh.make_node("Gather", ["embed_tokens.weight", "ids"], ["/embed_tokens/Gather_output_0"]),
+             oh.make_node("Mul", ["/embed_tokens/Gather_output_0", "scale"], ["y"])]
+    m = model(nodes, [vi("ids", T.INT64, [1, 6])], [vi("y", T.FLOAT, [1, 6, 4])],
+              [onnx.numpy_helper.from_array(table, "embed_tokens.weight"), oh.make_tensor("scale", T.FLOAT, [], [2.0])])
+    out = embedding_on_cpu(m)
+    assert [i.name for i in out.graph.input] == ["/embed_tokens/Gather_output_0"]
+    assert not out.graph.initializer or all(i.name != "embed_tokens.weight" for i in out.graph.initializer)
+    ids = np.array([[1, 5, 7, 0, 0, 19]])
+    assert np.allclose(run(m, {"ids": ids})[0], run(out, {"/embed_tokens/Gather_output_0": table[ids]})[0])
+    assert same_serialization(embedding_on_cpu(out), out)
+
+
+def test_sinusoid_moves_to_the_cpu():
+    nodes = [oh.make_node("Unsqueeze", ["t", "ax"], ["t2"]), oh.make_node("Mul", ["t2", "w"], ["a"]),
+             oh.make_node("Sin", ["a"], ["s"]), oh.make_node("Cos", ["a"], ["c"]),
+             oh.make_node("Concat", ["s", "c"], ["emb"], axis=1), oh.make_node("MatMul", ["emb", "W"], ["y"])]
+    w = (2 * np.pi / np.linspace(4e-3, 4.0, 8)).astype(np.float32)[None]
+    m = model(nodes, [vi("t", T.FLOAT, [1])], [vi("y", T.FLOAT, [1, 3])],
+              [oh.make_tensor("ax", T.INT64, [1], [1]), onnx.numpy_helper.from_array(w, "w"),
+               onnx.numpy_helper.from_array(np.ones((16, 3), np.float32), "W")])
+    out = sinusoid_on_cpu(m)
+    assert [i.name for i in out.graph.input] == ["emb"] and not {n.op_type for n in out.graph.node} & {"Sin", "Cos"}
+
+
+# --- the tiny SmolVLA exports end to end ---------------------------------------------------------
+
+@pytest.mark.parametrize("stage", ["vision_encoder", "llm_backbone", "action_head"])
+def test_tiny_smolvla_stage_end_to_end(tiny_export, stage):
+    raw = onnx.load(str(tiny_export / f"{stage}.onnx"))
+    if stage != "vision_encoder":      # the raw vision export has no bool/CumSum pattern at all
+        assert check_htp_clean(raw), "the checker must reject the raw export"
+    res = preprocess(raw, embedding_cpu=stage == "llm_backbone", sinusoid_cpu=stage == "action_head")
+    assert check_htp_clean(res.model) == []
+    assert res.report["equivalence"]["passed"]
+    assert all(e <= 1e-5 for e in res.report["equivalence"]["relative_error"].values())
+    again = preprocess(res.model, embedding_cpu=stage == "llm_backbone", sinusoid_cpu=stage == "action_head")
+    assert same_serialization(again.model, res.model), "passes must be idempotent"
+    if stage == "llm_backbone":
+        assert res.io_changes["inputs"] == {"lang_mask": {"from": "bool", "to": "int32"}}
+        assert "/embed_tokens/Gather_output_0" in res.io_changes["added_inputs"]
+        assert res.embedding_table.shape == (512, 48)
+
+
+def test_htp_acceptance_of_the_preprocessed_tiny_models(tiny_export, tmp_path):
+    """Every preprocessed tiny model compiles for the HTP (soc 60, v73, fp16) with CPU fallback off."""
+    from smolvla_build import onnx_io
+    from smolvla_build.toolchains.ort_qnn import build_context
+    soc = {"soc_model": 60, "htp_arch": 73}
+    precision = {"converter": {"float_bitwidth": 16},
+                 "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}}
+    for stage in ("vision_encoder", "llm_backbone", "action_head"):
+        res = preprocess(onnx.load(str(tiny_export / f"{stage}.onnx")), embedding_cpu=stage == "llm_backbone",
+                         sinusoid_cpu=stage == "action_head")
+        onnx_io.save(res.model, tmp_path / f"{stage}.onnx")
+        info = build_context(tmp_path / f"{stage}.onnx", tmp_path / "ctx" / f"{stage}_ctx.onnx", soc, precision)
+        assert info["context_bytes"] > 0
+
+
+def test_external_data_models_round_trip(tmp_path, monkeypatch):
+    """Models saved with external data (> 2 GB in real life) go through the passes and back."""
+    from smolvla_build import onnx_io
+    table = np.random.default_rng(4).standard_normal((512, 16)).astype(np.float32)
+    nodes = [oh.make_node("Gather", ["embed_tokens.weight", "ids"], ["/embed_tokens/Gather_output_0"]),
+             oh.make_node("Where", ["pad", "/embed_tokens/Gather_output_0", "zero"], ["y"])]
+    m = model(nodes, [vi("ids", T.INT64, [1, 5]), vi("pad", T.BOOL, [1, 5, 1])], [vi("y", T.FLOAT, [1, 5, 16])],
+              [onnx.numpy_helper.from_array(table, "embed_tokens.weight"), oh.make_tensor("zero", T.FLOAT, [], [0.0])])
+    monkeypatch.setattr(onnx_io, "TWO_GB", 0)      # force the external-data path on a small model
+    onnx_io.save(m, tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx.data").stat().st_size >= table.nbytes
+    res = preprocess(onnx_io.load(tmp_path / "m.onnx"), embedding_cpu=True)
+    assert check_htp_clean(res.model) == [] and np.array_equal(res.embedding_table, table)
+    onnx_io.save(res.model, tmp_path / "out" / "m.onnx")
+    assert onnx_io.load(tmp_path / "out" / "m.onnx").graph.input[-1].name == "/embed_tokens/Gather_output_0"
+
+
+def test_cli_on_a_model_that_is_not_smolvla(tmp_path):
+    onnx.save(_bool_graph(), str(tmp_path / "other.onnx"))
+    res = subprocess.run([sys.executable, "-m", "smolvla_build", "preprocess", str(tmp_path / "other.onnx"),
+                          str(tmp_path / "clean.onnx")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert '"clean": true' in res.stdout and (tmp_path / "clean.report.json").is_file()
+    chk = subprocess.run([sys.executable, "-m", "smolvla_build", "check", str(tmp_path / "other.onnx")],
+                         capture_output=True, text=True)
+    assert chk.returncode == 1 and "And" in chk.stdout
