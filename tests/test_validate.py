@@ -1,0 +1,99 @@
+"""Validation metrics and the fp16 saturation guard (ort-qnn HTP emulation)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnx.helper as oh
+import pytest
+from doit.exceptions import TaskFailed
+from onnx import TensorProto as T
+
+from smolvla_build.compare import compare, cosine, psnr, saturation
+from smolvla_build.stages.validate import run_validate
+from smolvla_build.toolchains.ort_qnn import build_context
+
+SOC = {"soc_model": 60, "htp_arch": 73}
+FP16 = {"converter": {"float_bitwidth": 16},
+        "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}}
+
+
+def test_metrics():
+    a = np.array([1.0, 2.0, 3.0])
+    assert cosine(a, a) == pytest.approx(1.0) and cosine(a, -a) == pytest.approx(-1.0)
+    assert psnr(a, a) == float("inf") and psnr(a, a + 0.1) == pytest.approx(10 * np.log10(9 / 0.01))
+    s = saturation(np.array([1e5, -700.0, 3.0]), np.array([65504.0, -512.0, np.inf]))
+    assert s["clamped_at_65504"] == 1 and s["clamped_at_512"] == 1 and s["inf"] == 1
+    assert s["beyond_fp16_in_reference"] == 1
+    assert compare(a, a + 0.5)["max_abs"] == pytest.approx(0.5)
+
+
+def _overflowing_vision_model(path):
+    """A stand-in 'vision encoder' with a decomposed norm whose square overflows fp16:
+    m = 3000 * mean(pixels); y = m / sqrt(m^2 + 1) * 3  (m^2 ~ 4e5 > 65504)."""
+    nodes = [oh.make_node("ReduceMean", ["pixel_values"], ["m0"], axes=[2, 3], keepdims=1),
+             oh.make_node("Mul", ["m0", "k"], ["m"]), oh.make_node("Pow", ["m", "two"], ["sq"]),
+             oh.make_node("Add", ["sq", "one"], ["sq1"]), oh.make_node("Sqrt", ["sq1"], ["rms"]),
+             oh.make_node("Div", ["m", "rms"], ["n"]), oh.make_node("Mul", ["n", "three"], ["image_embeddings"])]
+    g = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("pixel_values", T.FLOAT, [1, 3, 512, 512])],
+                      [oh.make_tensor_value_info("image_embeddings", T.FLOAT, [1, 3, 1, 1])],
+                      [oh.make_tensor(n, T.FLOAT, [], [v]) for n, v in (("k", 3000.0), ("two", 2.0), ("one", 1.0),
+                                                                         ("three", 3.0))])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+
+
+@pytest.fixture(scope="module")
+def overflowing(tmp_path_factory):
+    d = tmp_path_factory.mktemp("guard")
+    _overflowing_vision_model(d / "vision_encoder.onnx")
+    (d / "vision_encoder.io.json").write_text(json.dumps({"inputs": {}, "outputs": {}, "removed_inputs": [],
+                                                          "added_inputs": {}}))
+    build_context(d / "vision_encoder.onnx", d / "ctx" / "vision_encoder_ctx.onnx", SOC, FP16)
+    return d
+
+
+def _validate(d, policy, fallback_to="fp32"):
+    options = {"on_saturation": policy, "cosine_min": 0.999, "max_abs": 5e-3, "seed": 0}
+    out = d / f"report-{policy}.json"
+    result = run_validate("vision_encoder", "fp16", str(d / "vision_encoder.onnx"), str(d / "vision_encoder.io.json"),
+                          str(d / "ctx" / "vision_encoder_ctx.onnx"), str(out), SOC, FP16, options, fallback_to,
+                          None, None, None)
+    return result, json.loads(out.read_text())
+
+
+def test_guard_trips_and_falls_back(overflowing):
+    result, report = _validate(overflowing, "fallback-fp32")
+    assert result is True
+    assert report["status"] == "fallback" and report["fallback_to"] == "fp32"
+    flagged = {f["tensor"] for f in report["intermediates_beyond_fp16"]}
+    assert "sq" in flagged and "sq1" in flagged
+    assert any("beyond the fp16 range" in r for r in report["reasons"])
+
+
+def test_guard_fail_policy_fails_the_task(overflowing):
+    result, report = _validate(overflowing, "fail")
+    assert isinstance(result, TaskFailed) and report["status"] == "fail"
+
+
+def test_guard_warn_policy_passes_with_a_warning(overflowing):
+    result, report = _validate(overflowing, "warn")
+    assert result is True and report["status"] == "warn" and report["reasons"]
+
+
+def test_tiny_build_validates_and_reports(tmp_path):
+    """The tiny preset's whole chain through doit; every stage passes the gates."""
+    from conftest import doit, write_pipeline
+    pipe = write_pipeline(tmp_path)
+    doit(pipe)
+    report = json.loads((tmp_path / "artifacts" / "report.json").read_text())
+    for name, stage in report["stages"].items():
+        assert stage["status"] == "pass", (name, stage["reasons"])
+        assert stage["metrics"]["cosine"] >= 0.999
+    for p in ("fp16", "fp32"):
+        v = json.loads((tmp_path / "artifacts" / "validation" / f"action_head-{p}.json").read_text())
+        assert len(v["per_step"]) == 10 and v["metrics"]["max_abs"] < 5e-3
+    assert "RANDOM WEIGHTS" in (tmp_path / "artifacts" / "report.md").read_text()
