@@ -7,6 +7,8 @@
       the converter-clean check alone (exit 1 when not clean).
   export OUT_DIR [--preset tiny|smolvla-libero] [--weights random|checkpoint|hub] [--path P] [--repo-id R]
       export the three stage ONNX models and the runtime side files.
+  libero-check [--config-dir DIR]
+      check the LIBERO install: import, build a task, render one frame headless.
 """
 
 from __future__ import annotations
@@ -74,6 +76,16 @@ def _export(args) -> int:
     return 0
 
 
+def _libero_check(args) -> int:
+    from .evaluate.libero_env import LiberoError, check
+    try:
+        print(check(Path(args.config_dir)))
+    except LiberoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     ap = argparse.ArgumentParser(prog="python -m smolvla_build", description=__doc__,
@@ -100,5 +112,8 @@ def main(argv=None) -> int:
     e.add_argument("--repo-id")
     e.add_argument("--revision")
     e.set_defaults(fn=_export)
+    lc = sub.add_parser("libero-check", help="import LIBERO, build a task, render one frame headless")
+    lc.add_argument("--config-dir", default="artifacts/libero-config")
+    lc.set_defaults(fn=_libero_check)
     args = ap.parse_args(argv)
     return args.fn(args)

@@ -8,3 +8,4 @@ from .runners import OrtQnnRunner, ReferenceRunner, Runner
 from .stage import StageRunner
 
 __all__ = ["OrtQnnRunner", "ReferenceRunner", "Runner", "StageRunner"]
+# Policy (runtime.policy) is imported explicitly: it needs `tokenizers`.

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ..config import ConfigError, load_pipeline
 from ..toolchains import ToolchainError, select_toolchain
-from . import context, export, preprocess, report, validate
+from . import context, export, infer, preprocess, report, validate
 from .layout import Layout
 
-FAMILIES = [export, preprocess, context, validate, report]
+FAMILIES = [export, preprocess, context, validate, report, infer]
 
 
 def _family_creator(module, pipe, layout, toolchain):
@@ -44,7 +44,7 @@ def load_tasks(pipeline_path: str | Path) -> tuple[dict, dict]:
         "backend": "sqlite3",                      # shared safely by `doit -n 2` workers, unlike dbm
         "dep_file": str(layout.root / ".doit.sqlite3"),
         "verbosity": 2,
-        "default_tasks": [m.FAMILY for m in FAMILIES],
+        "default_tasks": [m.FAMILY for m in FAMILIES if getattr(m, "DEFAULT", True)],
     }
     creators = {f"task_{m.FAMILY}": _family_creator(m, pipe, layout, toolchain) for m in FAMILIES}
     return config, creators

@@ -1,0 +1,1 @@
+"""Evaluation of the built policy in the LIBERO simulator (headless, MuJoCo + EGL)."""

