@@ -206,3 +206,23 @@ def test_image_embeddings_are_scaled_in_the_llm_and_state_is_not():
         img = ex[0][:, :1] * math.sqrt(TINY.text_hidden)
         k_img = layer0.self_attn.k_proj(layer0.input_layernorm(img)).view(1, 1, TINY.text_kv_heads, TINY.head_dim)
         assert torch.allclose(base[0, 0, 0], apply_rope(k_img, torch.tensor([[0]]))[0, 0], atol=1e-5)
+
+
+def test_onnx_source_skips_export_and_checks_io(tiny_export, tmp_path):
+    """source.weights: onnx takes a folder of three exported models; a wrong I/O is one clear error."""
+    import shutil
+
+    from conftest import doit, write_pipeline
+    src = tmp_path / "models"
+    shutil.copytree(tiny_export, src)
+    pipe = write_pipeline(tmp_path, source={"preset": "tiny", "weights": "onnx", "path": str(src)})
+    listed = doit(pipe, "list", "--all").stdout
+    names = [line.split()[0] for line in listed.splitlines() if line.strip()]
+    assert "preprocess:llm_backbone" in names and not any(n.startswith("export") for n in names), names
+    assert doit(pipe, "preprocess").ran == {f"preprocess:{m}" for m in STAGES}
+    bad = onnx.load(str(src / "action_head.onnx"))
+    bad.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 49
+    onnx.save(bad, str(src / "action_head.onnx"))
+    res = doit(pipe, "preprocess:action_head", check=False)
+    assert res.returncode != 0
+    assert f"{src / 'action_head.onnx'}: graph input 'x_t' is float[1, 49, 32], expected float[1, 50, 32]" in res.stdout

@@ -40,11 +40,12 @@ def load_tasks(pipeline_path: str | Path) -> tuple[dict, dict]:
         raise SystemExit(2) from None
     layout = Layout(pipe)
     layout.root.mkdir(parents=True, exist_ok=True)
+    families = [m for m in FAMILIES if getattr(m, "enabled", lambda _p: True)(pipe)]
     config = {
         "backend": "sqlite3",                      # shared safely by `doit -n 2` workers, unlike dbm
         "dep_file": str(layout.root / ".doit.sqlite3"),
         "verbosity": 2,
-        "default_tasks": [m.FAMILY for m in FAMILIES if getattr(m, "DEFAULT", True)],
+        "default_tasks": [m.FAMILY for m in families if getattr(m, "DEFAULT", True)],
     }
-    creators = {f"task_{m.FAMILY}": _family_creator(m, pipe, layout, toolchain) for m in FAMILIES}
+    creators = {f"task_{m.FAMILY}": _family_creator(m, pipe, layout, toolchain) for m in families}
     return config, creators

@@ -28,10 +28,12 @@ def run_export(out_dir: str, preset: str, weights: str, seed: int, path, repo_id
     return True
 
 
+def enabled(pipe) -> bool:
+    return pipe.source["weights"] != "onnx"   # ONNX sources skip the export; preprocess checks their I/O
+
+
 def gen_tasks(pipe, layout, toolchain):
     src = pipe.source
-    if src["weights"] == "onnx":
-        return  # the three ONNX files are the sources; preprocess checks their I/O
     file_dep = []
     if src["weights"] == "checkpoint":
         ckpt = pipe.resolve(src["path"])

@@ -1,0 +1,67 @@
+"""`python -m bench [--quick]`: run every scenario and write bench/results.json and BENCHMARKS.md.
+
+Scenarios (full-size smolvla-libero preset, random weights, toolchain ort-qnn):
+ 1. cold build per stage (export, preprocess, context per precision, validate for fp16)
+ 2. no-op doit; rebuild after a one-line change of the fp32 precision's options
+ 3. control step on the reference runtime: per stage, total, orchestration overhead
+ 4. persistent sessions vs one process per call (13 calls per control step), same run
+ 5. HTP emulation cost per stage on the tiny preset
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+
+from . import build, control_step
+from .common import ROOT, machine
+from .report import write_markdown
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = ap.parse_args()
+    from smolvla_build.config import load_pipeline
+    from smolvla_build.stages.layout import Layout
+
+    t0 = time.time()
+    results = {"date": datetime.date.today().isoformat(), "machine": machine(), "reps": args.reps,
+               "command": "python -m bench"}
+    folder = ROOT / "artifacts" / "bench-full"
+    pipe_path = build.write_pipeline(folder)
+    log("scenario 1: cold build per stage (full preset)")
+    results["cold_build"] = build.cold_build(pipe_path, ("fp16",), log)
+    build_targets = ("export", "preprocess", "context")
+    log("scenario 2: no-op doit, rebuild after a change of fp32's options")
+    results["noop"] = build.noop(pipe_path, build_targets, args.reps)
+    results["rebuild_fp32"] = build.rebuild_after_option_change(pipe_path, "fp32", build_targets)
+    pipe = load_pipeline(pipe_path)
+    layout = Layout(pipe)
+    log("scenario 3: control step on the reference runtime")
+    results["control_step"] = control_step.control_step(layout, pipe, args.reps)
+    log("scenario 4: persistent sessions vs one process per call")
+    results["process_per_call"] = control_step.persistent_vs_process(layout, pipe, args.reps)
+    log("scenario 5: HTP emulation per stage (tiny preset)")
+    tiny_path = build.write_pipeline(ROOT / "artifacts" / "bench-tiny", preset="tiny")
+    from .common import doit_cmd, run_measured
+    run_measured(doit_cmd(tiny_path, "context"))
+    tiny = load_pipeline(tiny_path)
+    results["htp_emulation_tiny"] = control_step.htp_emulation(Layout(tiny), tiny, args.reps)
+    results["bench_seconds"] = time.time() - t0
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2))
+    write_markdown(results, args.out)
+    log(f"done in {results['bench_seconds'] / 60:.1f} min: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Scenarios 3 and 4: a control step on the reference runtime (full preset), and persistent
+sessions against one process per call (the qnn-net-run pattern, emulated on the same engine)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import run_measured, stats
+
+MODELS = ("vision_encoder", "llm_backbone", "action_head")
+TASK = "pick up the black bowl between the plate and the ramekin and place it on the plate"
+
+
+def _observation():
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(2)], rng.normal(0, 0.3, 8).astype(np.float32)
+
+
+def control_step(layout, pipe, reps: int = 5) -> dict:
+    from smolvla_build.runtime.policy import Policy
+    ev = pipe.section("evaluation")
+    policy = Policy.from_artifacts(layout, "reference", pipe.soc, pipe.precisions, ev["precision"], 10)
+    images, state = _observation()
+    noise = np.random.default_rng(1).standard_normal((1, 50, 32)).astype(np.float32)
+    policy.predict_chunk(images, state, TASK, noise=noise.copy())          # warm-up
+    policy.timings.clear()
+    for _ in range(reps):
+        policy.predict_chunk(images, state, TASK, noise=noise.copy())
+    rows = policy.timings
+    bare = [sum(sum(v) for v in r["session_run_s"].values()) for r in rows]
+    total = [r["total_s"] for r in rows]
+    overhead = [t - b for t, b in zip(total, bare)]
+    return {
+        "vision_x2_s": stats([r["vision_s"] for r in rows]), "llm_s": stats([r["llm_s"] for r in rows]),
+        "action_head_x10_s": stats([r["action_head_s"] for r in rows]), "total_s": stats(total),
+        "bare_session_run_s": stats(bare), "overhead_s": stats(overhead),
+        "overhead_pct": stats([100 * o / t for o, t in zip(overhead, total)]),
+    }
+
+
+CHILD = r"""
+import sys, numpy as np, onnxruntime as ort
+model, inp, out = sys.argv[1], sys.argv[2], sys.argv[3]
+feeds = dict(np.load(inp))
+so = ort.SessionOptions(); so.log_severity_level = 3
+s = ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
+np.savez(out, **dict(zip([o.name for o in s.get_outputs()], s.run(None, feeds))))
+"""
+
+
+def _calls(layout, policy) -> list[tuple[str, dict]]:
+    """The 13 stage calls of one control step (vision x2, llm x1, action head x10) with the exact
+    graph feeds the persistent policy gives its sessions."""
+    from smolvla_build.feeds import cast_feeds
+    images, state = _observation()
+    recorded: list[tuple[str, dict]] = []
+    for name, stage in policy.stages.items():
+        runner = stage.runner
+        original = runner.infer
+
+        def spy(feeds, outputs=None, _name=name, _orig=original):
+            recorded.append((_name, dict(feeds)))
+            return _orig(feeds, outputs)
+        runner.infer = spy
+    policy.predict_chunk(images, state, TASK, noise=np.zeros((1, 50, 32), np.float32))
+    return recorded
+
+
+def persistent_vs_process(layout, pipe, reps: int = 5) -> dict:
+    from smolvla_build.runtime.policy import Policy
+    ev = pipe.section("evaluation")
+    policy = Policy.from_artifacts(layout, "reference", pipe.soc, pipe.precisions, ev["precision"], 10)
+    calls = _calls(layout, policy)
+    sessions = {m: policy.stages[m].runner.session for m in MODELS}
+    persistent = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for model, feeds in calls:
+            sessions[model].run(None, feeds)
+        persistent.append(time.perf_counter() - t0)
+    per_process = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        inputs = []
+        for i, (model, feeds) in enumerate(calls):
+            p = tmp / f"in{i}.npz"
+            np.savez(p, **feeds)
+            inputs.append((model, p))
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for i, (model, p) in enumerate(inputs):
+                run_measured([sys.executable, "-c", CHILD, str(layout.preprocessed(model)), str(p), str(tmp / f"out{i}.npz")])
+            per_process.append(time.perf_counter() - t0)
+    ratios = [b / a for a, b in zip(persistent, per_process)]
+    return {"calls_per_control_step": len(calls), "persistent_s": stats(persistent),
+            "process_per_call_s": stats(per_process), "ratio": stats(ratios)}
+
+
+def htp_emulation(layout, pipe, reps: int = 5) -> dict:
+    """Scenario 5: seconds per call of each stage's context binary in HTP emulation (tiny preset)."""
+    from smolvla_build.runtime import OrtQnnRunner, StageRunner
+    from smolvla_build.validation import image_like, llm_feeds, prefix_pad_from
+    table = np.load(layout.embed_table, mmap_mode="r")
+    lfeeds = llm_feeds(table.shape[0], table.shape[1], 0)
+    feeds = {"vision_encoder": {"pixel_values": image_like(0)}, "llm_backbone": lfeeds}
+    out = {}
+    for pname, precision in pipe.precisions.items():
+        kv = None
+        for m in MODELS:
+            stage = StageRunner(OrtQnnRunner(layout.context(m, pname), pipe.soc, precision), layout.io_sidecar(m))
+            t0 = time.perf_counter()
+            stage.activate()
+            load = time.perf_counter() - t0
+            f = feeds.get(m) or {"x_t": np.zeros((1, 50, 32), np.float32), "timestep": np.array([0.5], np.float32),
+                                 "kv": kv, "prefix_pad_mask": prefix_pad_from(lfeeds["lang_mask"])}
+            for _ in range(reps):
+                res = stage.infer(f)
+            if m == "llm_backbone":
+                kv = res["kv"]
+            out[f"{m}-{pname}"] = {"load_s": load, "call_s": stats(stage.inference_times)}
+    return out
+
+
+def main_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2))
