@@ -15,6 +15,9 @@ _converter = {
         "float_bitwidth": {"enum": [16, 32]},
         "float_bias_bitwidth": {"enum": [0, 16, 32]},
         "extra_args": {"type": "array", "items": {"type": "string"}},
+        # qairt: run the converter with its MATMUL_TO_FC optimization disabled (the card's patch),
+        # without editing the SDK (smolvla_build/toolchains/converter_patch.py)
+        "disable_matmul_to_fc": {"type": "boolean"},
     },
     "required": ["float_bitwidth"],
 }
@@ -86,6 +89,17 @@ PIPELINE_SCHEMA = {
                 "sdk_version": {"type": "string", "pattern": r"^\d+\.\d+\.\d+(\.\d+)?$"},
                 "sdk_root": {"type": ["string", "null"]},
                 "on_version_mismatch": {"enum": ["error", "warn"]},
+                # qairt lld-link inputs: Windows SDK/MSVC library folders and libraries; the default
+                # (no CRT, /NOENTRY) links self-contained model sources only
+                "link": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "libpaths": {"type": "array", "items": {"type": "string"}},
+                        "libs": {"type": "array", "items": {"type": "string"}},
+                        "link_flags": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
             },
         },
         "preprocess": {

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ..config import ConfigError, load_pipeline
 from ..toolchains import ToolchainError, select_toolchain
-from . import context, export, infer, preprocess, report, validate
+from . import context, export, infer, preprocess, qairt, report, validate
 from .layout import Layout
 
-FAMILIES = [export, preprocess, context, validate, report, infer]
+FAMILIES = [export, preprocess, context, qairt, validate, report, infer]
 
 
 def _family_creator(module, pipe, layout, toolchain):
@@ -35,17 +35,20 @@ def load_tasks(pipeline_path: str | Path) -> tuple[dict, dict]:
     try:
         pipe = load_pipeline(pipeline_path)
         toolchain = select_toolchain(pipe)
+        if toolchain == "qairt":
+            from ..toolchains.qairt import discover
+            discover(pipe)            # SDK layout and version policy: fail at once, in one line
     except (ConfigError, ToolchainError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     layout = Layout(pipe)
     layout.root.mkdir(parents=True, exist_ok=True)
-    families = [m for m in FAMILIES if getattr(m, "enabled", lambda _p: True)(pipe)]
+    families = [m for m in FAMILIES if getattr(m, "enabled", lambda _p, _t: True)(pipe, toolchain)]
     config = {
         "backend": "sqlite3",                      # shared safely by `doit -n 2` workers, unlike dbm
         "dep_file": str(layout.root / ".doit.sqlite3"),
         "verbosity": 2,
-        "default_tasks": [m.FAMILY for m in families if getattr(m, "DEFAULT", True)],
+        "default_tasks": [b for m in families if getattr(m, "DEFAULT", True) for b in getattr(m, "BASENAMES", [m.FAMILY])],
     }
     creators = {f"task_{m.FAMILY}": _family_creator(m, pipe, layout, toolchain) for m in families}
     return config, creators

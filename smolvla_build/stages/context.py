@@ -31,6 +31,10 @@ def run_context(model_name: str, precision_name: str, src: str, out: str, info_p
     return True
 
 
+def enabled(pipe, toolchain) -> bool:
+    return toolchain == "ort-qnn"   # the qairt chain has its own context tasks (stages/qairt.py)
+
+
 def gen_tasks(pipe, layout, toolchain):
     fp = ort_qnn_fingerprint(pipe.soc)
     code = code_digest("toolchains/ort_qnn.py")

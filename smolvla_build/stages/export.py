@@ -28,7 +28,7 @@ def run_export(out_dir: str, preset: str, weights: str, seed: int, path, repo_id
     return True
 
 
-def enabled(pipe) -> bool:
+def enabled(pipe, toolchain) -> bool:
     return pipe.source["weights"] != "onnx"   # ONNX sources skip the export; preprocess checks their I/O
 
 

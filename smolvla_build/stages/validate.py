@@ -100,6 +100,10 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
     return True
 
 
+def enabled(pipe, toolchain) -> bool:
+    return toolchain == "ort-qnn"   # the qairt chain has its own context tasks (stages/qairt.py)
+
+
 def gen_tasks(pipe, layout, toolchain):
     options = dict(pipe.section("validation"))
     fp = {**ort_qnn_fingerprint(pipe.soc), **passes_fingerprint()}

@@ -27,17 +27,15 @@ def find_sdk(pipe) -> Path | None:
 def select_toolchain(pipe) -> str:
     kind = pipe.toolchain["kind"]
     sdk = find_sdk(pipe)
-    if kind == "qairt" or (kind == "auto" and sdk is not None):
-        if sdk is None:
-            raise ToolchainError(
-                "toolchain 'qairt' needs the Qualcomm AI Runtime SDK (QAIRT "
-                f"{pipe.toolchain['sdk_version']}): install it and set QNN_SDK_ROOT (or toolchain.sdk_root), "
-                "or use toolchain.kind: ort-qnn")
-        if kind == "qairt":
-            raise ToolchainError(f"toolchain 'qairt': found an SDK at {sdk}, but this version of smolvla-build "
-                                 "does not build the qairt chain yet; use toolchain.kind: ort-qnn")
-        log.info("toolchain auto: QAIRT SDK at %s, but the qairt chain is not built yet; using ort-qnn", sdk)
-        return "ort-qnn"
+    if kind == "qairt" and sdk is None:
+        raise ToolchainError(
+            "toolchain 'qairt' needs the Qualcomm AI Runtime SDK (QAIRT "
+            f"{pipe.toolchain['sdk_version']}): install it and set QNN_SDK_ROOT (or toolchain.sdk_root), "
+            "or use toolchain.kind: ort-qnn")
     if kind == "auto":
+        if sdk is not None:
+            log.info("toolchain auto: QAIRT SDK at %s; using qairt", sdk)
+            return "qairt"
         log.info("toolchain auto: no QAIRT SDK (QNN_SDK_ROOT unset); using ort-qnn (onnxruntime-qnn)")
-    return "ort-qnn"
+        return "ort-qnn"
+    return kind
