@@ -35,6 +35,7 @@ class Paths:
         self.backend_ext = self.dir / "htp_backend_ext.json"
         self.htp_config = self.dir / "htp_config.json"
         self.serialized = self.dir / f"lib{model}_htp_{precision}.serialized.bin"
+        self.ctx_onnx = self.dir / f"{model}_qairt_ctx.onnx"
 
 
 # --- actions -----------------------------------------------------------------------------------
@@ -62,6 +63,7 @@ def run_compile(p: dict, sdk: dict, tools: dict):
     import tarfile
 
     from ..fsutil import write_json
+    import hashlib
     import re
 
     from ..toolchains.qairt import TARGET, run
@@ -97,7 +99,9 @@ def run_compile(p: dict, sdk: dict, tools: dict):
         run(render_command("qairt/clang_cl_compile.j2", clang_cl=tools["clang_cl"], target=TARGET, jni=sdk["jni"],
                            include=sdk["include"], source=src, obj=o))
         objects.append(str(o))
-    write_json(p["manifest"], {"objects": objects})
+    # content hashes: the link reruns when an object changes, not only when the list does
+    write_json(p["manifest"], {"objects": objects,
+                               "sha256": {o: hashlib.sha256(Path(o).read_bytes()).hexdigest() for o in objects}})
     return True
 
 
@@ -118,7 +122,8 @@ def run_hostlib(cmd: str, sdk_env: dict):
     return True
 
 
-def run_context(p: dict, backend_ext_text: str, htp_config_text: str, cmd: str, sdk_env: dict):
+def run_context(p: dict, backend_ext_text: str, htp_config_text: str, cmd: str, sdk_env: dict, model: str,
+                reference: str, sdk_version: str):
     import os
 
     from ..fsutil import write_text
@@ -133,6 +138,10 @@ def run_context(p: dict, backend_ext_text: str, htp_config_text: str, cmd: str, 
     if not produced.is_file():
         raise RuntimeError(f"qnn-context-binary-generator wrote no {produced}")
     os.replace(produced, out)
+    # the EPContext wrapper lets onnxruntime-qnn load this context (graph I/O as in the preprocessed model)
+    from ..toolchains.epcontext import signature, wrap_context_binary
+    inputs, outputs = signature(Path(reference))
+    wrap_context_binary(out, Path(p["ctx_onnx"]), model, inputs, outputs, sdk_version)
     return True
 
 
@@ -201,7 +210,10 @@ def gen_tasks(pipe, layout, toolchain):
             yield {"basename": "context", "name": name, "doc": f"qnn-context-binary-generator: {m} ({pname}) for "
                                                                 f"soc_model {pipe.soc['soc_model']}",
                    "actions": [(run_context, [], {"p": paths, "backend_ext_text": backend_ext,
-                                                  "htp_config_text": htp_config, "cmd": ctx_cmd, "sdk_env": sdk_env})],
-                   "file_dep": context_dep, "targets": [str(p.serialized), str(p.backend_ext), str(p.htp_config)],
+                                                  "htp_config_text": htp_config, "cmd": ctx_cmd, "sdk_env": sdk_env,
+                                                  "model": m, "reference": str(layout.preprocessed(m)),
+                                                  "sdk_version": sdk.version})],
+                   "file_dep": context_dep + [str(layout.preprocessed(m))],
+                   "targets": [str(p.serialized), str(p.ctx_onnx), str(p.backend_ext), str(p.htp_config)],
                    "uptodate": uptodate({"cmd": ctx_cmd, "backend_ext": backend_ext, "htp_config": htp_config,
                                          "tools": fp, "code": code}), "clean": True}
