@@ -190,3 +190,37 @@ def test_epcontext_wrapper_runs_an_ort_qnn_context_binary(tiny_export, tmp_path)
     a = OrtQnnRunner(tmp_path / "ort" / "ve_ctx.onnx", soc, precision).infer({"pixel_values": x})
     b = OrtQnnRunner(ours / "ve_qairt_ctx.onnx", soc, precision).infer({"pixel_values": x})
     assert np.array_equal(a["image_embeddings"], b["image_embeddings"])
+
+
+def test_qnn_net_run_runner_raw_formats(tmp_path, monkeypatch):
+    """One process per call, float32 .raw inputs except native int32 ones, Result_0/<name>.raw back."""
+    from smolvla_build.runtime import QnnNetRunRunner
+    from smolvla_build.toolchains.qairt import Sdk
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("FAKE_QAIRT_LOG", str(log))
+    program = {"inputs": {"x_t": {"dims": [1, 2, 3], "dtype": "float32"},
+                          "_embed_tokens_Gather_output_0": {"dims": [1, 2], "dtype": "float32"},
+                          "lang_mask": {"dims": [1, 4], "dtype": "int32"}},
+               "outputs": {"v_t": {"dims": [1, 2, 3], "expr": "x_t * 2 + lang_mask.sum()"}}}
+    ctx = tmp_path / "ctx dir" / "m.serialized.bin"
+    ctx.parent.mkdir()
+    ctx.write_bytes(b"FAKE-QNN-CONTEXT\n" + json.dumps({"program": program}).encode())
+    sdk = Sdk(FAKE_SDK, "2.43.0.260128", "x86_64-linux-clang")
+    runner = QnnNetRunRunner(ctx, sdk, [("x_t", "float32", [1, 2, 3]), ("/embed_tokens/Gather_output_0", "float32", [1, 2]),
+                                        ("lang_mask", "int32", [1, 4])], [("v_t", [1, 2, 3])])
+    x = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    out = runner.infer({"x_t": x, "/embed_tokens/Gather_output_0": np.ones((1, 2)), "lang_mask": np.array([[1, 1, 0, 0]])})
+    assert np.array_equal(out["v_t"], x * 2 + 2)
+    call = json.loads(log.read_text().splitlines()[-1])
+    assert call["args"]["native_input_tensor_names"] == "lang_mask"
+    assert call["args"]["retrieve_context"] == str(ctx)
+    runner.infer({"x_t": x, "/embed_tokens/Gather_output_0": np.ones((1, 2)), "lang_mask": np.zeros((1, 4))})
+    assert len(runner.inference_times) == 2 and len(log.read_text().splitlines()) == 2
+
+
+def test_sanitized_names_follow_the_converter():
+    from smolvla_build.toolchains.qairt import sanitize
+    assert sanitize("output.1") == "output_1"
+    assert sanitize("/model/x:0") == "_model_x_0"
+    assert sanitize("/embed_tokens/Gather_output_0") == "_embed_tokens_Gather_output_0"
+    assert sanitize("1st") == "_1st"

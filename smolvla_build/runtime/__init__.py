@@ -4,8 +4,8 @@ activate() loads, infer(feeds) -> {name: array} runs and records the time of eac
 deactivate() frees; usable as a context manager.
 """
 
-from .runners import OrtQnnRunner, ReferenceRunner, Runner
+from .runners import OrtQnnRunner, QnnNetRunRunner, ReferenceRunner, Runner
 from .stage import StageRunner
 
-__all__ = ["OrtQnnRunner", "ReferenceRunner", "Runner", "StageRunner"]
+__all__ = ["OrtQnnRunner", "QnnNetRunRunner", "ReferenceRunner", "Runner", "StageRunner"]
 # Policy (runtime.policy) is imported explicitly: it needs `tokenizers`.

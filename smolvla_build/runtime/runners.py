@@ -84,3 +84,64 @@ class OrtQnnRunner(Runner):
     def _load(self):
         from ..toolchains.ort_qnn import load_session
         return load_session(self.ctx_onnx, self.soc, self.precision)
+
+
+class QnnNetRunRunner(Runner):
+    """The card's way: one qnn-net-run process per call on a serialized context, inputs as headerless
+    .raw files listed in input_list.txt (float32, or the native dtype for the tensors named in
+    --native_input_tensor_names), outputs read back from <output_dir>/Result_0/<name>.raw (float32).
+    Tensor names are the converter's sanitized ones."""
+
+    name = "qnn-net-run"
+
+    def __init__(self, context_bin: str | Path, sdk, inputs: list[tuple[str, str, list[int]]],
+                 outputs: list[tuple[str, list[int]]]):
+        super().__init__()
+        self.context_bin = Path(context_bin)
+        self.sdk = sdk
+        self.inputs = inputs            # (name, numpy dtype name, dims)
+        self.outputs = outputs          # (name, dims)
+
+    def _load(self):
+        return self                     # nothing persistent: every call is a new process
+
+    @property
+    def input_names(self) -> list[str]:
+        return [n for n, _, _ in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [n for n, _ in self.outputs]
+
+    def infer(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        import tempfile
+
+        from ..templates import render, render_command
+        from ..toolchains.qairt import HOSTS, run, sanitize
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="qnn-net-run-") as tmp:
+            tmp = Path(tmp)
+            line, native = [], []
+            for name, dtype, dims in self.inputs:
+                arr = np.asarray(feeds[name])
+                is_float = np.issubdtype(np.dtype(dtype), np.floating)
+                arr = arr.astype(np.float32 if is_float else np.dtype(dtype)).reshape(dims)
+                path = tmp / f"{sanitize(name)}.raw"
+                arr.tofile(path)
+                line.append((sanitize(name), path.as_posix()))
+                if not is_float:
+                    native.append(sanitize(name))
+            input_list = tmp / "input_list.txt"
+            input_list.write_text(render("qairt/input_list.txt.j2", lines=[line]))
+            cmd = render_command("qairt/qnn_net_run.j2", netrun=self.sdk.tool("qnn-net-run"), context=self.context_bin,
+                                 backend=self.sdk.lib / HOSTS[self.sdk.host]["backend"], input_list=input_list,
+                                 outdir=tmp / "out", native_inputs=native)
+            run(cmd, env=self.sdk.env())
+            result = {}
+            for name, dims in self.outputs:
+                if outputs and name not in outputs:
+                    continue
+                raw = tmp / "out" / "Result_0" / f"{sanitize(name)}.raw"
+                result[name] = np.fromfile(raw, dtype=np.float32).reshape(dims)
+        self.inference_times.append(time.perf_counter() - t0)
+        return result

@@ -150,9 +150,10 @@ def run(cmd: str, env=None, cwd=None) -> None:
 
 
 def sanitize(name: str) -> str:
-    """qnn-onnx-converter's tensor-name sanitization (ir_to_qnn.py::sanitize_name)."""
+    """qnn-onnx-converter's tensor-name sanitization (ir_to_qnn.py::sanitize_name):
+    `output.1` -> `output_1`, `/model/x:0` -> `_model_x_0`."""
     s = re.sub(r"\W+", "_", name)
-    return s if s[:1].isalpha() else "_" + s
+    return s if s[:1].isalpha() or s[:1] == "_" else "_" + s
 
 
 PYTHON = sys.executable
