@@ -54,23 +54,27 @@ def prefix_pad_from(lang_mask: np.ndarray, n_image_tokens: int = 128) -> np.ndar
 
 
 def intermediate_ranges(model_path: str, sidecar: str, feeds: dict, chunk: int = 64) -> dict[str, float]:
-    """max |x| of every float intermediate tensor of the fp32 reference on `feeds`."""
+    """max |x| of every float intermediate tensor of the fp32 reference on `feeds`.
+
+    One session over the model with every intermediate exposed as an output, asked for `chunk`
+    outputs per run: onnxruntime keeps only what a run requests, so memory stays that of one
+    session plus one chunk (copies of the model per chunk cost several GB on the full LLM)."""
     from .runtime import ReferenceRunner, StageRunner
     model = onnx.load(model_path)
     inferred = onnx.shape_inference.infer_shapes(model)
     float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
-    names = [v.name for v in inferred.graph.value_info if v.type.tensor_type.elem_type in float_types]
     existing = {o.name for o in model.graph.output}
+    names = [v.name for v in inferred.graph.value_info
+             if v.type.tensor_type.elem_type in float_types and v.name not in existing]
+    model.graph.output.extend([onnx.helper.make_empty_tensor_value_info(n) for n in names])
+    stage = StageRunner(ReferenceRunner(model.SerializeToString()), sidecar)
+    del model, inferred
+    infer = stage.runner.infer
     out: dict[str, float] = {}
     for i in range(0, len(names), chunk):
-        part = [n for n in names[i:i + chunk] if n not in existing]
-        m = onnx.ModelProto()
-        m.CopyFrom(model)
-        m.graph.output.extend([onnx.helper.make_empty_tensor_value_info(n) for n in part])
-        stage = StageRunner(ReferenceRunner(m.SerializeToString()), sidecar)
-        stage.runner.infer = _with_outputs(stage.runner.infer, part)
-        res = stage.infer(feeds)
-        for n, v in res.items():
+        part = names[i:i + chunk]
+        stage.runner.infer = _with_outputs(infer, part)
+        for n, v in stage.infer(feeds).items():
             v = np.asarray(v, dtype=np.float64)
             out[n] = float(np.abs(v[np.isfinite(v)]).max(initial=0.0)) if v.size else 0.0
     return out
