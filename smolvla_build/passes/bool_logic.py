@@ -47,13 +47,7 @@ def eliminate_bool_logic(model: onnx.ModelProto) -> onnx.ModelProto:
 
     for node in list(graph.nodes):
         op = node.op
-        if op == "Constant":
-            v = node.attrs.get("value")
-            if isinstance(v, gs.Constant) and v.values.dtype == np.bool_:
-                node.attrs["value"] = gs.Constant(v.name, v.values.astype(I32))
-                node.outputs[0].dtype = I32
-            continue
-        if op == "ConstantOfShape":
+        if op in ("Constant", "ConstantOfShape"):   # a bool value attribute becomes int32
             v = node.attrs.get("value")
             if isinstance(v, gs.Constant) and v.values.dtype == np.bool_:
                 node.attrs["value"] = gs.Constant(v.name, v.values.astype(I32))
