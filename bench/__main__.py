@@ -21,6 +21,19 @@ from .common import ROOT, machine
 from .report import write_markdown
 
 
+def collect_validation(folder) -> dict:
+    """The validate stage's own reports of this run (HTP emulation vs fp32 reference)."""
+    out = {}
+    for f in sorted(folder.glob("*.json")):
+        r = json.loads(f.read_text())
+        out[f.stem] = {"status": r["status"], "reasons": r["reasons"], "metrics": r["metrics"],
+                       "htp_seconds_per_call": r["htp_seconds_per_call"],
+                       "reference_seconds_per_call": r["reference_seconds_per_call"],
+                       "intermediate_max_abs": r["intermediate_max_abs"],
+                       "intermediates_beyond_fp16": len(r["intermediates_beyond_fp16"])}
+    return out
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -40,6 +53,7 @@ def main() -> int:
     pipe_path = build.write_pipeline(folder)
     log("scenario 1: cold build per stage (full preset)")
     results["cold_build"] = build.cold_build(pipe_path, ("fp16",), log)
+    results["validation_full"] = collect_validation(folder / "artifacts" / "validation")
     build_targets = ("export", "preprocess", "context")
     log("scenario 2: no-op doit, rebuild after a change of fp32's options")
     results["noop"] = build.noop(pipe_path, build_targets, args.reps)

@@ -9,6 +9,7 @@ from .common import fmt
 
 def write_markdown(r: dict, out: str) -> None:
     L = ["# BENCHMARKS", "",
+         "Reproduce: `python -m bench` (about 25 minutes on this machine; writes this file and bench/results.json).", "",
          f"Every figure below was measured by one run of `{r['command']}` on {r['date']}, on {r['machine']}.",
          f"Timings repeated {r['reps']} times report median (min, max, n); single-shot figures say so. "
          f"The whole run took {r['bench_seconds'] / 60:.1f} min. Raw numbers: `bench/results.json`.",
@@ -24,6 +25,18 @@ def write_markdown(r: dict, out: str) -> None:
         L.append(f"| `{task}` | {v['seconds']:.1f} | {v['peak_rss_mb']:.0f} |")
     L += ["", "Validation is measured for fp16 only: one HTP-emulated call of the full vision encoder takes minutes "
           "on x86, and the fp32 validations cost the same engine time again.", "",
+          "What the validate stages of this run measured (HTP emulation of the fp16 context vs the fp32 "
+          "reference, seeded realistic inputs; the action head over the whole 10-step rollout):", "",
+          "| stage | status | cosine | max abs | PSNR dB | HTP s/call | reference s/call | max activation | beyond fp16 |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for k, v in r.get("validation_full", {}).items():
+        m = v["metrics"]
+        L.append(f"| {k} | {v['status']} | {m['cosine']:.6f} | {m['max_abs']:.3g} | {m['psnr_db']:.1f} | "
+                 f"{v['htp_seconds_per_call']:.1f} | {v['reference_seconds_per_call']:.2f} | "
+                 f"{v['intermediate_max_abs']:.4g} | {v['intermediates_beyond_fp16']} |")
+    L += ["", "Reasons given for any status other than pass: " + ("; ".join(
+          f"{k}: {', '.join(v['reasons'])}" for k, v in r.get("validation_full", {}).items() if v["reasons"]) or "none") + ".",
+          "",
           "## 2. No-op and incremental rebuild", "",
           f"- no-op `doit export preprocess context` with all full-size build artifacts present: {fmt(r['noop'])} "
           "(goal < 1 s).",
