@@ -14,12 +14,13 @@ import pytest
 
 from smolvla_build import MODELS
 from smolvla_build.templates import render, render_command
+from smolvla_build.toolchains.qairt import sanitize
 
 from conftest import ROOT, doit, write_pipeline
 
 FAKE_SDK = ROOT / "tests" / "fixtures" / "fake_qairt_sdk"
 READOBJ = shutil.which("llvm-readobj-16") or shutil.which("llvm-readobj")
-needs_llvm = pytest.mark.skipif(not (shutil.which("clang-16") and shutil.which("lld-link-16")),
+needs_llvm = pytest.mark.skipif(not (shutil.which("clang-16") and shutil.which("lld-link-16") and READOBJ),
                                 reason="clang-16/lld-16 are installed by scripts/test.sh")
 
 
@@ -115,6 +116,11 @@ def test_full_chain_produces_arm64_dlls(qairt_build):
             assert (d / f"lib{m}_htp_{p}.serialized.bin").read_bytes().startswith(b"FAKE-QNN-CONTEXT")
             ctx = onnx.load(str(d / f"{m}_qairt_ctx.onnx"))
             assert ctx.graph.node[0].op_type == "EPContext"
+            # I/O of the QNN graph: the converter's sanitized names, fp16 floats in the fp16 context
+            pre = onnx.load(str(folder / "artifacts" / "preprocessed" / f"{m}.onnx"), load_external_data=False)
+            assert [i.name for i in ctx.graph.input] == [sanitize(i.name) for i in pre.graph.input]
+            float_type = onnx.TensorProto.FLOAT16 if p == "fp16" else onnx.TensorProto.FLOAT
+            assert [o.type.tensor_type.elem_type for o in ctx.graph.output] == [float_type] * len(pre.graph.output)
     assert doit(pipe, env=env).ran == set()
 
 
@@ -127,12 +133,41 @@ def test_recorded_arguments(qairt_build):
     assert all(c["args"]["preserve_io"] == ["layout"] for c in conv)
     nets = {p: json.loads((folder / "artifacts" / "qairt" / p / "llm_backbone" / "llm_backbone_net.json").read_text())
             for p in ("fp16", "fp32")}
-    assert nets["fp16"]["applied_optimizations"] == []               # the card's patch, applied per precision
-    assert nets["fp32"]["applied_optimizations"] == ["matmul_to_fc"]
+    assert nets["fp16"]["test_double_applied_optimizations"] == []               # the card's patch, applied per precision
+    assert nets["fp32"]["test_double_applied_optimizations"] == ["matmul_to_fc"]
     gens = [c for c in calls if c["tool"] == "qnn-context-binary-generator"]
     assert all(c["args"]["model"].endswith(".so") and not c["args"]["binary_file"].endswith(".bin") for c in gens)
     libgen = [c for c in calls if c["tool"] == "qnn-model-lib-generator"]
     assert all(c["args"]["lib_targets"] == ["x86_64-linux-clang"] for c in libgen)
+
+
+@needs_llvm
+def test_windows_arm64_host_links_the_lib_generators_weight_objects(tmp_path):
+    """The Windows ARM64 layout (toolchain.host): qnn-model-lib-generator -t windows-aarch64 stages
+    tmp_*/obj/windows-aarch64 (and, as without the VS ClangCL toolset, fails its own CMake build);
+    its weight objects are linked by hand into the DLL, which the context generator loads itself."""
+    pipe = write_pipeline(tmp_path, toolchain={"kind": "qairt", "host": "aarch64-windows-msvc"})
+    env = dict(os.environ, QNN_SDK_ROOT=str(FAKE_SDK), FAKE_QAIRT_LOG=str(tmp_path / "calls.jsonl"))
+    listed = doit(pipe, "list", "--all", env=env).stdout
+    assert "compile:action_head-fp16" in listed and "hostlib:" not in listed
+    res = doit(pipe, "context:action_head-fp16", env=env)
+    assert {"convert:action_head-fp16", "compile:action_head-fp16", "link:action_head-fp16",
+            "context:action_head-fp16"} <= res.ran
+    d = tmp_path / "artifacts" / "qairt" / "fp16" / "action_head"
+    weights = sorted((d / "obj" / "weights").glob("*.o"))
+    assert weights and not (d / "obj" / "libgen").exists() and not (d / "obj" / "weights.o").exists()
+    manifest = json.loads((d / "obj" / "objects.json").read_text())["objects"]
+    assert {str(w) for w in weights} <= set(manifest)
+    out = subprocess.run([READOBJ, "--file-headers", "--coff-exports", str(d / "libaction_head_htp.dll")],
+                         capture_output=True, text=True).stdout
+    assert "IMAGE_FILE_MACHINE_ARM64" in out and "Name: QnnModel_composeGraphs" in out
+    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    libgen = [c for c in calls if c["tool"] == "qnn-model-lib-generator"]
+    assert [c["args"]["lib_targets"] for c in libgen] == [["windows-aarch64"]]
+    gen = [c for c in calls if c["tool"] == "qnn-context-binary-generator"]
+    assert gen[0]["args"]["model"].endswith("libaction_head_htp.dll")
+    assert gen[0]["args"]["backend"].endswith("aarch64-windows-msvc/QnnHtp.dll")
+    assert "exited 1 after making the weight objects" in res.stderr
 
 
 @needs_llvm
@@ -218,8 +253,22 @@ def test_qnn_net_run_runner_raw_formats(tmp_path, monkeypatch):
     assert len(runner.inference_times) == 2 and len(log.read_text().splitlines()) == 2
 
 
+def test_net_json_signature_orders_by_id_and_names_unknown_types(tmp_path):
+    from smolvla_build.toolchains.epcontext import net_json_signature
+    net = tmp_path / "m_net.json"
+    net.write_text(json.dumps({"graph": {"tensors": {
+        "out_1": {"id": 3, "type": 1, "data_type": 0x0216, "dims": [1, 4]},
+        "b": {"id": 2, "type": 0, "data_type": 0x0032, "dims": [1]},
+        "a": {"id": 1, "type": 0, "data_type": 0x0232, "dims": [1, 64, 64, 3]},
+        "w": {"id": 4, "type": 4, "data_type": 0x0232, "dims": [4]}}}}))
+    assert net_json_signature(net) == ([("a", onnx.TensorProto.FLOAT, [1, 64, 64, 3]), ("b", onnx.TensorProto.INT32, [1])],
+                                       [("out_1", onnx.TensorProto.FLOAT16, [1, 4])])
+    net.write_text(json.dumps({"graph": {"tensors": {"q": {"id": 1, "type": 0, "data_type": 0x0408, "dims": [1]}}}}))
+    with pytest.raises(ValueError, match=r"m_net.json: tensor q: QNN data_type 0x0408"):
+        net_json_signature(net)
+
+
 def test_sanitized_names_follow_the_converter():
-    from smolvla_build.toolchains.qairt import sanitize
     assert sanitize("output.1") == "output_1"
     assert sanitize("/model/x:0") == "_model_x_0"
     assert sanitize("/embed_tokens/Gather_output_0") == "_embed_tokens_Gather_output_0"

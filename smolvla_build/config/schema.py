@@ -89,6 +89,9 @@ PIPELINE_SCHEMA = {
                 "sdk_version": {"type": "string", "pattern": r"^\d+\.\d+\.\d+(\.\d+)?$"},
                 "sdk_root": {"type": ["string", "null"]},
                 "on_version_mismatch": {"enum": ["error", "warn"]},
+                # the SDK host layout (bin/<host>, lib/<host>) and how the weight objects are made;
+                # auto = this machine (Linux x86_64 or Windows ARM64)
+                "host": {"enum": ["auto", "x86_64-linux-clang", "aarch64-windows-msvc"]},
                 # qairt lld-link inputs: Windows SDK/MSVC library folders and libraries; the default
                 # (no CRT, /NOENTRY) links self-contained model sources only
                 "link": {
@@ -149,6 +152,7 @@ DEFAULTS = {
         "sdk_version": "2.43.0.260128",
         "sdk_root": None,
         "on_version_mismatch": "error",
+        "host": "auto",
     },
     "preprocess": {"mask_bound": -1.0e4, "equivalence_rtol": 1.0e-5, "seed": 0},
     "validation": {"on_saturation": "fallback-fp32", "cosine_min": 0.999, "max_abs": 5.0e-3, "seed": 0},

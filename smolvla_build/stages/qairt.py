@@ -57,39 +57,80 @@ def run_convert(cmd: str, sdk_env: dict, staging: str, outputs: dict):
     return True
 
 
-def run_compile(p: dict, sdk: dict, tools: dict):
-    """Weights objects from model.bin's raw members, then the four C++ sources with clang-cl."""
+def assemble_weight_objects(bin_path: Path, obj: Path, tools: dict) -> list[str]:
+    """Linux host: one COFF object for all raw tensors of model.bin, assembled by clang (.incbin)."""
+    import re
     import shutil
     import tarfile
 
-    from ..fsutil import write_json
-    import hashlib
-    import re
+    from ..toolchains.qairt import TARGET, run
+    (obj / "binary").mkdir(parents=True)
+    weights = []
+    with tarfile.open(bin_path) as tar:
+        for member in tar.getmembers():
+            if not member.isfile() or not member.name.endswith(".raw"):
+                continue
+            name = Path(member.name).stem     # already sanitized by the converter; objcopy-style symbol
+            if not re.fullmatch(r"\w+", name):
+                raise RuntimeError(f"{bin_path}: member {member.name!r} is not a sanitized tensor name")
+            raw = obj / "binary" / f"{name}.raw"
+            with tar.extractfile(member) as src, open(raw, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            weights.append({"name": name, "raw": raw.as_posix()})
+    if not weights:
+        return []
+    asm = obj / "binary" / "weights.S"
+    asm.write_text(render("qairt/weights_asm.S.j2", weights=weights, target=TARGET))
+    o = obj / "weights.o"
+    run(render_command("qairt/clang_weights.j2", clang=tools["clang"], target=TARGET, asm=asm, obj=o))
+    return [str(o)]
 
+
+def libgen_weight_objects(p: dict, sdk: dict, obj: Path) -> list[str]:
+    """Windows ARM64 host: the SDK's qnn-model-lib-generator -t windows-aarch64 stages its build in
+    ./tmp_<N> and leaves the weight objects (object-generator.exe) in tmp_<N>/obj/windows-aarch64,
+    as the card's build uses them. Its own CMake build of the DLL often fails without the VS ClangCL
+    toolset (qnn.md section 3): that is only a warning when the weight objects were made."""
+    import os
+    import shutil
+
+    from ..toolchains.qairt import run
+    work = obj / "libgen"
+    work.mkdir(parents=True)
+    cmd = render_command("qairt/model_lib_generator.j2", python=sdk["python"], libgen=sdk["libgen"], cpp=p["cpp"],
+                         bin=p["bin"], target="windows-aarch64", name=Path(p["cpp"]).stem, outdir=work / "lib")
+    proc = run(cmd, env=dict(os.environ, **sdk["env"]), cwd=work, check=False)
+    made = sorted(work.glob("tmp_*/obj/windows-aarch64/*.o"))
+    if not made:
+        raise RuntimeError(f"qnn-model-lib-generator left no weight objects under {work}/tmp_*/obj/windows-aarch64 "
+                           f"(exit {proc.returncode}): {cmd}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    if proc.returncode != 0:
+        log.warning("qnn-model-lib-generator exited %d after making the weight objects (its own DLL build is not "
+                    "used): %s", proc.returncode, (proc.stderr or proc.stdout).strip().splitlines()[-1:])
+    (obj / "weights").mkdir()
+    objects = []
+    for o in made:
+        dst = obj / "weights" / o.name
+        shutil.copyfile(o, dst)
+        objects.append(str(dst))
+    shutil.rmtree(work)            # the staging tree holds another copy of model.bin
+    return objects
+
+
+def run_compile(p: dict, sdk: dict, tools: dict, weights: str):
+    """Weight objects from model.bin (by host: `weights`), then the four C++ sources with clang-cl."""
+    import hashlib
+    import shutil
+
+    from ..fsutil import write_json
     from ..toolchains.qairt import TARGET, run
     obj = Path(p["obj"])
     shutil.rmtree(obj, ignore_errors=True)
-    (obj / "binary").mkdir(parents=True)
+    obj.mkdir(parents=True)
     objects = []
-    weights = []
-    if Path(p["bin"]).is_file():
-        with tarfile.open(p["bin"]) as tar:
-            for member in tar.getmembers():
-                if not member.isfile() or not member.name.endswith(".raw"):
-                    continue
-                name = Path(member.name).stem     # already sanitized by the converter; objcopy-style symbol
-                if not re.fullmatch(r"\w+", name):
-                    raise RuntimeError(f"{p['bin']}: member {member.name!r} is not a sanitized tensor name")
-                raw = obj / "binary" / f"{name}.raw"
-                with tar.extractfile(member) as src, open(raw, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                weights.append({"name": name, "raw": raw.as_posix()})
-    if weights:   # one assembly file and one clang call for all weight tensors
-        asm = obj / "binary" / "weights.S"
-        asm.write_text(render("qairt/weights_asm.S.j2", weights=weights, target=TARGET))
-        o = obj / "weights.o"
-        run(render_command("qairt/clang_weights.j2", clang=tools["clang"], target=TARGET, asm=asm, obj=o))
-        objects.append(str(o))
+    if Path(p["bin"]).is_file():            # absent when the graph has no weights
+        objects += (libgen_weight_objects(p, sdk, obj) if weights == "libgen"
+                    else assemble_weight_objects(Path(p["bin"]), obj, tools))
     staged = obj / "src"
     staged.mkdir()
     shutil.copyfile(p["cpp"], staged / "QnnNetworkModel.cpp")   # the card's name for the converter output
@@ -123,7 +164,7 @@ def run_hostlib(cmd: str, sdk_env: dict):
 
 
 def run_context(p: dict, backend_ext_text: str, htp_config_text: str, cmd: str, sdk_env: dict, model: str,
-                reference: str, sdk_version: str):
+                sdk_version: str):
     import os
 
     from ..fsutil import write_text
@@ -138,9 +179,9 @@ def run_context(p: dict, backend_ext_text: str, htp_config_text: str, cmd: str, 
     if not produced.is_file():
         raise RuntimeError(f"qnn-context-binary-generator wrote no {produced}")
     os.replace(produced, out)
-    # the EPContext wrapper lets onnxruntime-qnn load this context (graph I/O as in the preprocessed model)
-    from ..toolchains.epcontext import signature, wrap_context_binary
-    inputs, outputs = signature(Path(reference))
+    # the EPContext wrapper lets onnxruntime-qnn load this context; its I/O is the QNN graph's (_net.json)
+    from ..toolchains.epcontext import net_json_signature, wrap_context_binary
+    inputs, outputs = net_json_signature(Path(p["net_json"]))
     wrap_context_binary(out, Path(p["ctx_onnx"]), model, inputs, outputs, sdk_version)
     return True
 
@@ -155,6 +196,8 @@ def gen_tasks(pipe, layout, toolchain):
     fp = {"sdk_version": sdk.version, "sdk_host": sdk.host, "soc": dict(pipe.soc), **tool_versions(tools)}
     sdk_env = {k: v for k, v in sdk.env().items() if k in ("PYTHONPATH", "LD_LIBRARY_PATH", "QNN_SDK_ROOT")}
     sdk_paths = {"jni": str(sdk.jni), "include": str(sdk.include)}
+    sdk_compile = {**sdk_paths, "python": PYTHON, "env": sdk_env,
+                   "libgen": str(sdk.tool("qnn-model-lib-generator")) if host["weights"] == "libgen" else None}
     link = {"libpaths": [], "libs": [], "link_flags": ["/NOENTRY", "/NODEFAULTLIB"]}
     link.update(pipe.toolchain.get("link") or {})
     code = code_digest("stages/qairt.py", "toolchains/qairt.py", "toolchains/converter_patch.py")
@@ -177,11 +220,14 @@ def gen_tasks(pipe, layout, toolchain):
                                          "tools": fp, "code": code}), "clean": True}
             paths = {k: str(v) for k, v in vars(p).items() if isinstance(v, Path)}
             yield {"basename": "compile", "name": name, "doc": f"clang-cl: {m} model library objects (ARM64)",
-                   "actions": [(run_compile, [], {"p": paths, "sdk": sdk_paths, "tools": tools})],
+                   "actions": [(run_compile, [], {"p": paths, "sdk": sdk_compile, "tools": tools,
+                                                  "weights": host["weights"]})],
                    "file_dep": [str(p.cpp), str(p.net_json)], "targets": [str(p.manifest)],
                    "uptodate": uptodate({"templates": template_digest("qairt/clang_cl_compile.j2", "qairt/clang_weights.j2",
-                                                                      "qairt/weights_asm.S.j2"),
-                                         "tools": fp, "sdk": sdk_paths, "code": code}), "clean": True}
+                                                                      "qairt/weights_asm.S.j2", "qairt/model_lib_generator.j2"),
+                                         "tools": fp, "sdk": sdk_paths, "libgen": sdk_compile["libgen"],
+                                         "weights": host["weights"], "code": code}),
+                   "clean": True}
             yield {"basename": "link", "name": name, "doc": f"lld-link: lib{m}_htp.dll (ARM64)",
                    "actions": [(run_link, [], {"p": paths, "tools": tools, "link": link})],
                    "file_dep": [str(p.manifest)], "targets": [str(p.dll)],
@@ -211,9 +257,8 @@ def gen_tasks(pipe, layout, toolchain):
                                                                 f"soc_model {pipe.soc['soc_model']}",
                    "actions": [(run_context, [], {"p": paths, "backend_ext_text": backend_ext,
                                                   "htp_config_text": htp_config, "cmd": ctx_cmd, "sdk_env": sdk_env,
-                                                  "model": m, "reference": str(layout.preprocessed(m)),
-                                                  "sdk_version": sdk.version})],
-                   "file_dep": context_dep + [str(layout.preprocessed(m))],
+                                                  "model": m, "sdk_version": sdk.version})],
+                   "file_dep": context_dep + [str(p.net_json)],
                    "targets": [str(p.serialized), str(p.ctx_onnx), str(p.backend_ext), str(p.htp_config)],
                    "uptodate": uptodate({"cmd": ctx_cmd, "backend_ext": backend_ext, "htp_config": htp_config,
                                          "tools": fp, "code": code}), "clean": True}

@@ -33,6 +33,36 @@ def wrap_context_binary(binary: Path, out_onnx: Path, graph_name: str, inputs: l
     return model
 
 
+# QNN data_type enum (qnn.md 1.1) -> ONNX elem_type
+QNN_TO_ONNX = {0x0232: onnx.TensorProto.FLOAT, 0x0216: onnx.TensorProto.FLOAT16, 0x0032: onnx.TensorProto.INT32,
+               0x0064: onnx.TensorProto.INT64, 0x0508: onnx.TensorProto.BOOL, 0x0008: onnx.TensorProto.INT8,
+               0x0108: onnx.TensorProto.UINT8, 0x0016: onnx.TensorProto.INT16, 0x0116: onnx.TensorProto.UINT16,
+               0x0132: onnx.TensorProto.UINT32}
+
+
+def net_json_signature(net_json: Path) -> tuple[list, list]:
+    """(inputs, outputs) of the QNN graph from the converter's <model>_net.json, sorted by tensor id as
+    onnxruntime's gen_qnn_ctx_onnx_model.py does: the names are the converter's sanitized ones and the
+    dims/dtypes what the context really takes (channel-last, fp16), which is what the EPContext node
+    must declare for onnxruntime-qnn to bind them."""
+    net_json = Path(net_json)
+    try:
+        tensors = __import__("json").loads(net_json.read_text())["graph"]["tensors"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{net_json}: not a qnn-onnx-converter model JSON (graph.tensors): {e}") from None
+
+    def pick(kind):
+        out = []
+        for name, t in sorted(tensors.items(), key=lambda kv: kv[1]["id"]):
+            if t["type"] != kind:
+                continue
+            if t["data_type"] not in QNN_TO_ONNX:
+                raise ValueError(f"{net_json}: tensor {name}: QNN data_type {t['data_type']:#06x} has no ONNX type here")
+            out.append((name, QNN_TO_ONNX[t["data_type"]], list(t["dims"])))
+        return out
+    return pick(0), pick(1)     # APP_WRITE, APP_READ
+
+
 def signature(model_path: Path) -> tuple[list, list]:
     """(inputs, outputs) of an ONNX model as (name, elem_type, dims) triples."""
     m = onnx.load(str(model_path), load_external_data=False)

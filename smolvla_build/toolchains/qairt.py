@@ -1,8 +1,10 @@
 """The qairt toolchain: the Qualcomm AI Runtime SDK command-line tools, as the deployed card uses them.
 
   preprocessed ONNX -> qnn-onnx-converter -> model.cpp + model.bin (+ _net.json)
-  -> weights: one object per raw tensor of model.bin (clang, .incbin; symbols
-     _binary_obj_binary_<name>_raw_start/_end as BINVARSTART expects)
+  -> weights: objects defining _binary_obj_binary_<name>_raw_start/_end (what BINVARSTART expects) for
+     each raw tensor of model.bin. On a Windows ARM64 host the SDK's qnn-model-lib-generator
+     -t windows-aarch64 makes them (object-generator.exe) and leaves them under tmp_*/obj/windows-aarch64;
+     on a Linux host, which the lib generator offers no Windows target, clang assembles them (.incbin)
   -> clang-cl --target=aarch64-pc-windows-msvc: QnnModel.cpp, QnnWrapperUtils.cpp, QnnModelPal.cpp
      (windows/), QnnNetworkModel.cpp (= model.cpp) -> .o
   -> lld-link /DLL /MACHINE:ARM64 -> lib<model>_htp.dll (the ARM64 model library for the device)
@@ -30,16 +32,22 @@ from . import ToolchainError
 log = logging.getLogger("smolvla_build.qairt")
 TARGET = "aarch64-pc-windows-msvc"
 
-# host name -> SDK folder names and tools; the same templates render for both
+# host name -> SDK folder names, tools and where the weight objects come from; the same templates
+# render for both. context_lib: the model library qnn-context-binary-generator loads (host .so on
+# Linux, the ARM64 DLL itself on Windows ARM64). weights: "libgen" (the SDK's lib generator) or
+# "assemble" (clang, see module docstring).
 HOSTS = {
     "x86_64-linux-clang": {"backend": "libQnnHtp.so", "extensions": "libQnnHtpNetRunExtensions.so",
-                           "context_lib": "host", "exe": ""},
+                           "context_lib": "host", "exe": "", "weights": "assemble"},
     "aarch64-windows-msvc": {"backend": "QnnHtp.dll", "extensions": "QnnHtpNetRunExtensions.dll",
-                             "context_lib": "device", "exe": ".exe"},
+                             "context_lib": "device", "exe": ".exe", "weights": "libgen"},
 }
 
 
-def host_name() -> str:
+def host_name(configured: str = "auto") -> str:
+    """The SDK host layout: toolchain.host from pipeline.yaml, else this machine's."""
+    if configured != "auto":
+        return configured
     if platform.system() == "Windows" and platform.machine().upper() in ("ARM64", "AARCH64"):
         return "aarch64-windows-msvc"
     if platform.system() == "Linux" and platform.machine() == "x86_64":
@@ -104,7 +112,9 @@ def discover(pipe) -> Sdk:
     if root is None:
         raise ToolchainError("toolchain 'qairt' needs the Qualcomm AI Runtime SDK: install QAIRT "
                              f"{pipe.toolchain['sdk_version']} and set QNN_SDK_ROOT (or toolchain.sdk_root)")
-    sdk = Sdk(root.resolve(), read_version(root), host_name())
+    sdk = Sdk(root.resolve(), read_version(root), host_name(pipe.toolchain.get("host", "auto")))
+    if not sdk.bin.is_dir():
+        raise ToolchainError(f"qairt: {sdk.bin} missing: the SDK at {sdk.root} has no tools for host {sdk.host}")
     want = pipe.toolchain["sdk_version"]
     if sdk.version != want:
         msg = f"qairt: the SDK at {sdk.root} is version {sdk.version}, pipeline.yaml expects {want}"
@@ -142,11 +152,12 @@ def tool_versions(tools: dict) -> dict:
     return out
 
 
-def run(cmd: str, env=None, cwd=None) -> None:
+def run(cmd: str, env=None, cwd=None, check: bool = True) -> subprocess.CompletedProcess:
     """Run a rendered command line in the host shell; a failure shows the command and its output."""
     proc = subprocess.run(cmd, shell=True, env=env, cwd=cwd, capture_output=True, text=True)
-    if proc.returncode != 0:
+    if check and proc.returncode != 0:
         raise RuntimeError(f"command failed ({proc.returncode}): {cmd}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return proc
 
 
 def sanitize(name: str) -> str:
