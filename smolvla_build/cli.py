@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--embedding-on-cpu", action="store_true", help="cut /embed_tokens/Gather_output_0 out")
-    p.add_argument("--sinusoid-on-cpu", action="store_true", help="move sinusoidal timestep embeddings to the CPU")
+    p.add_argument("--sinusoid-on-cpu", action="store_true", help="move sinusoids of small inputs (timestep embeddings, RoPE tables) to the CPU")
     p.add_argument("--mask-bound", type=float, default=-1.0e4)
     p.add_argument("--rtol", type=float, default=1.0e-5)
     p.add_argument("--seed", type=int, default=0)

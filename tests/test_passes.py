@@ -159,6 +159,40 @@ def test_sinusoid_moves_to_the_cpu():
     assert [i.name for i in out.graph.input] == ["emb"] and not {n.op_type for n in out.graph.node} & {"Sin", "Cos"}
 
 
+def test_rope_tables_of_mask_positions_move_to_the_cpu_once():
+    """Positions from a padding mask (ReduceSum + arange) -> angle -> Sin/Cos, repeated per layer
+    as the exporter writes it: each distinct table becomes one graph input, computed on the CPU."""
+    from onnxruntime import InferenceSession
+    from smolvla_build.passes.sinusoid import sinusoid_cpu_model
+    nodes = []
+    for k in range(2):          # two "layers" with identical position -> angle -> sin/cos cones
+        nodes += [oh.make_node("ReduceSum", ["mask", "ax"], [f"n{k}"], keepdims=1),
+                  oh.make_node("Add", [f"n{k}", "ar"], [f"pos{k}"]),
+                  oh.make_node("Unsqueeze", [f"pos{k}", "ax2"], [f"p{k}"]),
+                  oh.make_node("Mul", [f"p{k}", "inv"], [f"a{k}"]),
+                  oh.make_node("Sin", [f"a{k}"], [f"s{k}"]), oh.make_node("Cos", [f"a{k}"], [f"c{k}"]),
+                  oh.make_node("Mul", ["x" if k == 0 else "y0", f"c{k}"], [f"xc{k}"]),
+                  oh.make_node("Mul", ["x" if k == 0 else "y0", f"s{k}"], [f"xs{k}"]),
+                  oh.make_node("Add", [f"xc{k}", f"xs{k}"], [f"y{k}"])]
+    inv = (1.0 / 10000 ** (np.arange(4) / 4)).astype(np.float32)
+    m = model(nodes, [vi("mask", T.FLOAT, [1, 200]), vi("x", T.FLOAT, [1, 6, 4])], [vi("y1", T.FLOAT, [1, 6, 4])],
+              [oh.make_tensor("ax", T.INT64, [1], [1]), oh.make_tensor("ax2", T.INT64, [1], [2]),
+               onnx.numpy_helper.from_array(np.arange(6, dtype=np.float32)[None], "ar"),
+               onnx.numpy_helper.from_array(inv, "inv")])
+    cpu = sinusoid_cpu_model(m)
+    out = sinusoid_on_cpu(m)
+    assert not {n.op_type for n in out.graph.node} & {"Sin", "Cos"}
+    assert [i.name for i in out.graph.input] == ["x", "s0", "c0"]           # two copies, one input each
+    assert [o.name for o in cpu.graph.output] == ["s0", "c0"]
+    rng = np.random.default_rng(0)
+    mask = (np.arange(200) < 180).astype(np.float32)[None]
+    x = rng.standard_normal((1, 6, 4)).astype(np.float32)
+    ref = InferenceSession(m.SerializeToString()).run(None, {"mask": mask, "x": x})[0]
+    s0, c0 = InferenceSession(cpu.SerializeToString()).run(None, {"mask": mask})
+    got = InferenceSession(out.SerializeToString()).run(None, {"x": x, "s0": s0, "c0": c0})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
 # --- the tiny SmolVLA exports end to end ---------------------------------------------------------
 
 @pytest.mark.parametrize("stage", ["vision_encoder", "llm_backbone", "action_head"])
@@ -166,11 +200,11 @@ def test_tiny_smolvla_stage_end_to_end(tiny_export, stage):
     raw = onnx.load(str(tiny_export / f"{stage}.onnx"))
     if stage != "vision_encoder":      # the raw vision export has no bool/CumSum pattern at all
         assert check_htp_clean(raw), "the checker must reject the raw export"
-    res = preprocess(raw, embedding_cpu=stage == "llm_backbone", sinusoid_cpu=stage == "action_head")
+    res = preprocess(raw, embedding_cpu=stage == "llm_backbone", sinusoid_cpu=stage != "vision_encoder")
     assert check_htp_clean(res.model) == []
     assert res.report["equivalence"]["passed"]
     assert all(e <= 1e-5 for e in res.report["equivalence"]["relative_error"].values())
-    again = preprocess(res.model, embedding_cpu=stage == "llm_backbone", sinusoid_cpu=stage == "action_head")
+    again = preprocess(res.model, embedding_cpu=stage == "llm_backbone", sinusoid_cpu=stage != "vision_encoder")
     assert same_serialization(again.model, res.model), "passes must be idempotent"
     if stage == "llm_backbone":
         assert res.io_changes["inputs"] == {"lang_mask": {"from": "bool", "to": "int32"}}
@@ -187,7 +221,7 @@ def test_htp_acceptance_of_the_preprocessed_tiny_models(tiny_export, tmp_path):
                  "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}}
     for stage in ("vision_encoder", "llm_backbone", "action_head"):
         res = preprocess(onnx.load(str(tiny_export / f"{stage}.onnx")), embedding_cpu=stage == "llm_backbone",
-                         sinusoid_cpu=stage == "action_head")
+                         sinusoid_cpu=stage != "vision_encoder")
         onnx_io.save(res.model, tmp_path / f"{stage}.onnx")
         info = build_context(tmp_path / f"{stage}.onnx", tmp_path / "ctx" / f"{stage}_ctx.onnx", soc, precision)
         assert info["context_bytes"] > 0

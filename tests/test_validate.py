@@ -56,12 +56,13 @@ def overflowing(tmp_path_factory):
     return d
 
 
-def _validate(d, policy, fallback_to="fp32"):
-    options = {"on_saturation": policy, "cosine_min": 0.999, "max_abs": 5e-3, "seed": 0}
-    out = d / f"report-{policy}.json"
+def _validate(d, policy, fallback_to="fp32", on_fallback_miss="fail", fallback_target=False):
+    options = {"on_saturation": policy, "on_fallback_miss": on_fallback_miss, "cosine_min": 0.999, "max_abs": 5e-3,
+               "seed": 0}
+    out = d / f"report-{policy}-{on_fallback_miss}-{fallback_target}.json"
     result = run_validate("vision_encoder", "fp16", str(d / "vision_encoder.onnx"), str(d / "vision_encoder.io.json"),
                           str(d / "ctx" / "vision_encoder_ctx.onnx"), str(out), SOC, FP16, options, fallback_to,
-                          None, None, None)
+                          None, None, None, fallback_target=fallback_target)
     return result, json.loads(out.read_text())
 
 
@@ -77,6 +78,16 @@ def test_guard_trips_and_falls_back(overflowing):
 def test_guard_fail_policy_fails_the_task(overflowing):
     result, report = _validate(overflowing, "fail")
     assert isinstance(result, TaskFailed) and report["status"] == "fail"
+
+
+def test_a_miss_of_the_precision_fallen_back_to_fails_unless_told_to_warn(overflowing):
+    """Under fallback-fp32 the fp32 build has nothing left to fall back to: a miss fails the task,
+    or (on_fallback_miss: warn) is used with status warn and its reasons in the report."""
+    result, report = _validate(overflowing, "fallback-fp32", fallback_to=None, fallback_target=True)
+    assert isinstance(result, TaskFailed) and report["status"] == "fail"
+    result, report = _validate(overflowing, "fallback-fp32", fallback_to=None, on_fallback_miss="warn",
+                               fallback_target=True)
+    assert result is True and report["status"] == "warn" and report["reasons"]
 
 
 def test_guard_warn_policy_passes_with_a_warning(overflowing):

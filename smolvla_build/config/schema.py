@@ -119,6 +119,8 @@ PIPELINE_SCHEMA = {
             "additionalProperties": False,
             "properties": {
                 "on_saturation": {"enum": ["fail", "fallback-fp32", "warn"]},
+                # under fallback-fp32: what a miss of the precision fallen back to (fp32) does
+                "on_fallback_miss": {"enum": ["fail", "warn"]},
                 "cosine_min": {"type": "number", "minimum": -1, "maximum": 1},
                 "max_abs": {"type": "number", "exclusiveMinimum": 0},
                 "seed": {"type": "integer", "minimum": 0},
@@ -155,7 +157,7 @@ DEFAULTS = {
         "host": "auto",
     },
     "preprocess": {"mask_bound": -1.0e4, "equivalence_rtol": 1.0e-5, "seed": 0},
-    "validation": {"on_saturation": "fallback-fp32", "cosine_min": 0.999, "max_abs": 5.0e-3, "seed": 0},
+    "validation": {"on_saturation": "fallback-fp32", "on_fallback_miss": "fail", "cosine_min": 0.999, "max_abs": 5.0e-3, "seed": 0},
     "evaluation": {
         "runtime": "auto",
         "precision": "fp16",

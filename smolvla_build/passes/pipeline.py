@@ -79,7 +79,8 @@ def _equivalence(before: onnx.ModelProto, after: onnx.ModelProto, table, cpu_mod
         elif added and "lookup" in added:
             feeds1[i.name] = table[feeds[added["ids_input"]]].astype(np.float32)
         elif added and "cpu_model" in added:
-            feeds1[i.name] = cpu.run([i.name], {k: feeds[k] for k in added["inputs"]})[0]
+            cpu_types = {c.name: ORT_DTYPES.get(c.type, np.float32) for c in cpu.get_inputs()}
+            feeds1[i.name] = cpu.run([i.name], {k: feeds[k].astype(cpu_types[k]) for k in added["inputs"]})[0]
         else:
             raise KeyError(f"rewritten model has an input {i.name!r} the original lacks")
     got = dict(zip([o.name for o in s1.get_outputs()], s1.run(None, feeds1)))

@@ -24,12 +24,12 @@ class StageRunner:
         self.changes = json.loads(sidecar.read_text())
         base = sidecar.parent
         self._tables: dict[str, np.ndarray] = {}
-        self._cpu: dict[str, ReferenceRunner] = {}
+        self._cpu: dict[str, ReferenceRunner] = {}          # one session per CPU sub-model file
         for name, info in self.changes["added_inputs"].items():
             if "lookup" in info:
                 self._tables[name] = np.load(base / info["lookup"], mmap_mode="r")
-            elif "cpu_model" in info:
-                self._cpu[name] = ReferenceRunner(base / info["cpu_model"])
+            elif "cpu_model" in info and info["cpu_model"] not in self._cpu:
+                self._cpu[info["cpu_model"]] = ReferenceRunner(base / info["cpu_model"])
 
     @property
     def name(self) -> str:
@@ -47,10 +47,13 @@ class StageRunner:
 
     def infer(self, feeds: dict) -> dict[str, np.ndarray]:
         f = dict(feeds)
+        wanted: dict[str, list[str]] = {}
         for name, info in self.changes["added_inputs"].items():
             if name in self._tables:
                 f[name] = np.asarray(self._tables[name][np.asarray(f[info["ids_input"]])], dtype=np.float32)
             else:
-                cpu = self._cpu[name]
-                f[name] = cpu.infer(cast_feeds(cpu, {k: f[k] for k in info["inputs"]}), outputs=[name])[name]
+                wanted.setdefault(info["cpu_model"], []).append(name)
+        for file, names in wanted.items():       # one run per CPU sub-model for all the inputs it makes
+            cpu = self._cpu[file]
+            f.update(cpu.infer(cast_feeds(cpu, {k: f[k] for k in cpu.input_names}), outputs=names))
         return self.runner.infer(cast_feeds(self.runner, {k: f[k] for k in self.runner.input_names}))

@@ -7,6 +7,7 @@ import logging
 from doit.exceptions import TaskFailed
 
 from .keys import code_digest, uptodate
+from .preprocess import SINUSOID_ON_CPU
 
 FAMILY = "infer"
 DEFAULT = False        # episodes take minutes: run them by name, not with a bare `doit`
@@ -50,7 +51,7 @@ def infer_inputs(pipe, layout, runtime: str) -> list:
         files += [layout.preprocessed(m), layout.io_sidecar(m)]
         if runtime == "ort-qnn":
             files += [layout.context(m, p) for p in pipe.precisions]
-    files += [layout.embed_table, layout.cpu_model("action_head")]
+    files += [layout.embed_table] + [layout.cpu_model(m) for m in sorted(SINUSOID_ON_CPU)]
     return [str(f) for f in files]
 
 

@@ -40,7 +40,7 @@ class Layout:
         return self.preprocessed_dir / f"{model}.io.json"
 
     def cpu_model(self, model: str) -> Path:
-        """The CPU part cut out of a stage graph (the timestep embedding of the action head)."""
+        """The CPU part cut out of a stage graph (sinusoids of small inputs: RoPE tables, timestep embedding)."""
         return self.preprocessed_dir / f"{model}.cpu.onnx"
 
     @property

@@ -12,7 +12,7 @@ from .keys import code_digest, uptodate
 FAMILY = "preprocess"
 log = logging.getLogger("smolvla_build.preprocess")
 EMBEDDING_ON_CPU = {"llm_backbone"}
-SINUSOID_ON_CPU = {"action_head"}
+SINUSOID_ON_CPU = {"llm_backbone", "action_head"}   # RoPE tables (both), timestep embedding (action head)
 
 
 def run_preprocess(model_name: str, src: str, out: str, report_path: str, sidecar: str, embed_npy,
@@ -46,7 +46,7 @@ def run_preprocess(model_name: str, src: str, out: str, report_path: str, sideca
         save_npy(embed_npy_fp16, result.embedding_table.astype(np.float16))
     if cpu_model_path:
         if result.cpu_model is None:
-            return TaskFailed(f"{src}: no sinusoidal timestep embedding found to move to the CPU")
+            return TaskFailed(f"{src}: no sinusoid of small inputs (timestep embedding, RoPE tables) found to move to the CPU")
         onnx_io.save(result.cpu_model, cpu_model_path)
     write_json(sidecar, result.io_changes)
     write_json(report_path, report)
@@ -82,7 +82,7 @@ def gen_tasks(pipe, layout, toolchain):
             "name": m,
             "doc": f"HTP-clean {m}: fold constants, CumSum->MatMul, bool->int32, bounded masks"
                    + (", embedding on CPU" if options["embedding_on_cpu"] else "")
-            + (", timestep embedding on CPU" if options["sinusoid_on_cpu"] else ""),
+            + (", sinusoids (timestep, RoPE) on CPU" if options["sinusoid_on_cpu"] else ""),
             "actions": [(run_preprocess, [], {
                 "model_name": m, "src": str(layout.source_onnx(m)), "out": str(layout.preprocessed(m)),
                 "report_path": str(layout.preprocess_report(m)), "sidecar": str(layout.io_sidecar(m)),

@@ -23,7 +23,8 @@ def fallback_precision(pipe, pname: str) -> str | None:
 
 
 def run_validate(model_name: str, precision_name: str, reference: str, sidecar: str, ctx: str, out: str, soc: dict,
-                 precision: dict, options: dict, fallback_to, embed_table, llm_reference, llm_sidecar):
+                 precision: dict, options: dict, fallback_to, embed_table, llm_reference, llm_sidecar,
+                 fallback_target: bool = False):
     import time
 
     import numpy as np
@@ -84,6 +85,8 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
         report["fallback_to"] = fallback_to
     elif policy == "warn":
         report["status"] = "warn"
+    elif policy == "fallback-fp32" and options.get("on_fallback_miss") == "warn" and fallback_target:
+        report["status"] = "warn"          # nothing left to fall back to: use it, say so (report, log)
     else:
         report["status"] = "fail"
     report["seconds"] = round(time.time() - t0, 2)
@@ -108,6 +111,7 @@ def gen_tasks(pipe, layout, toolchain):
     options = dict(pipe.section("validation"))
     fp = {**ort_qnn_fingerprint(pipe.soc), **passes_fingerprint()}
     code = code_digest("validation.py", "compare.py", "feeds.py", "runtime", "stages/validate.py")
+    fallback_targets = {fallback_precision(pipe, p) for p in pipe.precisions} - {None}
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():
             fallback_to = fallback_precision(pipe, pname)
@@ -128,7 +132,8 @@ def gen_tasks(pipe, layout, toolchain):
                     "ctx": str(layout.context(m, pname)), "out": str(layout.validation(m, pname)),
                     "soc": dict(pipe.soc), "precision": precision, "options": options, "fallback_to": fallback_to,
                     "embed_table": str(layout.embed_table) if needs_llm else None,
-                    "llm_reference": str(layout.preprocessed("llm_backbone")) if needs_llm else None})],
+                    "llm_reference": str(layout.preprocessed("llm_backbone")) if needs_llm else None,
+                    "fallback_target": pname in fallback_targets})],
                 "file_dep": sorted({str(d) for d in deps}),
                 "targets": [str(layout.validation(m, pname))],
                 "uptodate": uptodate(kw),
