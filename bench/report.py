@@ -53,7 +53,7 @@ def write_markdown(r: dict, out: str) -> None:
           f"| orchestration overhead | {fmt(c['overhead_s'])} |",
           f"| overhead, % of total | {fmt(c['overhead_pct'], unit='%', digits=2)} (goal < 2%) |", "",
           "Overhead = control-step time minus the 13 bare `session.run` calls of the three stage graphs: image "
-          "resize/normalisation, tokenisation, the CPU embedding lookup, the CPU timestep embedding and the Euler "
+          "resize/normalisation, tokenisation, the CPU embedding lookup, the CPU sinusoids (timestep embedding, RoPE tables) and the Euler "
           "update.", "",
           "## 4. Persistent sessions vs one process per call", ""]
     p = r["process_per_call"]
