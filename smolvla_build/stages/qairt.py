@@ -86,27 +86,26 @@ def assemble_weight_objects(bin_path: Path, obj: Path, tools: dict) -> list[str]
     return [str(o)]
 
 
-def libgen_weight_objects(p: dict, sdk: dict, obj: Path) -> list[str]:
-    """Windows ARM64 host: the SDK's qnn-model-lib-generator -t windows-aarch64 stages its build in
-    ./tmp_<N> and leaves the weight objects (object-generator.exe) in tmp_<N>/obj/windows-aarch64,
-    as the card's build uses them. Its own CMake build of the DLL often fails without the VS ClangCL
-    toolset (qnn.md section 3): that is only a warning when the weight objects were made."""
+def libgen_weight_objects(cmd: str, sdk_env: dict, obj: Path) -> list[str]:
+    """Windows ARM64 host: the SDK's qnn-model-lib-generator -t windows-aarch64 (`cmd`, run in
+    obj/libgen) stages its build in ./tmp_<N> and leaves the weight objects (object-generator.exe) in
+    tmp_<N>/obj/windows-aarch64, as the card's build uses them. Its own CMake build of the DLL often
+    fails without the VS ClangCL toolset (qnn.md section 3): only a warning when the objects were made."""
     import os
     import shutil
 
     from ..toolchains.qairt import run
     work = obj / "libgen"
     work.mkdir(parents=True)
-    cmd = render_command("qairt/model_lib_generator.j2", python=sdk["python"], libgen=sdk["libgen"], cpp=p["cpp"],
-                         bin=p["bin"], target="windows-aarch64", name=Path(p["cpp"]).stem, outdir=work / "lib")
-    proc = run(cmd, env=dict(os.environ, **sdk["env"]), cwd=work, check=False)
+    proc = run(cmd, env=dict(os.environ, **sdk_env), cwd=work, check=False)
     made = sorted(work.glob("tmp_*/obj/windows-aarch64/*.o"))
     if not made:
         raise RuntimeError(f"qnn-model-lib-generator left no weight objects under {work}/tmp_*/obj/windows-aarch64 "
                            f"(exit {proc.returncode}): {cmd}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     if proc.returncode != 0:
+        last = ((proc.stderr or proc.stdout).strip().splitlines() or [""])[-1]
         log.warning("qnn-model-lib-generator exited %d after making the weight objects (its own DLL build is not "
-                    "used): %s", proc.returncode, (proc.stderr or proc.stdout).strip().splitlines()[-1:])
+                    "used): %s", proc.returncode, last)
     (obj / "weights").mkdir()
     objects = []
     for o in made:
@@ -117,8 +116,9 @@ def libgen_weight_objects(p: dict, sdk: dict, obj: Path) -> list[str]:
     return objects
 
 
-def run_compile(p: dict, sdk: dict, tools: dict, weights: str):
-    """Weight objects from model.bin (by host: `weights`), then the four C++ sources with clang-cl."""
+def run_compile(p: dict, sdk: dict, tools: dict, libgen_cmd: str | None, sdk_env: dict):
+    """Weight objects from model.bin (the SDK's lib generator when the host has `libgen_cmd`, else
+    clang), then the four C++ sources with clang-cl."""
     import hashlib
     import shutil
 
@@ -129,7 +129,7 @@ def run_compile(p: dict, sdk: dict, tools: dict, weights: str):
     obj.mkdir(parents=True)
     objects = []
     if Path(p["bin"]).is_file():            # absent when the graph has no weights
-        objects += (libgen_weight_objects(p, sdk, obj) if weights == "libgen"
+        objects += (libgen_weight_objects(libgen_cmd, sdk_env, obj) if libgen_cmd
                     else assemble_weight_objects(Path(p["bin"]), obj, tools))
     staged = obj / "src"
     staged.mkdir()
@@ -196,8 +196,6 @@ def gen_tasks(pipe, layout, toolchain):
     fp = {"sdk_version": sdk.version, "sdk_host": sdk.host, "soc": dict(pipe.soc), **tool_versions(tools)}
     sdk_env = {k: v for k, v in sdk.env().items() if k in ("PYTHONPATH", "LD_LIBRARY_PATH", "QNN_SDK_ROOT")}
     sdk_paths = {"jni": str(sdk.jni), "include": str(sdk.include)}
-    sdk_compile = {**sdk_paths, "python": PYTHON, "env": sdk_env,
-                   "libgen": str(sdk.tool("qnn-model-lib-generator")) if host["weights"] == "libgen" else None}
     link = {"libpaths": [], "libs": [], "link_flags": ["/NOENTRY", "/NODEFAULTLIB"]}
     link.update(pipe.toolchain.get("link") or {})
     code = code_digest("stages/qairt.py", "toolchains/qairt.py", "toolchains/converter_patch.py")
@@ -219,14 +217,18 @@ def gen_tasks(pipe, layout, toolchain):
                    "uptodate": uptodate({"cmd": convert_cmd, "template": template_digest("qairt/converter.j2"),
                                          "tools": fp, "code": code}), "clean": True}
             paths = {k: str(v) for k, v in vars(p).items() if isinstance(v, Path)}
+            libgen_cmd = None
+            if host["weights"] == "libgen":
+                libgen_cmd = render_command("qairt/model_lib_generator.j2", python=PYTHON,
+                                            libgen=sdk.tool("qnn-model-lib-generator"), cpp=p.cpp, bin=p.bin,
+                                            target="windows-aarch64", name=m, outdir=p.obj / "libgen" / "lib")
             yield {"basename": "compile", "name": name, "doc": f"clang-cl: {m} model library objects (ARM64)",
-                   "actions": [(run_compile, [], {"p": paths, "sdk": sdk_compile, "tools": tools,
-                                                  "weights": host["weights"]})],
+                   "actions": [(run_compile, [], {"p": paths, "sdk": sdk_paths, "tools": tools,
+                                                  "libgen_cmd": libgen_cmd, "sdk_env": sdk_env})],
                    "file_dep": [str(p.cpp), str(p.net_json)], "targets": [str(p.manifest)],
                    "uptodate": uptodate({"templates": template_digest("qairt/clang_cl_compile.j2", "qairt/clang_weights.j2",
-                                                                      "qairt/weights_asm.S.j2", "qairt/model_lib_generator.j2"),
-                                         "tools": fp, "sdk": sdk_paths, "libgen": sdk_compile["libgen"],
-                                         "weights": host["weights"], "code": code}),
+                                                                      "qairt/weights_asm.S.j2"),
+                                         "libgen_cmd": libgen_cmd, "tools": fp, "sdk": sdk_paths, "code": code}),
                    "clean": True}
             yield {"basename": "link", "name": name, "doc": f"lld-link: lib{m}_htp.dll (ARM64)",
                    "actions": [(run_link, [], {"p": paths, "tools": tools, "link": link})],

@@ -9,6 +9,7 @@ with a bare file name beside the .onnx (absolute paths and `..` are rejected).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import onnx
@@ -47,7 +48,7 @@ def net_json_signature(net_json: Path) -> tuple[list, list]:
     must declare for onnxruntime-qnn to bind them."""
     net_json = Path(net_json)
     try:
-        tensors = __import__("json").loads(net_json.read_text())["graph"]["tensors"]
+        tensors = json.loads(net_json.read_text())["graph"]["tensors"]
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{net_json}: not a qnn-onnx-converter model JSON (graph.tensors): {e}") from None
 
