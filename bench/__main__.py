@@ -44,7 +44,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = ap.parse_args()
     from smolvla_build.config import load_pipeline
-    from smolvla_build.stages.layout import Layout
+    from smolvla_build.layout import Layout
 
     t0 = time.time()
     results = {"date": datetime.date.today().isoformat(), "machine": machine(), "reps": args.reps,

@@ -92,8 +92,20 @@ PIPELINE_SCHEMA = {
                 # the SDK host layout (bin/<host>, lib/<host>) and how the weight objects are made;
                 # auto = this machine (Linux x86_64 or Windows ARM64)
                 "host": {"enum": ["auto", "x86_64-linux-clang", "aarch64-windows-msvc"]},
-                # qairt lld-link inputs: Windows SDK/MSVC library folders and libraries; the default
-                # (no CRT, /NOENTRY) links self-contained model sources only
+                # the Python that runs qnn-onnx-converter: null = the version the SDK's compiled
+                # converter modules link (QAIRT 2.25: 3.10), found on PATH
+                "python": {"type": ["string", "null"]},
+                # the MSVC STL/CRT and Windows SDK folders (ARM64) for clang-cl /imsvc and lld-link
+                # /LIBPATH; on a Windows host the VS developer environment's INCLUDE/LIB by default
+                "msvc": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "include": {"type": "array", "items": {"type": "string"}},
+                        "lib": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                # extra lld-link inputs; libs replaces the default msvcrt.lib kernel32.lib QnnHtp.lib
                 "link": {
                     "type": "object",
                     "additionalProperties": False,
@@ -155,6 +167,7 @@ DEFAULTS = {
         "sdk_root": None,
         "on_version_mismatch": "error",
         "host": "auto",
+        "python": None,
     },
     "preprocess": {"mask_bound": -1.0e4, "equivalence_rtol": 1.0e-5, "seed": 0},
     "validation": {"on_saturation": "fallback-fp32", "on_fallback_miss": "fail", "cosine_min": 0.999, "max_abs": 5.0e-3, "seed": 0},

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from .preprocessing import Normalizer, Tokenizer, camera_to_pixels
-from .runners import OrtQnnRunner, ReferenceRunner
+from .contexts import htp_runner
+from .runners import ReferenceRunner
 from .stage import StageRunner
 
 log = logging.getLogger("smolvla_build.policy")
@@ -43,32 +44,15 @@ def runtime_precisions(layout, wanted: str) -> dict[str, str]:
     return {}
 
 
-def _qnn_net_run_runner(layout, model: str, precision: str):
-    """qnn-net-run on the qairt chain's serialized context, I/O from the preprocessed graph."""
-    import onnx
-
-    from ..stages.qairt import Paths
-    from ..toolchains.qairt import discover
-    from .runners import QnnNetRunRunner
-    graph = onnx.load(str(layout.preprocessed(model)), load_external_data=False).graph
-    dims = lambda v: [d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
-    inputs = [(v.name, onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name, dims(v))
-              for v in graph.input]
-    return QnnNetRunRunner(Paths(layout, model, precision).serialized, discover(layout.pipe), inputs,
-                           [(v.name, dims(v)) for v in graph.output])
-
-
 def stage_runners(layout, runtime: str, soc: dict, precisions: dict, wanted: str, models) -> dict[str, StageRunner]:
     chosen = runtime_precisions(layout, wanted)
     out = {}
     for m in models:
         if runtime == "reference":
             runner = ReferenceRunner(layout.preprocessed(m))
-        elif runtime == "ort-qnn":
+        elif runtime in ("ort-qnn", "qnn-net-run"):
             p = chosen.get(m, wanted)
-            runner = OrtQnnRunner(layout.context(m, p), soc, precisions[p])
-        elif runtime == "qnn-net-run":
-            runner = _qnn_net_run_runner(layout, m, chosen.get(m, wanted))
+            runner = htp_runner(layout, m, p, soc, precisions[p], runtime)
         else:
             raise ValueError(f"unknown runtime {runtime!r} (reference, ort-qnn, qnn-net-run)")
         out[m] = StageRunner(runner, layout.io_sidecar(m))

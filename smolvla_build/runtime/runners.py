@@ -71,36 +71,74 @@ class ReferenceRunner(Runner):
 
 class OrtQnnRunner(Runner):
     """A persistent HTP session on an EPContext model (CPU fallback disabled, provider asserted).
-    On x86_64 this is HTP emulation: right numbers, not device speed."""
+    On x86_64 this is HTP emulation: right numbers, not device speed.
+
+    `names` maps the graph's I/O names to the context's, where they differ (a qairt context carries
+    the converter's sanitized names and fp16 I/O): the runner is then fed and read with the graph's
+    names, and float outputs come back as float32, like every other runner's."""
 
     name = "ort-qnn"
 
-    def __init__(self, ctx_onnx: str | Path, soc: dict, precision: dict):
+    def __init__(self, ctx_onnx: str | Path, soc: dict, precision: dict, names: dict[str, str] | None = None):
         super().__init__()
         self.ctx_onnx = Path(ctx_onnx)
         self.soc = soc
         self.precision = precision
+        self.names = names
 
     def _load(self):
         from ..toolchains.ort_qnn import load_session
-        return load_session(self.ctx_onnx, self.soc, self.precision)
+        sess = load_session(self.ctx_onnx, self.soc, self.precision)
+        return RenamedSession(sess, self.names, self.ctx_onnx) if self.names else sess
+
+
+class RenamedSession:
+    """An onnxruntime session seen under other I/O names, float outputs as float32."""
+
+    def __init__(self, sess, names: dict[str, str], where: Path):
+        self.sess = sess
+        self.to_ctx = dict(names)
+        self.from_ctx = {v: k for k, v in names.items()}
+        for arg in list(sess.get_inputs()) + list(sess.get_outputs()):
+            if arg.name not in self.from_ctx:
+                raise ValueError(f"{where}: context tensor {arg.name!r} matches no tensor of the graph it was built "
+                                 f"from (expected one of {sorted(self.from_ctx)})")
+
+    def _renamed(self, args):
+        from types import SimpleNamespace
+        return [SimpleNamespace(name=self.from_ctx[a.name], type=a.type, shape=a.shape) for a in args]
+
+    def get_inputs(self):
+        return self._renamed(self.sess.get_inputs())
+
+    def get_outputs(self):
+        return self._renamed(self.sess.get_outputs())
+
+    def get_providers(self):
+        return self.sess.get_providers()
+
+    def run(self, names, feeds):
+        values = self.sess.run([self.to_ctx[n] for n in names], {self.to_ctx[k]: v for k, v in feeds.items()})
+        return [v.astype(np.float32) if v.dtype == np.float16 else v for v in values]
 
 
 class QnnNetRunRunner(Runner):
     """The card's way: one qnn-net-run process per call on a serialized context, inputs as headerless
     .raw files listed in input_list.txt (float32, or the native dtype for the tensors named in
-    --native_input_tensor_names), outputs read back from <output_dir>/Result_0/<name>.raw (float32).
-    Tensor names are the converter's sanitized ones."""
+    `--native_input_tensor_names graph:t1,t2`), outputs read back from <output_dir>/Result_0/<name>.raw
+    (float32). The context's tensors carry the converter's sanitized names; the runner is fed and read
+    with the graph's own names."""
 
     name = "qnn-net-run"
 
-    def __init__(self, context_bin: str | Path, sdk, inputs: list[tuple[str, str, list[int]]],
+    def __init__(self, context_bin: str | Path, sdk, graph: str, inputs: list[tuple[str, str, list[int]]],
                  outputs: list[tuple[str, list[int]]]):
         super().__init__()
         self.context_bin = Path(context_bin)
         self.sdk = sdk
-        self.inputs = inputs            # (name, numpy dtype name, dims)
-        self.outputs = outputs          # (name, dims)
+        self.graph = graph              # the QNN graph name inside the context
+        self.inputs = inputs            # (graph name of the tensor, numpy dtype name, dims)
+        self.outputs = outputs          # (graph name of the tensor, dims)
 
     def _load(self):
         return self                     # nothing persistent: every call is a new process
@@ -113,11 +151,16 @@ class QnnNetRunRunner(Runner):
     def output_names(self) -> list[str]:
         return [n for n, _ in self.outputs]
 
+    def get_inputs(self):               # the session interface cast_feeds reads
+        from types import SimpleNamespace
+        return [SimpleNamespace(name=n, type=f"tensor({'float' if d == 'float32' else d})", shape=s)
+                for n, d, s in self.inputs]
+
     def infer(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         import tempfile
 
         from ..templates import render, render_command
-        from ..toolchains.qairt import HOSTS, run, sanitize
+        from ..toolchains.qairt import HOSTS, native_names_arg, run, sanitize
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="qnn-net-run-") as tmp:
             tmp = Path(tmp)
@@ -135,7 +178,7 @@ class QnnNetRunRunner(Runner):
             input_list.write_text(render("qairt/input_list.txt.j2", lines=[line]))
             cmd = render_command("qairt/qnn_net_run.j2", netrun=self.sdk.tool("qnn-net-run"), context=self.context_bin,
                                  backend=self.sdk.lib / HOSTS[self.sdk.host]["backend"], input_list=input_list,
-                                 outdir=tmp / "out", native_inputs=native)
+                                 outdir=tmp / "out", native_inputs=native_names_arg(self.graph, native) if native else "")
             run(cmd, env=self.sdk.env())
             result = {}
             for name, dims in self.outputs:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import ConfigError, load_pipeline
 from ..toolchains import ToolchainError, select_toolchain
 from . import context, export, infer, preprocess, qairt, report, validate
-from .layout import Layout
+from ..layout import Layout
 
 FAMILIES = [export, preprocess, context, qairt, validate, report, infer]
 
@@ -41,7 +41,7 @@ def load_tasks(pipeline_path: str | Path) -> tuple[dict, dict]:
     except (ConfigError, ToolchainError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    layout = Layout(pipe)
+    layout = Layout(pipe, toolchain)
     layout.root.mkdir(parents=True, exist_ok=True)
     families = [m for m in FAMILIES if getattr(m, "enabled", lambda _p, _t: True)(pipe, toolchain)]
     config = {

@@ -47,11 +47,11 @@ def gen_tasks(pipe, layout, toolchain):
                 "doc": f"HTP context binary of {m} in {pname} ({toolchain})",
                 "actions": [(run_context, [], {
                     "model_name": m, "precision_name": pname, "src": str(layout.preprocessed(m)),
-                    "out": str(layout.context(m, pname)), "info_path": str(layout.context_info(m, pname)),
+                    "out": str(layout.ort_qnn_context(m, pname)), "info_path": str(layout.ort_qnn_context_info(m, pname)),
                     "soc": dict(pipe.soc), "precision": precision})],
                 "file_dep": [str(layout.preprocessed(m))],
-                "targets": [str(layout.context(m, pname)), str(layout.context_bin(m, pname)),
-                            str(layout.context_info(m, pname))],
+                "targets": [str(layout.ort_qnn_context(m, pname)), str(layout.ort_qnn_context_bin(m, pname)),
+                            str(layout.ort_qnn_context_info(m, pname))],
                 "uptodate": uptodate(kw),
                 "clean": True,
             }

@@ -23,7 +23,7 @@ def run_infer(pipeline_path: str, task_id: int, out_dir: str):
     from ..evaluate.libero_env import LiberoError
     from ..export.onnx_export import RANDOM_WARNING
     from ..runtime.policy import Policy, resolve_runtime
-    from .layout import Layout
+    from ..layout import Layout
 
     pipe = load_pipeline(pipeline_path)
     layout = Layout(pipe)
@@ -49,8 +49,8 @@ def infer_inputs(pipe, layout, runtime: str) -> list:
     files = [layout.export_dir / "tokenizer.json", layout.export_dir / "normalization.json"]
     for m in MODELS:
         files += [layout.preprocessed(m), layout.io_sidecar(m)]
-        if runtime == "ort-qnn":
-            files += [layout.context(m, p) for p in pipe.precisions]
+        if runtime in ("ort-qnn", "qnn-net-run"):
+            files += [f for p in pipe.precisions for f in layout.context_files(m, p)]
     files += [layout.embed_table] + [layout.cpu_model(m) for m in sorted(SINUSOID_ON_CPU)]
     return [str(f) for f in files]
 

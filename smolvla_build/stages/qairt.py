@@ -1,9 +1,16 @@
-"""qairt: the QAIRT SDK chain per model x precision (convert, compile, link, hostlib, context)."""
+"""qairt: the QAIRT SDK chain per model x precision (convert, compile, link, hostlib, context).
+
+Every tool runs in its own staging folder under artifacts (`QairtPaths.staging(task)`), emptied
+before the run, so whatever a tool leaves in its working directory (the lib generator's tmp_<N>, a
+half-written output of a failed run) stays there and is never moved into place.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 from ..templates import render, render_command, template_digest
@@ -13,46 +20,35 @@ FAMILY = "qairt"
 BASENAMES = ["convert", "compile", "link", "hostlib", "context"]   # the task names this family yields
 log = logging.getLogger("smolvla_build.qairt")
 JNI_SOURCES = ("QnnModel.cpp", "QnnWrapperUtils.cpp", "windows/QnnModelPal.cpp")
+DEFAULT_LIBS = ["msvcrt.lib", "kernel32.lib", "QnnHtp.lib"]        # the card's link line (DLL CRT, /MD)
+CONVERTER_PATCH = Path(__file__).resolve().parents[1] / "toolchains" / "converter_patch.py"
 
 
 def enabled(pipe, toolchain) -> bool:
     return toolchain == "qairt"
 
 
-class Paths:
-    def __init__(self, layout, model: str, precision: str):
-        self.dir = layout.root / "qairt" / precision / model
-        self.model, self.precision = model, precision
-        self.staging = self.dir / ".staging"
-        self.cpp = self.dir / f"{model}.cpp"
-        self.bin = self.dir / f"{model}.bin"
-        self.net_json = self.dir / f"{model}_net.json"
-        self.obj = self.dir / "obj"
-        self.manifest = self.obj / "objects.json"
-        self.dll = self.dir / f"lib{model}_htp.dll"
-        self.hostlib_dir = self.dir / "host"
-        self.hostlib = self.hostlib_dir / "x86_64-linux-clang" / f"lib{model}.so"
-        self.backend_ext = self.dir / "htp_backend_ext.json"
-        self.htp_config = self.dir / "htp_config.json"
-        self.serialized = self.dir / f"lib{model}_htp_{precision}.serialized.bin"
-        self.ctx_onnx = self.dir / f"{model}_qairt_ctx.onnx"
+def fresh(folder: str | Path) -> Path:
+    """An empty staging folder: what a failed earlier run left there is gone."""
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 # --- actions -----------------------------------------------------------------------------------
 
 def run_convert(cmd: str, sdk_env: dict, staging: str, outputs: dict):
-    import os
-    import shutil
-
     from ..toolchains.qairt import run
-    staging = Path(staging)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    env = dict(os.environ, **sdk_env)
-    run(cmd, env=env)
+    staging = fresh(staging)
+    run(cmd, env=dict(os.environ, **sdk_env), cwd=staging)
     for src, dst in outputs.items():      # model.bin is absent when the graph has no weights
         if (staging / src).is_file():
             os.replace(staging / src, dst)
+        elif Path(dst).suffix == ".bin" and Path(dst).exists():
+            os.unlink(dst)                # a stale weight archive of an earlier graph
+        elif Path(dst).suffix != ".bin":
+            raise RuntimeError(f"qnn-onnx-converter wrote no {staging / src}")
     shutil.rmtree(staging, ignore_errors=True)
     return True
 
@@ -60,7 +56,6 @@ def run_convert(cmd: str, sdk_env: dict, staging: str, outputs: dict):
 def assemble_weight_objects(bin_path: Path, obj: Path, tools: dict) -> list[str]:
     """Linux host: one COFF object for all raw tensors of model.bin, assembled by clang (.incbin)."""
     import re
-    import shutil
     import tarfile
 
     from ..toolchains.qairt import TARGET, run
@@ -83,20 +78,17 @@ def assemble_weight_objects(bin_path: Path, obj: Path, tools: dict) -> list[str]
     asm.write_text(render("qairt/weights_asm.S.j2", weights=weights, target=TARGET))
     o = obj / "weights.o"
     run(render_command("qairt/clang_weights.j2", clang=tools["clang"], target=TARGET, asm=asm, obj=o))
+    shutil.rmtree(obj / "binary")        # a second copy of every weight
     return [str(o)]
 
 
-def libgen_weight_objects(cmd: str, sdk_env: dict, obj: Path) -> list[str]:
-    """Windows ARM64 host: the SDK's qnn-model-lib-generator -t windows-aarch64 (`cmd`, run in
-    obj/libgen) stages its build in ./tmp_<N> and leaves the weight objects (object-generator.exe) in
+def libgen_weight_objects(cmd: str, sdk_env: dict, staging: Path, obj: Path) -> list[str]:
+    """Windows ARM64 host: the SDK's qnn-model-lib-generator -t windows-aarch64 (`cmd`, run in its
+    staging folder) builds in ./tmp_<N> and leaves the weight objects (object-generator.exe) in
     tmp_<N>/obj/windows-aarch64, as the card's build uses them. Its own CMake build of the DLL often
     fails without the VS ClangCL toolset (qnn.md section 3): only a warning when the objects were made."""
-    import os
-    import shutil
-
     from ..toolchains.qairt import run
-    work = obj / "libgen"
-    work.mkdir(parents=True)
+    work = fresh(staging)
     proc = run(cmd, env=dict(os.environ, **sdk_env), cwd=work, check=False)
     made = sorted(work.glob("tmp_*/obj/windows-aarch64/*.o"))
     if not made:
@@ -116,20 +108,19 @@ def libgen_weight_objects(cmd: str, sdk_env: dict, obj: Path) -> list[str]:
     return objects
 
 
-def run_compile(p: dict, sdk: dict, tools: dict, libgen_cmd: str | None, sdk_env: dict):
+def run_compile(p: dict, sdk: dict, tools: dict, msvc: dict, libgen_cmd: str | None, sdk_env: dict):
     """Weight objects from model.bin (the SDK's lib generator when the host has `libgen_cmd`, else
-    clang), then the four C++ sources with clang-cl."""
+    clang), then the four C++ sources with clang-cl against the MSVC STL and Windows SDK headers."""
     import hashlib
-    import shutil
+
+    from doit.exceptions import TaskFailed
 
     from ..fsutil import write_json
-    from ..toolchains.qairt import TARGET, run
-    obj = Path(p["obj"])
-    shutil.rmtree(obj, ignore_errors=True)
-    obj.mkdir(parents=True)
+    from ..toolchains.qairt import TARGET, ToolFailed, missing_header, run
+    obj = fresh(p["obj"])
     objects = []
     if Path(p["bin"]).is_file():            # absent when the graph has no weights
-        objects += (libgen_weight_objects(libgen_cmd, sdk_env, obj) if libgen_cmd
+        objects += (libgen_weight_objects(libgen_cmd, sdk_env, Path(p["staging_libgen"]), obj) if libgen_cmd
                     else assemble_weight_objects(Path(p["bin"]), obj, tools))
     staged = obj / "src"
     staged.mkdir()
@@ -137,8 +128,18 @@ def run_compile(p: dict, sdk: dict, tools: dict, libgen_cmd: str | None, sdk_env
     sources = [Path(sdk["jni"]) / s for s in JNI_SOURCES] + [staged / "QnnNetworkModel.cpp"]
     for src in sources:
         o = obj / (src.stem + ".o")
-        run(render_command("qairt/clang_cl_compile.j2", clang_cl=tools["clang_cl"], target=TARGET, jni=sdk["jni"],
-                           include=sdk["include"], source=src, obj=o))
+        cmd = render_command("qairt/clang_cl_compile.j2", clang_cl=tools["clang_cl"], target=TARGET, jni=sdk["jni"],
+                             include=sdk["include"], msvc_include=msvc["include"], source=src, obj=o)
+        try:
+            run(cmd)
+        except ToolFailed as exc:
+            header = missing_header(str(exc))
+            if header:
+                where = ", ".join(msvc["include"]) or "none set"
+                return TaskFailed(f"clang-cl: {src.name} needs <{header}>, which is in the MSVC and Windows SDK "
+                                  f"headers: set toolchain.msvc.include to their folders (now: {where}); "
+                                  "the README says where to get them for a Linux cross-build")
+            raise
         objects.append(str(o))
     # content hashes: the link reruns when an object changes, not only when the list does
     write_json(p["manifest"], {"objects": objects,
@@ -147,88 +148,123 @@ def run_compile(p: dict, sdk: dict, tools: dict, libgen_cmd: str | None, sdk_env
 
 
 def run_link(p: dict, tools: dict, link: dict):
+    from doit.exceptions import TaskFailed
+
     from ..fsutil import atomic_path
-    from ..toolchains.qairt import run
+    from ..toolchains.qairt import ToolFailed, check_crt, run
     objects = json.loads(Path(p["manifest"]).read_text())["objects"]
+    try:
+        check_crt(objects, link["libs"], link["link_flags"])
+    except ToolFailed as exc:
+        return TaskFailed(f"lld-link: {exc}")
+    missing = [lib for lib in link["libs"] if not any((Path(d) / lib).is_file() for d in link["libpaths"])
+               and not Path(lib).is_file()]
+    if missing:
+        return TaskFailed(f"lld-link: {', '.join(missing)} not found in {link['libpaths']}: set toolchain.msvc.lib to "
+                          "the MSVC CRT and Windows SDK library folders for ARM64 (README: cross-building on Linux)")
     with atomic_path(p["dll"], suffix=".dll") as tmp:
         run(render_command("qairt/lld_link.j2", lld_link=tools["lld_link"], dll=tmp, objects=objects, **link))
     return True
 
 
-def run_hostlib(cmd: str, sdk_env: dict):
-    import os
-
-    from ..toolchains.qairt import run
-    run(cmd, env=dict(os.environ, **sdk_env))
+def run_hostlib(cmd: str, sdk_env: dict, staging: str, produced: str, target: str, shim_dir: str, clangxx: str | None):
+    from ..toolchains.qairt import compiler_shim, run
+    shim = compiler_shim(Path(shim_dir), clangxx)
+    staging = fresh(staging)
+    env = dict(os.environ, **sdk_env)
+    env["PATH"] = os.pathsep.join([str(shim), env.get("PATH", "")])
+    run(cmd, env=env, cwd=staging)
+    src = staging / produced
+    if not src.is_file():
+        raise RuntimeError(f"qnn-model-lib-generator wrote no {src}: {cmd}")
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, target)
+    shutil.rmtree(staging, ignore_errors=True)
     return True
 
 
-def run_context(p: dict, backend_ext_text: str, htp_config_text: str, cmd: str, sdk_env: dict, model: str,
-                sdk_version: str):
-    import os
+def run_context(p: dict, backend_ext_text: str, htp_config_text: str, ctx_cmd: str, info_cmd: str, sdk_env: dict,
+                staging: str, sdk_version: str, model: str, precision: str):
+    import time
 
-    from ..fsutil import write_text
+    from ..fsutil import write_json, write_text
+    from ..toolchains.epcontext import context_graph, wrap_context_binary
     from ..toolchains.qairt import run
+    from ..toolchains.rss import peak_rss_mb
+    t0 = time.time()
     write_text(p["backend_ext"], backend_ext_text)
     write_text(p["htp_config"], htp_config_text)
-    out = Path(p["serialized"])
-    staging = out.parent / ".ctx-staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    run(cmd, env=dict(os.environ, **sdk_env))
+    staging = fresh(staging)
+    out, info = Path(p["serialized"]), Path(p["binary_info"])
+    log.info("context %s-%s: qnn-context-binary-generator ...", model, precision)
+    run(ctx_cmd, env=dict(os.environ, **sdk_env), cwd=staging)
     produced = staging / out.name
     if not produced.is_file():
-        raise RuntimeError(f"qnn-context-binary-generator wrote no {produced}")
+        raise RuntimeError(f"qnn-context-binary-generator wrote no {produced}: {ctx_cmd}")
+    run(info_cmd, env=dict(os.environ, **sdk_env), cwd=staging)       # what the binary says it holds
+    graph, inputs, outputs = context_graph(staging / info.name, Path(p["net_json"]))
     os.replace(produced, out)
-    # the EPContext wrapper lets onnxruntime-qnn load this context; its I/O is the QNN graph's (_net.json)
-    from ..toolchains.epcontext import net_json_signature, wrap_context_binary
-    inputs, outputs = net_json_signature(Path(p["net_json"]))
-    wrap_context_binary(out, Path(p["ctx_onnx"]), model, inputs, outputs, sdk_version)
+    os.replace(staging / info.name, info)
+    # the EPContext wrapper lets onnxruntime-qnn load this context; node named after the binary's graph
+    wrap_context_binary(out, Path(p["ctx_onnx"]), graph, inputs, outputs, sdk_version)
+    write_json(p["context_info"], {"model": model, "precision": precision, "toolchain": "qairt", "graph": graph,
+                                   "context_bytes": out.stat().st_size, "seconds": round(time.time() - t0, 3),
+                                   "peak_rss_mb": peak_rss_mb()})
+    shutil.rmtree(staging, ignore_errors=True)
+    log.info("context %s-%s: graph %s, %.1f MB", model, precision, graph, out.stat().st_size / 1e6)
     return True
 
 
 # --- task generation ---------------------------------------------------------------------------
 
 def gen_tasks(pipe, layout, toolchain):
-    from ..toolchains.qairt import HOSTS, PYTHON, discover, host_tools, tool_versions
+    from ..toolchains.qairt import HOSTS, converter_python, discover, host_tools, msvc_dirs, tool_versions
     sdk = discover(pipe)
     host = HOSTS[sdk.host]
     tools = host_tools()
-    fp = {"sdk_version": sdk.version, "sdk_host": sdk.host, "soc": dict(pipe.soc), **tool_versions(tools)}
+    python = converter_python(sdk, pipe.toolchain.get("python"))
+    fp = {"sdk_version": sdk.version, "sdk_host": sdk.host, "soc": dict(pipe.soc), "python": python,
+          **tool_versions(tools)}
     sdk_env = {k: v for k, v in sdk.env().items() if k in ("PYTHONPATH", "LD_LIBRARY_PATH", "QNN_SDK_ROOT")}
     sdk_paths = {"jni": str(sdk.jni), "include": str(sdk.include)}
-    link = {"libpaths": [], "libs": [], "link_flags": ["/NOENTRY", "/NODEFAULTLIB"]}
-    link.update(pipe.toolchain.get("link") or {})
-    code = code_digest("stages/qairt.py", "toolchains/qairt.py", "toolchains/converter_patch.py")
+    msvc = msvc_dirs(pipe, sdk.host)
+    user_link = pipe.toolchain.get("link") or {}
+    link = {"libpaths": [str(sdk.device_lib)] + msvc["lib"] + [str(pipe.resolve(d)) for d in user_link.get("libpaths", [])],
+            "libs": list(user_link.get("libs", DEFAULT_LIBS)), "link_flags": list(user_link.get("link_flags", []))}
+    code = code_digest("stages/qairt.py", "toolchains/qairt.py", "toolchains/converter_patch.py",
+                       "toolchains/epcontext.py")
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():
-            p = Paths(layout, m, pname)
+            p = layout.qairt(m, pname)
             conv = precision["converter"]
             name = f"{m}-{pname}"
             convert_cmd = render_command(
-                "qairt/converter.j2", python=PYTHON, converter=sdk.tool("qnn-onnx-converter"),
-                disable_matmul_to_fc=conv.get("disable_matmul_to_fc", False), onnx=layout.preprocessed(m),
-                cpp=p.staging / p.cpp.name, float_bitwidth=conv["float_bitwidth"],
+                "qairt/converter.j2", python=python, converter=sdk.tool("qnn-onnx-converter"),
+                patch=CONVERTER_PATCH if conv.get("disable_matmul_to_fc", False) else None, onnx=layout.preprocessed(m),
+                cpp=p.staging("convert") / p.cpp.name, float_bitwidth=conv["float_bitwidth"],
                 float_bias_bitwidth=conv["float_bias_bitwidth"], extra_args=conv["extra_args"])
             yield {"basename": "convert", "name": name, "doc": f"qnn-onnx-converter: {m} -> C++/bin ({pname})",
-                   "actions": [(run_convert, [], {"cmd": convert_cmd, "sdk_env": sdk_env, "staging": str(p.staging),
+                   "actions": [(run_convert, [], {"cmd": convert_cmd, "sdk_env": sdk_env, "staging": str(p.staging("convert")),
                                                   "outputs": {p.cpp.name: str(p.cpp), p.bin.name: str(p.bin),
                                                               p.net_json.name: str(p.net_json)}})],
                    "file_dep": [str(layout.preprocessed(m))], "targets": [str(p.cpp), str(p.net_json)],
                    "uptodate": uptodate({"cmd": convert_cmd, "template": template_digest("qairt/converter.j2"),
                                          "tools": fp, "code": code}), "clean": True}
             paths = {k: str(v) for k, v in vars(p).items() if isinstance(v, Path)}
+            paths["staging_libgen"] = str(p.staging("libgen"))
             libgen_cmd = None
             if host["weights"] == "libgen":
-                libgen_cmd = render_command("qairt/model_lib_generator.j2", python=PYTHON,
+                libgen_cmd = render_command("qairt/model_lib_generator.j2", python=python,
                                             libgen=sdk.tool("qnn-model-lib-generator"), cpp=p.cpp, bin=p.bin,
-                                            target="windows-aarch64", name=m, outdir=p.obj / "libgen" / "lib")
+                                            target="windows-aarch64", name=m, outdir=p.staging("libgen") / "lib")
             yield {"basename": "compile", "name": name, "doc": f"clang-cl: {m} model library objects (ARM64)",
-                   "actions": [(run_compile, [], {"p": paths, "sdk": sdk_paths, "tools": tools,
+                   "actions": [(run_compile, [], {"p": paths, "sdk": sdk_paths, "tools": tools, "msvc": msvc,
                                                   "libgen_cmd": libgen_cmd, "sdk_env": sdk_env})],
                    "file_dep": [str(p.cpp), str(p.net_json)], "targets": [str(p.manifest)],
                    "uptodate": uptodate({"templates": template_digest("qairt/clang_cl_compile.j2", "qairt/clang_weights.j2",
                                                                       "qairt/weights_asm.S.j2"),
-                                         "libgen_cmd": libgen_cmd, "tools": fp, "sdk": sdk_paths, "code": code}),
+                                         "libgen_cmd": libgen_cmd, "tools": fp, "sdk": sdk_paths, "msvc": msvc,
+                                         "code": code}),
                    "clean": True}
             yield {"basename": "link", "name": name, "doc": f"lld-link: lib{m}_htp.dll (ARM64)",
                    "actions": [(run_link, [], {"p": paths, "tools": tools, "link": link})],
@@ -236,13 +272,18 @@ def gen_tasks(pipe, layout, toolchain):
                    "uptodate": uptodate({"link": link, "template": template_digest("qairt/lld_link.j2"), "tools": fp,
                                          "code": code}), "clean": True}
             if host["context_lib"] == "host":
-                hostlib_cmd = render_command("qairt/model_lib_generator.j2", python=PYTHON,
+                staging = p.staging("hostlib")
+                hostlib_cmd = render_command("qairt/model_lib_generator.j2", python=python,
                                              libgen=sdk.tool("qnn-model-lib-generator"), cpp=p.cpp, bin=p.bin,
-                                             target="x86_64-linux-clang", name=m, outdir=p.hostlib_dir)
+                                             target="x86_64-linux-clang", name=m, outdir=staging / "lib")
                 yield {"basename": "hostlib", "name": name, "doc": f"qnn-model-lib-generator: host library of {m}",
-                       "actions": [(run_hostlib, [], {"cmd": hostlib_cmd, "sdk_env": sdk_env})],
+                       "actions": [(run_hostlib, [], {"cmd": hostlib_cmd, "sdk_env": sdk_env, "staging": str(staging),
+                                                      "produced": f"lib/x86_64-linux-clang/lib{m}.so",
+                                                      "target": str(p.hostlib), "clangxx": tools["clangxx"],
+                                                      "shim_dir": str(layout.root / ".tools" / "bin")})],
                        "file_dep": [str(p.cpp), str(p.net_json)], "targets": [str(p.hostlib)],
-                       "uptodate": uptodate({"cmd": hostlib_cmd, "tools": fp, "code": code}), "clean": True}
+                       "uptodate": uptodate({"cmd": hostlib_cmd, "tools": fp, "clangxx": tools["clangxx"], "code": code}),
+                       "clean": True}
                 context_model, context_dep = p.hostlib, [str(p.hostlib)]
             else:
                 context_model, context_dep = p.dll, [str(p.dll)]
@@ -251,16 +292,20 @@ def gen_tasks(pipe, layout, toolchain):
                                  htp_arch=pipe.soc["htp_arch"], **ctx)
             htp_config = render("qairt/htp_config.json.j2", extensions_lib=(sdk.lib / host["extensions"]).as_posix(),
                                 backend_ext=p.backend_ext.as_posix())
+            staging = p.staging("context")
             ctx_cmd = render_command("qairt/context_binary_generator.j2", ctxgen=sdk.tool("qnn-context-binary-generator"),
                                      model_lib=context_model, backend=sdk.lib / host["backend"],
-                                     binary_name=p.serialized.name[: -len(".bin")], outdir=p.dir / ".ctx-staging",
-                                     config=p.htp_config)
+                                     binary_name=p.serialized.name[: -len(".bin")], outdir=staging, config=p.htp_config)
+            info_cmd = render_command("qairt/context_binary_utility.j2", utility=sdk.tool("qnn-context-binary-utility"),
+                                      binary=staging / p.serialized.name, json=staging / p.binary_info.name)
             yield {"basename": "context", "name": name, "doc": f"qnn-context-binary-generator: {m} ({pname}) for "
                                                                 f"soc_model {pipe.soc['soc_model']}",
                    "actions": [(run_context, [], {"p": paths, "backend_ext_text": backend_ext,
-                                                  "htp_config_text": htp_config, "cmd": ctx_cmd, "sdk_env": sdk_env,
-                                                  "model": m, "sdk_version": sdk.version})],
+                                                  "htp_config_text": htp_config, "ctx_cmd": ctx_cmd, "info_cmd": info_cmd,
+                                                  "sdk_env": sdk_env, "staging": str(staging), "sdk_version": sdk.version,
+                                                  "model": m, "precision": pname})],
                    "file_dep": context_dep + [str(p.net_json)],
-                   "targets": [str(p.serialized), str(p.ctx_onnx), str(p.backend_ext), str(p.htp_config)],
-                   "uptodate": uptodate({"cmd": ctx_cmd, "backend_ext": backend_ext, "htp_config": htp_config,
-                                         "tools": fp, "code": code}), "clean": True}
+                   "targets": [str(p.serialized), str(p.binary_info), str(p.ctx_onnx), str(p.context_info),
+                               str(p.backend_ext), str(p.htp_config)],
+                   "uptodate": uptodate({"cmd": ctx_cmd, "info_cmd": info_cmd, "backend_ext": backend_ext,
+                                         "htp_config": htp_config, "tools": fp, "code": code}), "clean": True}

@@ -54,10 +54,6 @@ def run_report(models: list, precisions: list, contexts: dict, validations: dict
     return True
 
 
-def enabled(pipe, toolchain) -> bool:
-    return toolchain == "ort-qnn"   # the qairt chain has its own context tasks (stages/qairt.py)
-
-
 def gen_tasks(pipe, layout, toolchain):
     models, precisions = pipe.models, list(pipe.precisions)
     contexts = {m: {p: str(layout.context_info(m, p)) for p in precisions} for m in models}

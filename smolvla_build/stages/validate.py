@@ -22,24 +22,30 @@ def fallback_precision(pipe, pname: str) -> str | None:
     return fp32[0] if fp32 else None
 
 
-def run_validate(model_name: str, precision_name: str, reference: str, sidecar: str, ctx: str, out: str, soc: dict,
-                 precision: dict, options: dict, fallback_to, embed_table, llm_reference, llm_sidecar,
-                 fallback_target: bool = False):
+def run_validate(pipeline_path: str, toolchain: str, model_name: str, precision_name: str, reference: str,
+                 sidecar: str, out: str, soc: dict, precision: dict, options: dict, fallback_to, embed_table,
+                 llm_reference, llm_sidecar, fallback_target: bool = False):
     import time
 
     import numpy as np
 
-    from ..fsutil import write_json
-    from ..runtime import OrtQnnRunner, ReferenceRunner, StageRunner
     from ..compare import compare as compare_arrays
+    from ..config import load_pipeline
+    from ..fsutil import write_json
+    from ..layout import Layout
+    from ..runtime import ReferenceRunner, StageRunner
+    from ..runtime.contexts import htp_runner
     from ..validation import (NUM_STEPS, image_like, intermediate_ranges, judge, llm_feeds, over_fp16,
                               prefix_pad_from, rollout)
 
     seed = options["seed"]
+    layout = Layout(load_pipeline(pipeline_path), toolchain)
+    ctx = str(layout.context(model_name, precision_name))
     ref = StageRunner(ReferenceRunner(reference), sidecar)
-    htp = StageRunner(OrtQnnRunner(ctx, soc, precision), sidecar)
+    htp = StageRunner(htp_runner(layout, model_name, precision_name, soc, precision), sidecar)
+    log.info("validate %s-%s: %s context %s vs the fp32 reference ...", model_name, precision_name, toolchain, ctx)
     report = {"model": model_name, "precision": precision_name, "reference": reference, "context": ctx,
-              "seed": seed, "options": options}
+              "toolchain": toolchain, "seed": seed, "options": options}
     t0 = time.time()
     if model_name == "vision_encoder":
         feeds = {"pixel_values": image_like(seed)}
@@ -103,19 +109,15 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
     return True
 
 
-def enabled(pipe, toolchain) -> bool:
-    return toolchain == "ort-qnn"   # the qairt chain has its own context tasks (stages/qairt.py)
-
-
 def gen_tasks(pipe, layout, toolchain):
     options = dict(pipe.section("validation"))
-    fp = {**ort_qnn_fingerprint(pipe.soc), **passes_fingerprint()}
-    code = code_digest("validation.py", "compare.py", "feeds.py", "runtime", "stages/validate.py")
+    fp = {**ort_qnn_fingerprint(pipe.soc), **passes_fingerprint(), "toolchain": toolchain}
+    code = code_digest("validation.py", "compare.py", "feeds.py", "runtime", "layout.py", "stages/validate.py")
     fallback_targets = {fallback_precision(pipe, p) for p in pipe.precisions} - {None}
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():
             fallback_to = fallback_precision(pipe, pname)
-            deps = [layout.preprocessed(m), layout.io_sidecar(m), layout.context(m, pname), layout.context_bin(m, pname)]
+            deps = [layout.preprocessed(m), layout.io_sidecar(m), *layout.context_files(m, pname)]
             deps += [layout.cpu_model(m)] if m in SINUSOID_ON_CPU else []
             needs_llm = m in ("llm_backbone", "action_head")
             if needs_llm:  # real embedding rows, and the action head's KV cache comes from the LLM reference
@@ -124,12 +126,13 @@ def gen_tasks(pipe, layout, toolchain):
             yield {
                 "basename": FAMILY,
                 "name": f"{m}-{pname}",
-                "doc": f"compare the {pname} HTP context of {m} with the fp32 reference",
+                "doc": f"compare the {pname} HTP context of {m} ({toolchain}) with the fp32 reference",
                 "actions": [(run_validate, [], {
+                    "pipeline_path": str(pipe.path), "toolchain": toolchain,
                     "model_name": m, "precision_name": pname, "reference": str(layout.preprocessed(m)),
                     "sidecar": str(layout.io_sidecar(m)),
                     "llm_sidecar": str(layout.io_sidecar("llm_backbone")) if needs_llm else None,
-                    "ctx": str(layout.context(m, pname)), "out": str(layout.validation(m, pname)),
+                    "out": str(layout.validation(m, pname)),
                     "soc": dict(pipe.soc), "precision": precision, "options": options, "fallback_to": fallback_to,
                     "embed_table": str(layout.embed_table) if needs_llm else None,
                     "llm_reference": str(layout.preprocessed("llm_backbone")) if needs_llm else None,

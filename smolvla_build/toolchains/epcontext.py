@@ -59,9 +59,46 @@ def net_json_signature(net_json: Path) -> tuple[list, list]:
                 continue
             if t["data_type"] not in QNN_TO_ONNX:
                 raise ValueError(f"{net_json}: tensor {name}: QNN data_type {t['data_type']:#06x} has no ONNX type here")
-            out.append((name, QNN_TO_ONNX[t["data_type"]], list(t["dims"])))
+            out.append((name, QNN_TO_ONNX[t["data_type"]], tensor_dims(net_json, name, t)))
         return out
     return pick(0), pick(1)     # APP_WRITE, APP_READ
+
+
+def tensor_dims(source: Path, name: str, tensor: dict) -> list[int]:
+    """A tensor's static shape: `dims` (2.2x _net.json), else `current_dims`, else `max_dims` (the
+    keys other releases write)."""
+    for key in ("dims", "current_dims", "max_dims"):
+        if key in tensor:
+            return [int(d) for d in tensor[key]]
+    raise ValueError(f"{source}: tensor {name}: no dims, current_dims or max_dims")
+
+
+def binary_info(info_json: Path) -> dict:
+    """What qnn-context-binary-utility says a serialized context holds: {graph name: (input names,
+    output names)} from info.graphs[].info.{graphName, graphInputs[].info.name, graphOutputs[]...}."""
+    info_json = Path(info_json)
+    try:
+        graphs = json.loads(info_json.read_text())["info"]["graphs"]
+        return {g["info"]["graphName"]: ([t["info"]["name"] for t in g["info"]["graphInputs"]],
+                                         [t["info"]["name"] for t in g["info"]["graphOutputs"]])
+                for g in graphs}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{info_json}: not a qnn-context-binary-utility JSON (info.graphs[].info): {e!r}") from None
+
+
+def context_graph(info_json: Path, net_json: Path) -> tuple[str, list, list]:
+    """(graph name, inputs, outputs) of a single-graph context: the name from the binary itself
+    (qnn-context-binary-utility), the I/O types and shapes from the converter's _net.json. The two
+    must name the same tensors, or the binary is not the converted graph."""
+    graphs = binary_info(info_json)
+    if len(graphs) != 1:
+        raise ValueError(f"{info_json}: expected one graph in the context, found {sorted(graphs)}")
+    (graph, (ins, outs)), = graphs.items()
+    inputs, outputs = net_json_signature(net_json)
+    for side, have, want in (("inputs", ins, [n for n, _, _ in inputs]), ("outputs", outs, [n for n, _, _ in outputs])):
+        if sorted(have) != sorted(want):
+            raise ValueError(f"{info_json}: graph {graph} {side} {sorted(have)} differ from {net_json} {sorted(want)}")
+    return graph, inputs, outputs
 
 
 def signature(model_path: Path) -> tuple[list, list]:

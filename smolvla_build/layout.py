@@ -1,0 +1,142 @@
+"""Where every artifact of a pipeline lives: one module below the tasks (stages/) and the runtime
+(runtime/), so both agree on every path and neither reaches into the other.
+
+The built HTP context of a model x precision depends on the toolchain: ort-qnn writes
+`ort-qnn/<precision>/<model>_ctx.onnx` (+ `_qnn.bin`), qairt writes the SDK chain's files under
+`qairt/<precision>/<model>/` (`QairtPaths`). `Layout.context*` answer for the pipeline's toolchain,
+so validation, the report and the runtime read the right files for either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class QairtPaths:
+    """The qairt chain's files for one model x precision. Every tool runs in its own staging folder
+    (`staging(task)`), emptied before the run; outputs are moved into place only when complete."""
+
+    def __init__(self, root: Path, model: str, precision: str):
+        self.dir = root / "qairt" / precision / model
+        self.model, self.precision = model, precision
+        self.cpp = self.dir / f"{model}.cpp"
+        self.bin = self.dir / f"{model}.bin"
+        self.net_json = self.dir / f"{model}_net.json"
+        self.obj = self.dir / "obj"
+        self.manifest = self.obj / "objects.json"
+        self.dll = self.dir / f"lib{model}_htp.dll"
+        self.hostlib = self.dir / "host" / "x86_64-linux-clang" / f"lib{model}.so"
+        self.backend_ext = self.dir / "htp_backend_ext.json"
+        self.htp_config = self.dir / "htp_config.json"
+        self.serialized = self.dir / f"lib{model}_htp_{precision}.serialized.bin"
+        self.binary_info = self.dir / f"lib{model}_htp_{precision}.serialized.json"   # qnn-context-binary-utility
+        self.ctx_onnx = self.dir / f"{model}_qairt_ctx.onnx"
+        self.context_info = self.dir / f"{model}_context.json"                       # sizes, times (report)
+
+    def staging(self, task: str) -> Path:
+        return self.dir / ".staging" / task
+
+
+class Layout:
+    def __init__(self, pipe, toolchain: str | None = None):
+        self.pipe = pipe
+        self.root = pipe.artifacts
+        self._toolchain = toolchain
+
+    @property
+    def toolchain(self) -> str:
+        """The toolchain whose contexts this layout points at (pipeline.yaml's, `auto` resolved)."""
+        if self._toolchain is None:
+            from .toolchains import select_toolchain
+            self._toolchain = select_toolchain(self.pipe)
+        return self._toolchain
+
+    # export
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    def source_onnx(self, model: str) -> Path:
+        src = self.pipe.source
+        if src["weights"] == "onnx":
+            return self.pipe.resolve(src["path"]) / f"{model}.onnx"
+        return self.export_dir / f"{model}.onnx"
+
+    def export_side_files(self) -> list[Path]:
+        return [self.export_dir / n for n in ("embed_tokens.npy", "normalization.json", "tokenizer.json",
+                                             "export_info.json")]
+
+    # preprocess
+    @property
+    def preprocessed_dir(self) -> Path:
+        return self.root / "preprocessed"
+
+    def preprocessed(self, model: str) -> Path:
+        return self.preprocessed_dir / f"{model}.onnx"
+
+    def preprocess_report(self, model: str) -> Path:
+        return self.preprocessed_dir / f"{model}.report.json"
+
+    def io_sidecar(self, model: str) -> Path:
+        return self.preprocessed_dir / f"{model}.io.json"
+
+    def cpu_model(self, model: str) -> Path:
+        """The CPU part cut out of a stage graph (sinusoids of small inputs: RoPE tables, timestep embedding)."""
+        return self.preprocessed_dir / f"{model}.cpu.onnx"
+
+    @property
+    def embed_table(self) -> Path:
+        return self.preprocessed_dir / "embed_tokens.npy"
+
+    @property
+    def embed_table_fp16(self) -> Path:
+        return self.preprocessed_dir / "embed_tokens.fp16.npy"
+
+    # ort-qnn contexts
+    def ort_qnn_dir(self, precision: str) -> Path:
+        return self.root / "ort-qnn" / precision
+
+    def ort_qnn_context(self, model: str, precision: str) -> Path:
+        return self.ort_qnn_dir(precision) / f"{model}_ctx.onnx"
+
+    def ort_qnn_context_bin(self, model: str, precision: str) -> Path:
+        return self.ort_qnn_dir(precision) / f"{model}_ctx_qnn.bin"
+
+    def ort_qnn_context_info(self, model: str, precision: str) -> Path:
+        return self.ort_qnn_dir(precision) / f"{model}_ctx.json"
+
+    # qairt contexts
+    def qairt(self, model: str, precision: str) -> QairtPaths:
+        return QairtPaths(self.root, model, precision)
+
+    # the built context of the pipeline's toolchain (validate, report, runtime)
+    def context(self, model: str, precision: str) -> Path:
+        """The EPContext ONNX model onnxruntime-qnn loads."""
+        if self.toolchain == "qairt":
+            return self.qairt(model, precision).ctx_onnx
+        return self.ort_qnn_context(model, precision)
+
+    def context_files(self, model: str, precision: str) -> list[Path]:
+        """Everything a context's runner reads."""
+        if self.toolchain == "qairt":
+            q = self.qairt(model, precision)
+            return [q.ctx_onnx, q.serialized, q.binary_info, q.net_json]
+        return [self.ort_qnn_context(model, precision), self.ort_qnn_context_bin(model, precision)]
+
+    def context_info(self, model: str, precision: str) -> Path:
+        """Size, build time and peak memory of a context build (the report reads it)."""
+        if self.toolchain == "qairt":
+            return self.qairt(model, precision).context_info
+        return self.ort_qnn_context_info(model, precision)
+
+    # validate / report
+    def validation(self, model: str, precision: str) -> Path:
+        return self.root / "validation" / f"{model}-{precision}.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def report_json(self) -> Path:
+        return self.root / "report.json"

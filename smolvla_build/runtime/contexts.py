@@ -1,0 +1,54 @@
+"""The runner of a built HTP context, for whichever toolchain built it (layout.toolchain).
+
+ort-qnn contexts carry the preprocessed graph's own I/O; a qairt context carries the converter's
+sanitized tensor names (and fp16 I/O in a 16-bit build): its runners map the graph's names onto
+the context's, so validation and the policy feed every runner the same way.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from .runners import OrtQnnRunner, QnnNetRunRunner, Runner
+
+
+def graph_io(layout, model: str) -> tuple[list, list]:
+    """(inputs, outputs) of the preprocessed graph as (name, numpy dtype name, dims)."""
+    graph = onnx.load(str(layout.preprocessed(model)), load_external_data=False).graph
+
+    def triples(values):
+        return [(v.name, onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
+                 [d.dim_value for d in v.type.tensor_type.shape.dim]) for v in values]
+    return triples(graph.input), triples(graph.output)
+
+
+def qairt_names(layout, model: str, precision: str) -> tuple[str, dict[str, str]]:
+    """(QNN graph name, {graph tensor name: context tensor name}) of a qairt context, checked against
+    what the binary holds (qnn-context-binary-utility) and the converter's _net.json."""
+    from ..toolchains.epcontext import context_graph
+    from ..toolchains.qairt import sanitize
+    q = layout.qairt(model, precision)
+    graph, ctx_in, ctx_out = context_graph(q.binary_info, q.net_json)
+    inputs, outputs = graph_io(layout, model)
+    have = {n for n, _, _ in ctx_in + ctx_out}
+    names = {n: sanitize(n) for n, _, _ in inputs + outputs}
+    missing = sorted(f"{n} -> {s}" for n, s in names.items() if s not in have)
+    if missing:
+        raise ValueError(f"{q.binary_info}: graph {graph} has no tensor for {', '.join(missing)} "
+                         f"(it has {sorted(have)})")
+    return graph, names
+
+
+def htp_runner(layout, model: str, precision: str, soc: dict, precision_cfg: dict, runtime: str = "ort-qnn") -> Runner:
+    """ort-qnn: a persistent onnxruntime-qnn session on the context's EPContext model; qnn-net-run:
+    the SDK's qnn-net-run on a qairt context, one process per call."""
+    if runtime == "qnn-net-run":
+        if layout.toolchain != "qairt":
+            raise ValueError("runtime qnn-net-run runs the qairt toolchain's contexts: set toolchain.kind: qairt")
+        from ..toolchains.qairt import discover
+        graph, _ = qairt_names(layout, model, precision)
+        inputs, outputs = graph_io(layout, model)
+        return QnnNetRunRunner(layout.qairt(model, precision).serialized, discover(layout.pipe), graph, inputs,
+                               [(n, dims) for n, _, dims in outputs])
+    names = qairt_names(layout, model, precision)[1] if layout.toolchain == "qairt" else None
+    return OrtQnnRunner(layout.context(model, precision), soc, precision_cfg, names=names)
