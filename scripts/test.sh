@@ -4,12 +4,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e ".[export,dev]"
 bash scripts/install_libero.sh          # the LIBERO smoke episode runs in the suite
-# real clang-cl/lld-link (and llvm-readobj to inspect the DLL) for the qairt chain's ARM64 DLL (the SDK itself is a test double)
-if ! command -v clang-16 >/dev/null || ! command -v lld-link-16 >/dev/null || ! command -v llvm-readobj-16 >/dev/null; then
+# the qairt chain's real tools (the SDK itself is a test double): clang-cl/lld-link for the ARM64 DLL,
+# clang++/make/objcopy for the lib generator's host library, llvm-readobj to inspect the DLL, and
+# llvm-dlltool/llvm-lib/gcc to build the test doubles' libraries (tests/fixtures/make_fake_sdk.py)
+missing=0
+for t in clang-16 clang++-16 lld-link-16 llvm-readobj-16 llvm-dlltool-16 llvm-lib-16 make objcopy gcc; do
+  command -v "$t" >/dev/null || missing=1
+done
+if [ "$missing" = 1 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq clang-16 lld-16 llvm-16 >/dev/null
+    apt-get update -qq && apt-get install -y -qq clang-16 lld-16 llvm-16 make binutils gcc >/dev/null
   else
-    echo "warning: clang-16/lld-16 missing and cannot be installed: the qairt link tests will be skipped" >&2
+    echo "warning: clang-16/lld-16/llvm-16 missing and cannot be installed: the qairt tests will be skipped" >&2
   fi
 fi
 set +e

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))          # make_fake_sdk
 TINY = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text())
 
 
@@ -62,3 +63,18 @@ def tiny_export(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_export")
     export_all(out, "tiny", "random", 0)
     return out
+
+
+@pytest.fixture(scope="session")
+def fake_sdk(tmp_path_factory) -> Path:
+    """The test-double QAIRT SDK (tests/fixtures/make_fake_sdk.py), its converter modules built for
+    this interpreter's Python."""
+    from make_fake_sdk import fake_qairt_sdk
+    return fake_qairt_sdk(tmp_path_factory.mktemp("sdk") / "qairt" / "2.25.0.240728")
+
+
+@pytest.fixture(scope="session")
+def fake_msvc(tmp_path_factory) -> dict:
+    """The test-double MSVC STL/CRT + Windows SDK for ARM64: {"include": [...], "lib": [...]}."""
+    from make_fake_sdk import fake_msvc as make
+    return make(tmp_path_factory.mktemp("msvc"))

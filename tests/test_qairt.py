@@ -1,64 +1,84 @@
-"""The qairt toolchain with the test-double SDK (tests/fixtures/fake_qairt_sdk) and real clang/lld."""
+"""The qairt toolchain against the test-double SDK (tests/fixtures: QAIRT 2.25 behaviour, real clang,
+lld-link and onnxruntime-qnn underneath) and the test-double MSVC/Windows SDK headers and libraries."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+import yaml
 
 from smolvla_build import MODELS
 from smolvla_build.templates import render, render_command
-from smolvla_build.toolchains.qairt import sanitize
+from smolvla_build.toolchains import ToolchainError
+from smolvla_build.toolchains.qairt import (Sdk, check_crt, coff_directives, converter_python, native_names_arg,
+                                            read_version, sanitize, version_matches)
 
 from conftest import ROOT, doit, write_pipeline
 
-FAKE_SDK = ROOT / "tests" / "fixtures" / "fake_qairt_sdk"
 READOBJ = shutil.which("llvm-readobj-16") or shutil.which("llvm-readobj")
-needs_llvm = pytest.mark.skipif(not (shutil.which("clang-16") and shutil.which("lld-link-16") and READOBJ),
-                                reason="clang-16/lld-16 are installed by scripts/test.sh")
+CLANG = shutil.which("clang-16") or shutil.which("clang")
+pytestmark = pytest.mark.skipif(not (CLANG and shutil.which("lld-link-16") and READOBJ and shutil.which("llvm-dlltool-16")),
+                                reason="clang-16/lld-16/llvm-16 are installed by scripts/test.sh")
+SDK_VERSION = "2.25.0"          # the double is a 2.25.0 build (sdk.yaml: build_id 240728...)
+
+
+def qairt_toolchain(msvc: dict, **more) -> dict:
+    return {"kind": "qairt", "sdk_version": SDK_VERSION, "msvc": msvc, **more}
+
+
+def calls(log: Path, tool: str) -> list[dict]:
+    return [c for c in map(json.loads, log.read_text().splitlines()) if c["tool"] == tool]
+
+
+def readobj(*args) -> str:
+    return subprocess.run([READOBJ, *map(str, args)], capture_output=True, text=True).stdout
 
 
 # --- golden tests on the rendered text -----------------------------------------------------------
 
 def test_converter_command_golden():
-    cmd = render_command("qairt/converter.j2", host="posix", python="/usr/bin/python3",
-                         converter="/sdk/bin/x86_64-linux-clang/qnn-onnx-converter", disable_matmul_to_fc=False,
+    cmd = render_command("qairt/converter.j2", host="posix", python="/usr/bin/python3.10",
+                         converter="/sdk/bin/x86_64-linux-clang/qnn-onnx-converter", patch=None,
                          onnx="/my models/llm.onnx", cpp="/out/llm.cpp", float_bitwidth=16, float_bias_bitwidth=32,
                          extra_args=[])
-    assert cmd == ("/usr/bin/python3 /sdk/bin/x86_64-linux-clang/qnn-onnx-converter --input_network '/my models/llm.onnx' "
+    assert cmd == ("/usr/bin/python3.10 /sdk/bin/x86_64-linux-clang/qnn-onnx-converter --input_network '/my models/llm.onnx' "
                    "--output_path /out/llm.cpp --float_bitwidth 16 --float_bias_bitwidth 32 --preserve_io layout")
-    patched = render_command("qairt/converter.j2", host="posix", python="py", converter="conv",
-                             disable_matmul_to_fc=True, onnx="m.onnx", cpp="m.cpp", float_bitwidth=32,
-                             float_bias_bitwidth=0, extra_args=["--no_simplification"])
-    assert patched == ("py -m smolvla_build.toolchains.converter_patch conv --input_network m.onnx --output_path m.cpp "
+    patched = render_command("qairt/converter.j2", host="posix", python="py", converter="conv", patch="/p/converter_patch.py",
+                             onnx="m.onnx", cpp="m.cpp", float_bitwidth=32, float_bias_bitwidth=0,
+                             extra_args=["--no_simplification"])
+    assert patched == ("py /p/converter_patch.py conv --input_network m.onnx --output_path m.cpp "
                        "--float_bitwidth 32 --preserve_io layout --no_simplification")
 
 
 def test_windows_quoting_golden():
-    cmd = render_command("qairt/converter.j2", host="nt", python=r"C:\Python 311\python.exe",
-                         converter=r"C:\qairt\2.43.0.260128\bin\aarch64-windows-msvc\qnn-onnx-converter",
-                         disable_matmul_to_fc=False, onnx=r"C:\My Models\llm.onnx", cpp=r"C:\out\llm.cpp",
+    cmd = render_command("qairt/converter.j2", host="nt", python=r"C:\Python 310\python.exe",
+                         converter=r"C:\qairt\2.25.0.240728\bin\aarch64-windows-msvc\qnn-onnx-converter",
+                         patch=None, onnx=r"C:\My Models\llm.onnx", cpp=r"C:\out\llm.cpp",
                          float_bitwidth=16, float_bias_bitwidth=0, extra_args=[])
-    assert cmd.startswith('"C:\\Python 311\\python.exe" C:\\qairt\\2.43.0.260128\\bin\\aarch64-windows-msvc\\qnn-onnx-converter '
+    assert cmd.startswith('"C:\\Python 310\\python.exe" C:\\qairt\\2.25.0.240728\\bin\\aarch64-windows-msvc\\qnn-onnx-converter '
                           '--input_network "C:\\My Models\\llm.onnx"')
 
 
 def test_compile_link_context_golden():
-    assert render_command("qairt/clang_cl_compile.j2", host="posix", clang_cl="clang-cl", target="aarch64-pc-windows-msvc",
-                          jni="/sdk/share/QNN/converter/jni", include="/sdk/include/QNN", source="/o/QnnModel.cpp",
-                          obj="/o/QnnModel.o") == (
-        'clang-cl /nologo /c /O2 /MT /EHsc /GS- --target=aarch64-pc-windows-msvc "-DQNN_API=__declspec(dllexport)" '
+    assert render_command("qairt/clang_cl_compile.j2", host="posix", clang_cl=["clang-16", "--driver-mode=cl"],
+                          target="aarch64-pc-windows-msvc", jni="/sdk/share/QNN/converter/jni", include="/sdk/include/QNN",
+                          msvc_include=["/msvc/include", "/kits/ucrt"], source="/o/QnnModel.cpp", obj="/o/QnnModel.o") == (
+        'clang-16 --driver-mode=cl /nologo /c /O2 /MD /EHsc /GS- --target=aarch64-pc-windows-msvc '
+        '"-DQNN_API=__declspec(dllexport)" /imsvc /msvc/include /imsvc /kits/ucrt '
         "/I /sdk/share/QNN/converter/jni /I /sdk/include/QNN /Fo/o/QnnModel.o -- /o/QnnModel.cpp")
     assert render_command("qairt/lld_link.j2", host="posix", lld_link="lld-link", dll="/o/libllm_htp.dll",
                           objects=["/o/a.o", "/o/b c.o"], libpaths=["/winsdk/lib"], libs=["msvcrt.lib", "kernel32.lib", "QnnHtp.lib"],
                           link_flags=[]) == (
-        "lld-link /nologo /DLL /MACHINE:ARM64 /OUT:/o/libllm_htp.dll /LIBPATH:/winsdk/lib /o/a.o '/o/b c.o' "
+        "lld-link /nologo /DLL /NOIMPLIB /MACHINE:ARM64 /OUT:/o/libllm_htp.dll /LIBPATH:/winsdk/lib /o/a.o '/o/b c.o' "
         "msvcrt.lib kernel32.lib QnnHtp.lib")
     assert render_command("qairt/context_binary_generator.j2", host="posix", ctxgen="/sdk/bin/qnn-context-binary-generator",
                           model_lib="/o/libllm.so", backend="/sdk/lib/libQnnHtp.so",
@@ -67,9 +87,9 @@ def test_compile_link_context_golden():
         "--binary_file libllm_backbone_htp_fp16.serialized --output_dir /o --config_file /o/htp_config.json")
     assert render_command("qairt/qnn_net_run.j2", host="posix", netrun="qnn-net-run", context="/o/ctx.bin",
                           backend="libQnnHtp.so", input_list="/o/input_list.txt", outdir="/o/out",
-                          native_inputs=["lang_mask"]) == (
+                          native_inputs=native_names_arg("action_head", ["prefix_pad_mask", "lang_mask"])) == (
         "qnn-net-run --retrieve_context /o/ctx.bin --backend libQnnHtp.so --input_list /o/input_list.txt "
-        "--output_dir /o/out --native_input_tensor_names lang_mask")
+        "--output_dir /o/out --native_input_tensor_names action_head:prefix_pad_mask,lang_mask")
     assert render("qairt/input_list.txt.j2", lines=[[("x_t", "/in/x.raw"), ("timestep", "/in/t.raw")]]) == \
         "x_t:=/in/x.raw timestep:=/in/t.raw\n"
 
@@ -86,119 +106,332 @@ def test_htp_config_json_golden():
                                           "config_file_path": "/o/htp_backend_ext.json"}}
 
 
-# --- the chain through doit with the test-double SDK ----------------------------------------------
+# --- 1. the SDK version --------------------------------------------------------------------------------
+
+def test_sdk_version_is_version_plus_build_date(fake_sdk, tmp_path, fake_msvc):
+    assert read_version(fake_sdk) == "2.25.0.240728"          # sdk.yaml version 2.25.0, build_id 240728104910_97711
+    assert version_matches("2.25.0.240728", "2.25.0") and version_matches("2.25.0.240728", "2.25.0.240728")
+    assert not version_matches("2.25.0.240728", "2.25.0.240801") and not version_matches("2.25.1.240728", "2.25.0")
+    env = dict(os.environ, QNN_SDK_ROOT=str(fake_sdk))
+    for wanted in ("2.25.0", "2.25.0.240728"):
+        pipe = write_pipeline(tmp_path, toolchain=qairt_toolchain(fake_msvc, sdk_version=wanted))
+        assert "convert:vision_encoder-fp16" in doit(pipe, "list", "--all", env=env).stdout
+    pipe = write_pipeline(tmp_path, toolchain={"kind": "qairt"})          # the default: 2.43.0.260128
+    res = doit(pipe, "list", check=False, env=env)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode != 0 and len(lines) == 1
+    assert "version 2.25.0.240728" in lines[0] and "expects 2.43.0.260128" in lines[0]
+    pipe = write_pipeline(tmp_path, toolchain={"kind": "qairt", "on_version_mismatch": "warn"})
+    assert "convert:vision_encoder-fp16" in doit(pipe, "list", "--all", env=env).stdout
+
+
+# --- 2. the converter's Python -------------------------------------------------------------------------
+
+def test_converter_python_is_the_one_the_sdk_modules_link(fake_sdk, tmp_path):
+    from make_fake_sdk import fake_qairt_sdk
+    sdk = Sdk(fake_sdk, read_version(fake_sdk), "x86_64-linux-clang")
+    assert converter_python(sdk) == sys.executable              # built for this interpreter's version
+    other = fake_qairt_sdk(tmp_path / "sdk399", python=(3, 99))
+    sdk399 = Sdk(other, read_version(other), "x86_64-linux-clang")
+    with pytest.raises(ToolchainError, match=r"need Python 3\.99, which is not installed here: install python3\.99"):
+        converter_python(sdk399)
+    with pytest.raises(ToolchainError, match=r"toolchain.python: .* is Python 3\.\d+, but .* need Python 3\.99"):
+        converter_python(sdk399, sys.executable)
+    # and the double fails the way the real converter does under another Python: at its first import
+    proc = subprocess.run([sys.executable, str(other / "bin" / "x86_64-linux-clang" / "qnn-onnx-converter"),
+                           "--input_network", "x.onnx"], capture_output=True, text=True, env=Sdk(other, "", "x86_64-linux-clang").env())
+    assert proc.returncode != 0 and "libpython3.99.so.1.0: cannot open shared object file" in proc.stderr
+
+
+# --- 3. MATMUL_TO_FC -----------------------------------------------------------------------------------
+
+def _fc_probe(fake_sdk: Path, patch: str) -> str:
+    """Run the double's optimizer on MatMul(x, W[4,4]) after `patch`; the op type it leaves."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT / 'smolvla_build' / 'toolchains')!r})
+from qti.aisw.converters.common.converter_ir import op_graph_optimizations as opt
+from qti.aisw.converters.common.converter_ir.op_graph import IROpGraph, Node
+{patch}
+g = IROpGraph("g"); g.static["W"] = [4, 4]; g.nodes.append(Node("mm", "MatMul", ["x", "W"], ["y"]))
+opt.IROptimizations().optimize(g)
+print(g.nodes[0].op.type)
+"""
+    env = Sdk(fake_sdk, "", "x86_64-linux-clang").env()
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout.strip()
+
+
+def test_matmul_to_fc_is_disabled_in_the_registered_instance(fake_sdk):
+    assert _fc_probe(fake_sdk, "") == "FullyConnected"
+    # what the project did before: replacing the class attribute leaves the bound method in the table
+    assert _fc_probe(fake_sdk, "opt.OptimizeMatmulTranslation.matmul_to_fc = lambda self, g: None") == "FullyConnected"
+    assert _fc_probe(fake_sdk, "import converter_patch; converter_patch.disable_matmul_to_fc()") == "MatMul"
+
+
+# --- 4./5. names -----------------------------------------------------------------------------------
+
+def test_sanitized_names_follow_the_converter():
+    assert sanitize("output.1") == "output_1"
+    assert sanitize("/model/x:0") == "__model_x_0"
+    assert sanitize("/Concat_output_0") == "__Concat_output_0"
+    assert sanitize("/embed_tokens/Gather_output_0") == "__embed_tokens_Gather_output_0"
+    assert sanitize("_x") == "__x" and sanitize("1a") == "_1a" and sanitize("x_t") == "x_t"
+    assert native_names_arg("g", ["a", "b"]) == "g:a,b"
+
+
+# --- the chain through doit ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def qairt_build(tmp_path_factory):
+def qairt_build(tmp_path_factory, fake_sdk, fake_msvc):
+    """convert -> compile -> link -> hostlib -> context -> validate -> report for 3 models x fp16/fp32,
+    fp16 with the card's MATMUL_TO_FC patch; in a folder whose name has a space."""
     folder = tmp_path_factory.mktemp("qairt with space")
-    data = {"kind": "qairt"}
-    pipe = write_pipeline(folder, toolchain=data)
-    cfg = json.loads(json.dumps(__import__("yaml").safe_load(pipe.read_text())))
+    pipe = write_pipeline(folder, toolchain=qairt_toolchain(fake_msvc))
+    cfg = yaml.safe_load(pipe.read_text())
     cfg["precisions"]["fp16"]["converter"]["disable_matmul_to_fc"] = True
-    pipe.write_text(__import__("yaml").safe_dump(cfg))
-    env = dict(os.environ, QNN_SDK_ROOT=str(FAKE_SDK), FAKE_QAIRT_LOG=str(folder / "calls.jsonl"))
+    pipe.write_text(yaml.safe_dump(cfg))
+    env = dict(os.environ, QNN_SDK_ROOT=str(fake_sdk), FAKE_QAIRT_LOG=str(folder / "calls.jsonl"))
     first = doit(pipe, env=env)
     return folder, pipe, env, first
 
 
-@needs_llvm
-def test_full_chain_produces_arm64_dlls(qairt_build):
+def test_full_chain_builds_validates_and_reports(qairt_build):
     folder, pipe, env, first = qairt_build
-    for stage in ("convert", "compile", "link", "hostlib", "context"):
+    for stage in ("convert", "compile", "link", "hostlib", "context", "validate"):
         assert {f"{stage}:{m}-{p}" for m in MODELS for p in ("fp16", "fp32")} <= first.ran
+    assert "report" in first.ran
+    report = json.loads((folder / "artifacts" / "report.json").read_text())
+    assert report["meta"]["toolchain"] == "qairt"
     for m in MODELS:
         for p in ("fp16", "fp32"):
             d = folder / "artifacts" / "qairt" / p / m
-            dll = d / f"lib{m}_htp.dll"
-            out = subprocess.run([READOBJ, "--file-headers", "--coff-exports", str(dll)], capture_output=True, text=True).stdout
+            v = json.loads((folder / "artifacts" / "validation" / f"{m}-{p}.json").read_text())
+            assert v["toolchain"] == "qairt" and v["context"] == str(d / f"{m}_qairt_ctx.onnx")
+            assert v["status"] == "pass" and v["metrics"]["cosine"] > 0.999, v
+            assert report["stages"][f"{m}-{p}"]["status"] == "pass"
+            out = readobj("--file-headers", "--coff-exports", "--coff-imports", d / f"lib{m}_htp.dll")
             assert "Format: COFF-ARM64" in out and "IMAGE_FILE_MACHINE_ARM64" in out
             assert "Name: QnnModel_composeGraphs" in out and "Name: QnnModel_freeGraphsInfo" in out
-            assert (d / f"lib{m}_htp_{p}.serialized.bin").read_bytes().startswith(b"FAKE-QNN-CONTEXT")
+            assert "Name: msvcrt.dll" in out and "Name: kernel32.dll" in out       # the card's link line
+            info = json.loads((d / f"lib{m}_htp_{p}.serialized.json").read_text())["info"]["graphs"][0]["info"]
+            assert info["graphName"] == m                                          # the converter's .cpp stem
             ctx = onnx.load(str(d / f"{m}_qairt_ctx.onnx"))
-            assert ctx.graph.node[0].op_type == "EPContext"
+            assert ctx.graph.node[0].op_type == "EPContext" and ctx.graph.node[0].name == m
             # I/O of the QNN graph: the converter's sanitized names, fp16 floats in the fp16 context
             pre = onnx.load(str(folder / "artifacts" / "preprocessed" / f"{m}.onnx"), load_external_data=False)
             assert [i.name for i in ctx.graph.input] == [sanitize(i.name) for i in pre.graph.input]
             float_type = onnx.TensorProto.FLOAT16 if p == "fp16" else onnx.TensorProto.FLOAT
             assert [o.type.tensor_type.elem_type for o in ctx.graph.output] == [float_type] * len(pre.graph.output)
+    assert report["runtime_precision"] == {m: {"precision": "fp16"} for m in MODELS}
     assert doit(pipe, env=env).ran == set()
 
 
-@needs_llvm
-def test_recorded_arguments(qairt_build):
+def test_patched_converter_output_keeps_every_matmul(qairt_build):
     folder, _, _, _ = qairt_build
-    calls = [json.loads(line) for line in (folder / "calls.jsonl").read_text().splitlines()]
-    conv = [c for c in calls if c["tool"] == "qnn-onnx-converter"]
+    for p, want in (("fp16", "MatMul"), ("fp32", "FullyConnected")):
+        net = json.loads((folder / "artifacts" / "qairt" / p / "llm_backbone" / "llm_backbone_net.json").read_text())
+        nodes = net["graph"]["nodes"].values()
+        pre = onnx.load(str(folder / "artifacts" / "preprocessed" / "llm_backbone.onnx"))
+        two_d = {sanitize(t.name) for t in pre.graph.initializer if len(t.dims) == 2}
+        with_2d_weight = [n for n in nodes if n["type"] in ("MatMul", "FullyConnected") and n["input_names"][1] in two_d]
+        assert with_2d_weight and {n["type"] for n in with_2d_weight} == {want}
+
+
+def test_recorded_arguments_and_working_folders(qairt_build):
+    folder, _, _, _ = qairt_build
+    log = folder / "calls.jsonl"
+    conv = calls(log, "qnn-onnx-converter")
     assert {c["args"]["float_bitwidth"] for c in conv} == {16, 32}
     assert all(c["args"]["preserve_io"] == ["layout"] for c in conv)
-    nets = {p: json.loads((folder / "artifacts" / "qairt" / p / "llm_backbone" / "llm_backbone_net.json").read_text())
-            for p in ("fp16", "fp32")}
-    assert nets["fp16"]["test_double_applied_optimizations"] == []               # the card's patch, applied per precision
-    assert nets["fp32"]["test_double_applied_optimizations"] == ["matmul_to_fc"]
-    gens = [c for c in calls if c["tool"] == "qnn-context-binary-generator"]
+    gens = calls(log, "qnn-context-binary-generator")
     assert all(c["args"]["model"].endswith(".so") and not c["args"]["binary_file"].endswith(".bin") for c in gens)
-    libgen = [c for c in calls if c["tool"] == "qnn-model-lib-generator"]
-    assert all(c["args"]["lib_targets"] == ["x86_64-linux-clang"] for c in libgen)
+    libgen = calls(log, "qnn-model-lib-generator")
+    assert all(c["args"]["lib_targets"] == [["x86_64-linux-clang"]] for c in libgen)
+    # every tool ran in its own staging folder under artifacts; none is left behind, nor any tmp_<N>
+    for c in conv + libgen + gens:
+        assert "/.staging/" in c["cwd"] + "/" and c["cwd"].startswith(str(folder / "artifacts")), c["cwd"]
+    assert not list((folder / "artifacts").rglob("tmp_*")) and not list(ROOT.glob("tmp_*"))
+    assert not [p for p in (folder / "artifacts" / "qairt").rglob(".staging/*")]
 
 
-@needs_llvm
-def test_windows_arm64_host_links_the_lib_generators_weight_objects(tmp_path):
-    """The Windows ARM64 layout (toolchain.host): qnn-model-lib-generator -t windows-aarch64 stages
-    tmp_*/obj/windows-aarch64 (and, as without the VS ClangCL toolset, fails its own CMake build);
-    its weight objects are linked by hand into the DLL, which the context generator loads itself."""
-    pipe = write_pipeline(tmp_path, toolchain={"kind": "qairt", "host": "aarch64-windows-msvc"})
-    env = dict(os.environ, QNN_SDK_ROOT=str(FAKE_SDK), FAKE_QAIRT_LOG=str(tmp_path / "calls.jsonl"))
-    listed = doit(pipe, "list", "--all", env=env).stdout
-    assert "compile:action_head-fp16" in listed and "hostlib:" not in listed
-    res = doit(pipe, "context:action_head-fp16", env=env)
-    assert {"convert:action_head-fp16", "compile:action_head-fp16", "link:action_head-fp16",
-            "context:action_head-fp16"} <= res.ran
-    d = tmp_path / "artifacts" / "qairt" / "fp16" / "action_head"
-    weights = sorted((d / "obj" / "weights").glob("*.o"))
-    assert weights and not (d / "obj" / "libgen").exists() and not (d / "obj" / "weights.o").exists()
-    manifest = json.loads((d / "obj" / "objects.json").read_text())["objects"]
-    assert {str(w) for w in weights} <= set(manifest)
-    out = subprocess.run([READOBJ, "--file-headers", "--coff-exports", str(d / "libaction_head_htp.dll")],
-                         capture_output=True, text=True).stdout
-    assert "IMAGE_FILE_MACHINE_ARM64" in out and "Name: QnnModel_composeGraphs" in out
-    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
-    libgen = [c for c in calls if c["tool"] == "qnn-model-lib-generator"]
-    assert [c["args"]["lib_targets"] for c in libgen] == [["windows-aarch64"]]
-    gen = [c for c in calls if c["tool"] == "qnn-context-binary-generator"]
-    assert gen[0]["args"]["model"].endswith("libaction_head_htp.dll")
-    assert gen[0]["args"]["backend"].endswith("aarch64-windows-msvc/QnnHtp.dll")
-    assert "exited 1 after making the weight objects" in res.stderr
+def test_a_failed_runs_leftovers_are_never_moved_into_place(qairt_build):
+    folder, pipe, env, _ = qairt_build
+    d = folder / "artifacts" / "qairt" / "fp32" / "vision_encoder"
+    staging = d / ".staging" / "context"
+    staging.mkdir(parents=True)
+    stale = staging / "libvision_encoder_htp_fp32.serialized.bin"
+    stale.write_bytes(b"half-written by a killed run")
+    (d / "htp_backend_ext.json").unlink()            # a target gone: the context task reruns
+    assert "context:vision_encoder-fp32" in doit(pipe, env=env).ran
+    assert (d / "libvision_encoder_htp_fp32.serialized.bin").read_bytes() != b"half-written by a killed run"
+    assert not staging.exists()
 
 
-@needs_llvm
 def test_edited_model_cpp_recompiles_relinks_and_regenerates_not_reconverts(qairt_build):
     folder, pipe, env, _ = qairt_build
     cpp = folder / "artifacts" / "qairt" / "fp32" / "action_head" / "action_head.cpp"
     cpp.write_text(cpp.read_text() + '\nextern "C" QNN_API int smolvla_edit_marker(void) { return 7; }\n')
-    assert doit(pipe, env=env).ran == {f"{s}:action_head-fp32" for s in ("compile", "link", "hostlib", "context")}
+    ran = doit(pipe, env=env).ran
+    rebuilt = {f"{s}:action_head-fp32" for s in ("compile", "link", "hostlib", "context")}
+    assert rebuilt <= ran <= rebuilt | {"validate:action_head-fp32", "report"}    # validate: if the binary changed
 
 
-def test_sdk_version_mismatch_is_one_line(tmp_path):
-    sdk = tmp_path / "sdk"
-    shutil.copytree(FAKE_SDK, sdk, symlinks=True)
-    (sdk / "sdk.yaml").write_text("version: 2.40.0.250101\n")
-    pipe = write_pipeline(tmp_path, toolchain={"kind": "qairt"})
-    res = doit(pipe, "list", check=False, env=dict(os.environ, QNN_SDK_ROOT=str(sdk)))
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert res.returncode != 0 and len(lines) == 1
-    assert "version 2.40.0.250101" in lines[0] and "expects 2.43.0.260128" in lines[0]
-    pipe = write_pipeline(tmp_path, toolchain={"kind": "qairt", "on_version_mismatch": "warn"})
-    assert "convert:vision_encoder-fp16" in doit(pipe, "list", "--all", env=dict(os.environ, QNN_SDK_ROOT=str(sdk))).stdout
+def test_qnn_net_run_runner_matches_the_epcontext_runner(qairt_build, fake_sdk, monkeypatch):
+    """One qnn-net-run process per call, float32 .raw inputs except the int32 mask (graph:names), the
+    graph's names mapped onto the context's; the same numbers as the context in onnxruntime-qnn."""
+    from smolvla_build.config import load_pipeline
+    from smolvla_build.feeds import cast_feeds
+    from smolvla_build.layout import Layout
+    from smolvla_build.runtime.contexts import graph_io, htp_runner
+    folder, pipe_path, env, _ = qairt_build
+    monkeypatch.setenv("QNN_SDK_ROOT", str(fake_sdk))
+    monkeypatch.setenv("FAKE_QAIRT_LOG", str(folder / "calls.jsonl"))
+    pipe = load_pipeline(pipe_path)
+    layout = Layout(pipe, "qairt")
+    rng = np.random.default_rng(0)
+    inputs, _ = graph_io(layout.preprocessed("action_head"))
+    feeds = {n: np.ones(dims, np.int32) if dtype == "int32" else rng.uniform(-1, 1, dims).astype(np.float32)
+             for n, dtype, dims in inputs}
+    net_run = htp_runner(layout, "action_head", "fp16", pipe.soc, pipe.precisions["fp16"], "qnn-net-run")
+    ort = htp_runner(layout, "action_head", "fp16", pipe.soc, pipe.precisions["fp16"], "ort-qnn")
+    a = net_run.infer(cast_feeds(net_run, feeds))
+    b = ort.infer(cast_feeds(ort, feeds))
+    assert a["v_t"].dtype == np.float32 and b["v_t"].dtype == np.float32
+    assert np.allclose(a["v_t"], b["v_t"], atol=2e-3)
+    call = calls(folder / "calls.jsonl", "qnn-net-run")[-1]
+    assert call["args"]["native_input_tensor_names"] == "action_head:prefix_pad_mask"
 
 
-def test_auto_picks_qairt_when_an_sdk_is_found(tmp_path):
-    pipe = write_pipeline(tmp_path, toolchain={"kind": "auto"})
-    with_sdk = doit(pipe, "list", env=dict(os.environ, QNN_SDK_ROOT=str(FAKE_SDK)))
-    assert "convert" in with_sdk.stdout.split() and "using qairt" in with_sdk.stderr
-    env = dict(os.environ)
-    env.pop("QNN_SDK_ROOT", None)
-    without = doit(pipe, "list", env=env)
-    assert "convert" not in without.stdout.split() and "using ort-qnn" in without.stderr
+def test_qnn_net_run_double_rejects_bare_native_names(qairt_build, fake_sdk, tmp_path):
+    folder, _, _, _ = qairt_build
+    d = folder / "artifacts" / "qairt" / "fp32" / "vision_encoder"
+    x = tmp_path / "x.raw"
+    np.zeros((1, 3, 512, 512), np.float32).tofile(x)
+    (tmp_path / "il.txt").write_text(f"pixel_values:={x}\n")
+    base = [str(fake_sdk / "bin" / "x86_64-linux-clang" / "qnn-net-run"), "--retrieve_context",
+            str(d / "libvision_encoder_htp_fp32.serialized.bin"), "--backend",
+            str(fake_sdk / "lib" / "x86_64-linux-clang" / "libQnnHtp.so"), "--input_list", str(tmp_path / "il.txt"),
+            "--output_dir", str(tmp_path / "out")]
+    bad = subprocess.run(base + ["--native_input_tensor_names", "pixel_values"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "Native Input Tensor Names are not in expected format" in bad.stderr
+
+
+def test_qnn_net_run_runtime_runs_a_libero_episode(qairt_build):
+    pytest.importorskip("libero", reason="LIBERO is installed by scripts/install_libero.sh (scripts/test.sh runs it)")
+    folder, pipe, env, _ = qairt_build
+    cfg = yaml.safe_load(pipe.read_text())
+    cfg["evaluation"]["runtime"] = "qnn-net-run"
+    episode = folder / "episode.yaml"          # same folder, same artifacts
+    episode.write_text(yaml.safe_dump(cfg))
+    res = doit(episode, "infer:task0", env=env)
+    assert "infer:task0" in res.ran
+    out = folder / "artifacts" / "eval" / "libero_spatial" / "task0"
+    actions = json.loads((out / "actions.json").read_text())["actions"]
+    assert len(actions) == 4 and all(len(a) == 7 and all(np.isfinite(a)) for a in actions)
+    runs = calls(folder / "calls.jsonl", "qnn-net-run")
+    assert {Path(c["args"]["retrieve_context"]).name for c in runs} >= {
+        f"lib{m}_htp_fp16.serialized.bin" for m in MODELS}
+
+
+# --- 6.-9. compile, link, lib generator ----------------------------------------------------------------
+
+def test_compile_without_msvc_headers_is_one_clear_line(fake_sdk, tmp_path, tiny_export):
+    pipe = write_pipeline(tmp_path, toolchain={"kind": "qairt", "sdk_version": SDK_VERSION},
+                          source={"preset": "tiny", "weights": "onnx", "path": str(tiny_export)})
+    env = dict(os.environ, QNN_SDK_ROOT=str(fake_sdk))
+    res = doit(pipe, "compile:action_head-fp32", check=False, env=env)
+    assert res.returncode != 0
+    assert re.search(r"clang-cl: QnnModel.cpp needs <(cstdlib|limits)>, which is in the MSVC and Windows SDK headers: "
+                     r"set toolchain.msvc.include", res.stdout)
+
+
+def test_link_needs_the_crt_and_windows_libraries(fake_sdk, fake_msvc, tmp_path, tiny_export):
+    msvc = {"include": fake_msvc["include"]}                     # headers, but no library folder
+    pipe = write_pipeline(tmp_path, toolchain=qairt_toolchain(msvc),
+                          source={"preset": "tiny", "weights": "onnx", "path": str(tiny_export)})
+    res = doit(pipe, "link:action_head-fp32", check=False, env=dict(os.environ, QNN_SDK_ROOT=str(fake_sdk)))
+    assert res.returncode != 0
+    assert "msvcrt.lib, kernel32.lib not found" in res.stdout + res.stderr and "toolchain.msvc.lib" in res.stdout + res.stderr
+
+
+def test_objects_ask_for_the_crt_the_link_line_has(qairt_build, tmp_path):
+    folder, _, _, _ = qairt_build
+    obj = folder / "artifacts" / "qairt" / "fp32" / "action_head" / "obj" / "QnnModel.o"
+    assert "/DEFAULTLIB:msvcrt.lib" in coff_directives(obj)              # /MD
+    check_crt([str(obj)], ["msvcrt.lib", "kernel32.lib", "QnnHtp.lib"], [])
+    src = tmp_path / "mt.cpp"
+    src.write_text('extern "C" int f(void) { return 1; }\n')
+    mt = tmp_path / "mt.o"
+    subprocess.run([CLANG, "--driver-mode=cl", "/nologo", "/c", "/MT", "--target=aarch64-pc-windows-msvc", f"/Fo{mt}",
+                    "--", str(src)], check=True)
+    assert "/DEFAULTLIB:libcmt.lib" in coff_directives(mt)
+    with pytest.raises(RuntimeError, match=r"mt.o asks for the static CRT \(/MT\) \(libcmt.lib\) but the link line has msvcrt.lib"):
+        check_crt([str(mt)], ["msvcrt.lib", "kernel32.lib"], [])
+    check_crt([str(mt)], ["msvcrt.lib"], ["/NODEFAULTLIB:libcmt.lib"])
+
+
+def test_lib_generator_needs_clang_plus_plus_on_its_path(qairt_build, fake_sdk, tmp_path):
+    folder, _, _, _ = qairt_build
+    d = folder / "artifacts" / "qairt" / "fp32" / "action_head"
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("make", "tar", "objcopy", "sh", "bash"):                # everything but a clang++
+        os.symlink(shutil.which(tool), bare / tool)
+    env = dict(Sdk(fake_sdk, "", "x86_64-linux-clang").env(), PATH=str(bare))
+    proc = subprocess.run([sys.executable, str(fake_sdk / "bin" / "x86_64-linux-clang" / "qnn-model-lib-generator"),
+                           "-c", str(d / "action_head.cpp"), "-b", str(d / "action_head.bin"), "-t", "x86_64-linux-clang",
+                           "-o", str(tmp_path / "lib")], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode != 0 and "Could not find compiler: clang++" in proc.stderr
+    assert not list(tmp_path.glob("tmp_*"))                              # the Linux build dir is removed on exit
+    assert (folder / "artifacts" / ".tools" / "bin" / "clang++").is_symlink()   # what the chain gave it
+
+
+def test_windows_arm64_host_links_the_lib_generators_weight_objects(fake_sdk, fake_msvc, tmp_path, tiny_export):
+    """The Windows ARM64 layout (toolchain.host): qnn-model-lib-generator -t windows-aarch64 stages
+    tmp_*/obj/windows-aarch64 (and, as without the VS ClangCL toolset, fails its own CMake build);
+    its weight objects are linked by hand into the DLL, which the context generator loads itself."""
+    pipe = write_pipeline(tmp_path, toolchain=qairt_toolchain(fake_msvc, host="aarch64-windows-msvc"),
+                          source={"preset": "tiny", "weights": "onnx", "path": str(tiny_export)})
+    env = dict(os.environ, QNN_SDK_ROOT=str(fake_sdk), FAKE_QAIRT_LOG=str(tmp_path / "calls.jsonl"))
+    listed = doit(pipe, "list", "--all", env=env).stdout
+    assert "compile:action_head-fp16" in listed and "hostlib:" not in listed
+    res = doit(pipe, "validate:action_head-fp16", env=env)
+    assert {"convert:action_head-fp16", "compile:action_head-fp16", "link:action_head-fp16",
+            "context:action_head-fp16", "validate:action_head-fp16"} <= res.ran
+    d = tmp_path / "artifacts" / "qairt" / "fp16" / "action_head"
+    weights = sorted((d / "obj" / "weights").glob("*.o"))
+    assert weights and not (d / ".staging" / "libgen").exists() and not (d / "obj" / "weights.o").exists()
+    manifest = json.loads((d / "obj" / "objects.json").read_text())["objects"]
+    assert {str(w) for w in weights} <= set(manifest)
+    out = readobj("--file-headers", "--coff-exports", d / "libaction_head_htp.dll")
+    assert "IMAGE_FILE_MACHINE_ARM64" in out and "Name: QnnModel_composeGraphs" in out
+    libgen = calls(tmp_path / "calls.jsonl", "qnn-model-lib-generator")
+    assert [c["args"]["lib_targets"] for c in libgen] == [[["windows-aarch64"]]]
+    gen = calls(tmp_path / "calls.jsonl", "qnn-context-binary-generator")
+    assert gen[0]["args"]["model"].endswith("libaction_head_htp.dll")
+    assert gen[0]["args"]["backend"].endswith("aarch64-windows-msvc/QnnHtp.dll")
+    assert "exited 1 after making the weight objects" in res.stderr
+    assert json.loads((tmp_path / "artifacts" / "validation" / "action_head-fp16.json").read_text())["status"] == "pass"
+
+
+# --- 11. _net.json shapes, the EPContext wrapper ---------------------------------------------------------
+
+def test_net_json_signature_orders_by_id_and_reads_every_dims_key(tmp_path):
+    from smolvla_build.toolchains.epcontext import net_json_signature
+    net = tmp_path / "m_net.json"
+    net.write_text(json.dumps({"graph": {"tensors": {
+        "out_1": {"id": 3, "type": 1, "data_type": 0x0216, "current_dims": [1, 4], "max_dims": [1, 8]},
+        "b": {"id": 2, "type": 0, "data_type": 0x0032, "max_dims": [1]},
+        "a": {"id": 1, "type": 0, "data_type": 0x0232, "dims": [1, 64, 64, 3]},
+        "w": {"id": 4, "type": 4, "data_type": 0x0232, "dims": [4]}}}}))
+    assert net_json_signature(net) == ([("a", onnx.TensorProto.FLOAT, [1, 64, 64, 3]), ("b", onnx.TensorProto.INT32, [1])],
+                                       [("out_1", onnx.TensorProto.FLOAT16, [1, 4])])
+    net.write_text(json.dumps({"graph": {"tensors": {"q": {"id": 1, "type": 0, "data_type": 0x0408, "dims": [1]}}}}))
+    with pytest.raises(ValueError, match=r"m_net.json: tensor q: QNN data_type 0x0408"):
+        net_json_signature(net)
+    net.write_text(json.dumps({"graph": {"tensors": {"q": {"id": 1, "type": 0, "data_type": 0x0232}}}}))
+    with pytest.raises(ValueError, match=r"tensor q: no dims, current_dims or max_dims"):
+        net_json_signature(net)
 
 
 def test_epcontext_wrapper_runs_an_ort_qnn_context_binary(tiny_export, tmp_path):
@@ -227,49 +460,21 @@ def test_epcontext_wrapper_runs_an_ort_qnn_context_binary(tiny_export, tmp_path)
     assert np.array_equal(a["image_embeddings"], b["image_embeddings"])
 
 
-def test_qnn_net_run_runner_raw_formats(tmp_path, monkeypatch):
-    """One process per call, float32 .raw inputs except native int32 ones, Result_0/<name>.raw back."""
-    from smolvla_build.runtime import QnnNetRunRunner
-    from smolvla_build.toolchains.qairt import Sdk
-    log = tmp_path / "calls.jsonl"
-    monkeypatch.setenv("FAKE_QAIRT_LOG", str(log))
-    program = {"inputs": {"x_t": {"dims": [1, 2, 3], "dtype": "float32"},
-                          "_embed_tokens_Gather_output_0": {"dims": [1, 2], "dtype": "float32"},
-                          "lang_mask": {"dims": [1, 4], "dtype": "int32"}},
-               "outputs": {"v_t": {"dims": [1, 2, 3], "expr": "x_t * 2 + lang_mask.sum()"}}}
-    ctx = tmp_path / "ctx dir" / "m.serialized.bin"
-    ctx.parent.mkdir()
-    ctx.write_bytes(b"FAKE-QNN-CONTEXT\n" + json.dumps({"program": program}).encode())
-    sdk = Sdk(FAKE_SDK, "2.43.0.260128", "x86_64-linux-clang")
-    runner = QnnNetRunRunner(ctx, sdk, [("x_t", "float32", [1, 2, 3]), ("/embed_tokens/Gather_output_0", "float32", [1, 2]),
-                                        ("lang_mask", "int32", [1, 4])], [("v_t", [1, 2, 3])])
-    x = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
-    out = runner.infer({"x_t": x, "/embed_tokens/Gather_output_0": np.ones((1, 2)), "lang_mask": np.array([[1, 1, 0, 0]])})
-    assert np.array_equal(out["v_t"], x * 2 + 2)
-    call = json.loads(log.read_text().splitlines()[-1])
-    assert call["args"]["native_input_tensor_names"] == "lang_mask"
-    assert call["args"]["retrieve_context"] == str(ctx)
-    runner.infer({"x_t": x, "/embed_tokens/Gather_output_0": np.ones((1, 2)), "lang_mask": np.zeros((1, 4))})
-    assert len(runner.inference_times) == 2 and len(log.read_text().splitlines()) == 2
+def test_auto_picks_qairt_when_an_sdk_is_found(tmp_path, fake_sdk):
+    pipe = write_pipeline(tmp_path, toolchain={"kind": "auto", "sdk_version": SDK_VERSION})
+    with_sdk = doit(pipe, "list", env=dict(os.environ, QNN_SDK_ROOT=str(fake_sdk)))
+    assert "convert" in with_sdk.stdout.split() and "using qairt" in with_sdk.stderr
+    env = dict(os.environ)
+    env.pop("QNN_SDK_ROOT", None)
+    without = doit(pipe, "list", env=env)
+    assert "convert" not in without.stdout.split() and "using ort-qnn" in without.stderr
 
 
-def test_net_json_signature_orders_by_id_and_names_unknown_types(tmp_path):
-    from smolvla_build.toolchains.epcontext import net_json_signature
-    net = tmp_path / "m_net.json"
-    net.write_text(json.dumps({"graph": {"tensors": {
-        "out_1": {"id": 3, "type": 1, "data_type": 0x0216, "dims": [1, 4]},
-        "b": {"id": 2, "type": 0, "data_type": 0x0032, "dims": [1]},
-        "a": {"id": 1, "type": 0, "data_type": 0x0232, "dims": [1, 64, 64, 3]},
-        "w": {"id": 4, "type": 4, "data_type": 0x0232, "dims": [4]}}}}))
-    assert net_json_signature(net) == ([("a", onnx.TensorProto.FLOAT, [1, 64, 64, 3]), ("b", onnx.TensorProto.INT32, [1])],
-                                       [("out_1", onnx.TensorProto.FLOAT16, [1, 4])])
-    net.write_text(json.dumps({"graph": {"tensors": {"q": {"id": 1, "type": 0, "data_type": 0x0408, "dims": [1]}}}}))
-    with pytest.raises(ValueError, match=r"m_net.json: tensor q: QNN data_type 0x0408"):
-        net_json_signature(net)
+# --- 14. layout -------------------------------------------------------------------------------------
 
-
-def test_sanitized_names_follow_the_converter():
-    assert sanitize("output.1") == "output_1"
-    assert sanitize("/model/x:0") == "_model_x_0"
-    assert sanitize("/embed_tokens/Gather_output_0") == "_embed_tokens_Gather_output_0"
-    assert sanitize("1st") == "_1st"
+def test_runtime_does_not_reach_into_the_task_layer():
+    import ast
+    for f in (ROOT / "smolvla_build" / "runtime").glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert "stages" not in (node.module or ""), f"{f.name} imports {node.module}"

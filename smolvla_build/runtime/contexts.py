@@ -12,9 +12,9 @@ import onnx
 from .runners import OrtQnnRunner, QnnNetRunRunner, Runner
 
 
-def graph_io(layout, model: str) -> tuple[list, list]:
-    """(inputs, outputs) of the preprocessed graph as (name, numpy dtype name, dims)."""
-    graph = onnx.load(str(layout.preprocessed(model)), load_external_data=False).graph
+def graph_io(model_path) -> tuple[list, list]:
+    """(inputs, outputs) of an ONNX graph as (name, numpy dtype name, dims)."""
+    graph = onnx.load(str(model_path), load_external_data=False).graph
 
     def triples(values):
         return [(v.name, onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
@@ -22,19 +22,18 @@ def graph_io(layout, model: str) -> tuple[list, list]:
     return triples(graph.input), triples(graph.output)
 
 
-def qairt_names(layout, model: str, precision: str) -> tuple[str, dict[str, str]]:
+def qairt_names(binary_info, net_json, preprocessed) -> tuple[str, dict[str, str]]:
     """(QNN graph name, {graph tensor name: context tensor name}) of a qairt context, checked against
     what the binary holds (qnn-context-binary-utility) and the converter's _net.json."""
     from ..toolchains.epcontext import context_graph
     from ..toolchains.qairt import sanitize
-    q = layout.qairt(model, precision)
-    graph, ctx_in, ctx_out = context_graph(q.binary_info, q.net_json)
-    inputs, outputs = graph_io(layout, model)
+    graph, ctx_in, ctx_out = context_graph(binary_info, net_json)
+    inputs, outputs = graph_io(preprocessed)
     have = {n for n, _, _ in ctx_in + ctx_out}
     names = {n: sanitize(n) for n, _, _ in inputs + outputs}
     missing = sorted(f"{n} -> {s}" for n, s in names.items() if s not in have)
     if missing:
-        raise ValueError(f"{q.binary_info}: graph {graph} has no tensor for {', '.join(missing)} "
+        raise ValueError(f"{binary_info}: graph {graph} has no tensor for {', '.join(missing)} "
                          f"(it has {sorted(have)})")
     return graph, names
 
@@ -42,13 +41,15 @@ def qairt_names(layout, model: str, precision: str) -> tuple[str, dict[str, str]
 def htp_runner(layout, model: str, precision: str, soc: dict, precision_cfg: dict, runtime: str = "ort-qnn") -> Runner:
     """ort-qnn: a persistent onnxruntime-qnn session on the context's EPContext model; qnn-net-run:
     the SDK's qnn-net-run on a qairt context, one process per call."""
+    q = layout.qairt(model, precision)
     if runtime == "qnn-net-run":
         if layout.toolchain != "qairt":
             raise ValueError("runtime qnn-net-run runs the qairt toolchain's contexts: set toolchain.kind: qairt")
         from ..toolchains.qairt import discover
-        graph, _ = qairt_names(layout, model, precision)
-        inputs, outputs = graph_io(layout, model)
-        return QnnNetRunRunner(layout.qairt(model, precision).serialized, discover(layout.pipe), graph, inputs,
-                               [(n, dims) for n, _, dims in outputs])
-    names = qairt_names(layout, model, precision)[1] if layout.toolchain == "qairt" else None
+        graph, _ = qairt_names(q.binary_info, q.net_json, layout.preprocessed(model))
+        inputs, outputs = graph_io(layout.preprocessed(model))
+        return QnnNetRunRunner(q.serialized, discover(layout.pipe), graph, inputs, [(n, dims) for n, _, dims in outputs])
+    names = None
+    if layout.toolchain == "qairt":
+        names = qairt_names(q.binary_info, q.net_json, layout.preprocessed(model))[1]
     return OrtQnnRunner(layout.context(model, precision), soc, precision_cfg, names=names)

@@ -22,27 +22,27 @@ def fallback_precision(pipe, pname: str) -> str | None:
     return fp32[0] if fp32 else None
 
 
-def run_validate(pipeline_path: str, toolchain: str, model_name: str, precision_name: str, reference: str,
-                 sidecar: str, out: str, soc: dict, precision: dict, options: dict, fallback_to, embed_table,
-                 llm_reference, llm_sidecar, fallback_target: bool = False):
+def run_validate(model_name: str, precision_name: str, reference: str, sidecar: str, ctx: str, out: str, soc: dict,
+                 precision: dict, options: dict, fallback_to, embed_table, llm_reference, llm_sidecar,
+                 fallback_target: bool = False, qairt_io: dict | None = None):
+    """`ctx`: the EPContext model to validate; `qairt_io` ({binary_info, net_json} of a qairt context):
+    its tensors carry the converter's names, mapped from the reference graph's."""
     import time
 
     import numpy as np
 
     from ..compare import compare as compare_arrays
-    from ..config import load_pipeline
     from ..fsutil import write_json
-    from ..layout import Layout
-    from ..runtime import ReferenceRunner, StageRunner
-    from ..runtime.contexts import htp_runner
+    from ..runtime import OrtQnnRunner, ReferenceRunner, StageRunner
+    from ..runtime.contexts import qairt_names
     from ..validation import (NUM_STEPS, image_like, intermediate_ranges, judge, llm_feeds, over_fp16,
                               prefix_pad_from, rollout)
 
     seed = options["seed"]
-    layout = Layout(load_pipeline(pipeline_path), toolchain)
-    ctx = str(layout.context(model_name, precision_name))
+    toolchain = "qairt" if qairt_io else "ort-qnn"
+    names = qairt_names(qairt_io["binary_info"], qairt_io["net_json"], reference)[1] if qairt_io else None
     ref = StageRunner(ReferenceRunner(reference), sidecar)
-    htp = StageRunner(htp_runner(layout, model_name, precision_name, soc, precision), sidecar)
+    htp = StageRunner(OrtQnnRunner(ctx, soc, precision, names=names), sidecar)
     log.info("validate %s-%s: %s context %s vs the fp32 reference ...", model_name, precision_name, toolchain, ctx)
     report = {"model": model_name, "precision": precision_name, "reference": reference, "context": ctx,
               "toolchain": toolchain, "seed": seed, "options": options}
@@ -123,13 +123,15 @@ def gen_tasks(pipe, layout, toolchain):
             if needs_llm:  # real embedding rows, and the action head's KV cache comes from the LLM reference
                 deps += [layout.embed_table, layout.preprocessed("llm_backbone"), layout.io_sidecar("llm_backbone")]
             kw = {"options": options, "precision": precision, "tools": fp, "code": code, "fallback_to": fallback_to}
+            q = layout.qairt(m, pname)
+            qairt_io = {"binary_info": str(q.binary_info), "net_json": str(q.net_json)} if toolchain == "qairt" else None
             yield {
                 "basename": FAMILY,
                 "name": f"{m}-{pname}",
                 "doc": f"compare the {pname} HTP context of {m} ({toolchain}) with the fp32 reference",
                 "actions": [(run_validate, [], {
-                    "pipeline_path": str(pipe.path), "toolchain": toolchain,
                     "model_name": m, "precision_name": pname, "reference": str(layout.preprocessed(m)),
+                    "ctx": str(layout.context(m, pname)), "qairt_io": qairt_io,
                     "sidecar": str(layout.io_sidecar(m)),
                     "llm_sidecar": str(layout.io_sidecar("llm_backbone")) if needs_llm else None,
                     "out": str(layout.validation(m, pname)),
