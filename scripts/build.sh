@@ -5,7 +5,8 @@
 # Extra arguments go to doit, e.g. `scripts/build.sh pipeline=examples/tiny.yaml`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet --disable-pip-version-check -e ".[export]"
+source scripts/common.sh
+$PIP -e ".[export]"
 bash scripts/install_libero.sh
 python3 -m doit "$@"
 python3 -m doit "$@" infer

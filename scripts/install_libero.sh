@@ -6,10 +6,11 @@
 #     run time and fail); smolvla_build points LIBERO at them, nothing is symlinked;
 #   - the EGL/Mesa libraries for headless rendering (already on this image; installed if missing).
 set -euo pipefail
-PIP="python3 -m pip install --quiet --disable-pip-version-check"
+source "$(dirname "$0")/common.sh"
 if ! ldconfig -p | grep -q libEGL_mesa; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null
+    quietly apt-get update -qq
+    quietly apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri
   else
     echo "error: EGL/Mesa not found: install libegl1 libegl-mesa0 libgl1-mesa-dri" >&2; exit 1
   fi

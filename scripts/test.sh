@@ -2,7 +2,8 @@
 # Install smolvla-build with the export and dev extras and LIBERO, then run the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install --quiet --disable-pip-version-check -e ".[export,dev]"
+source scripts/common.sh
+$PIP -e ".[export,dev]"
 bash scripts/install_libero.sh          # the LIBERO smoke episode runs in the suite
 # the qairt chain's real tools (the SDK itself is a test double): clang-cl/lld-link for the ARM64 DLL,
 # clang++/make/objcopy for the lib generator's host library, llvm-readobj to inspect the DLL, and
@@ -13,7 +14,8 @@ for t in clang-16 clang++-16 lld-link-16 llvm-readobj-16 llvm-dlltool-16 llvm-li
 done
 if [ "$missing" = 1 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq clang-16 lld-16 llvm-16 make binutils gcc >/dev/null
+    quietly apt-get update -qq
+    quietly apt-get install -y -qq clang-16 lld-16 llvm-16 make binutils gcc
   else
     echo "warning: clang-16/lld-16/llvm-16 missing and cannot be installed: the qairt tests will be skipped" >&2
   fi

@@ -34,7 +34,8 @@ def _preprocess(args) -> int:
     try:
         result = preprocess(onnx_io.load(src), embedding_cpu=args.embedding_on_cpu, sinusoid_cpu=args.sinusoid_on_cpu,
                             mask_bound=args.mask_bound, rtol=args.rtol, seed=args.seed,
-                            cpu_model_file=out.with_suffix(".cpu.onnx").name)
+                            cpu_model_file=out.with_suffix(".cpu.onnx").name,
+                            progress=lambda text: print(f"{src.name}: {text}", file=sys.stderr))
     except PreprocessError as exc:
         print(json.dumps(exc.report, indent=2, default=str))
         print(f"error: {src}: {exc}", file=sys.stderr)
@@ -116,4 +117,9 @@ def main(argv=None) -> int:
     lc.add_argument("--config-dir", default="artifacts/libero-config")
     lc.set_defaults(fn=_libero_check)
     args = ap.parse_args(argv)
-    return args.fn(args)
+    from .model_files import ModelFileError
+    try:
+        return args.fn(args)
+    except ModelFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

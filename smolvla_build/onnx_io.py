@@ -13,7 +13,9 @@ TWO_GB = 2**31 - 1
 
 
 def load(path: str | Path, load_external_data: bool = True) -> onnx.ModelProto:
-    return onnx.load(str(path), load_external_data=load_external_data)
+    """The model at `path`; an unreadable file is one ModelFileError naming it."""
+    from .model_files import load_onnx
+    return load_onnx(path, load_external_data)
 
 
 def model_nbytes(model: onnx.ModelProto) -> int:

@@ -60,7 +60,8 @@ def intermediate_ranges(model_path: str, sidecar: str, feeds: dict, chunk: int =
     outputs per run: onnxruntime keeps only what a run requests, so memory stays that of one
     session plus one chunk (copies of the model per chunk cost several GB on the full LLM)."""
     from .runtime import ReferenceRunner, StageRunner
-    model = onnx.load(model_path)
+    from .onnx_io import load
+    model = load(model_path)
     inferred = onnx.shape_inference.infer_shapes(model)
     float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
     existing = {o.name for o in model.graph.output}

@@ -39,7 +39,10 @@ class DoitResult:
 
 def doit(pipeline: Path, *args: str, check: bool = True, env=None) -> DoitResult:
     cmd = [sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(ROOT), *args, f"pipeline={pipeline}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env or dict(os.environ), timeout=900)
+    # unbuffered: with `-n 2` the worker processes share the pipe, and block-buffered output flushed
+    # mid-line would break the `.  <task>` lines this helper reads
+    env = dict(env or os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     res = DoitResult(proc)
     if check and proc.returncode != 0:
         raise AssertionError(f"doit {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

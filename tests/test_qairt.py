@@ -46,46 +46,60 @@ def readobj(*args) -> str:
 # --- golden tests on the rendered text -----------------------------------------------------------
 
 def test_converter_command_golden():
-    cmd = render_command("qairt/converter.j2", host="posix", python="/usr/bin/python3.10",
+    cmd = render_command("qairt/converter.j2", python="/usr/bin/python3.10",
                          converter="/sdk/bin/x86_64-linux-clang/qnn-onnx-converter", patch=None,
                          onnx="/my models/llm.onnx", cpp="/out/llm.cpp", float_bitwidth=16, float_bias_bitwidth=32,
                          extra_args=[])
     assert cmd == ("/usr/bin/python3.10 /sdk/bin/x86_64-linux-clang/qnn-onnx-converter --input_network '/my models/llm.onnx' "
                    "--output_path /out/llm.cpp --float_bitwidth 16 --float_bias_bitwidth 32 --preserve_io layout")
-    patched = render_command("qairt/converter.j2", host="posix", python="py", converter="conv", patch="/p/converter_patch.py",
+    patched = render_command("qairt/converter.j2", python="py", converter="conv", patch="/p/converter_patch.py",
                              onnx="m.onnx", cpp="m.cpp", float_bitwidth=32, float_bias_bitwidth=0,
                              extra_args=["--no_simplification"])
     assert patched == ("py /p/converter_patch.py conv --input_network m.onnx --output_path m.cpp "
                        "--float_bitwidth 32 --preserve_io layout --no_simplification")
 
 
-def test_windows_quoting_golden():
-    cmd = render_command("qairt/converter.j2", host="nt", python=r"C:\Python 310\python.exe",
-                         converter=r"C:\qairt\2.25.0.240728\bin\aarch64-windows-msvc\qnn-onnx-converter",
-                         patch=None, onnx=r"C:\My Models\llm.onnx", cpp=r"C:\out\llm.cpp",
-                         float_bitwidth=16, float_bias_bitwidth=0, extra_args=[])
-    assert cmd.startswith('"C:\\Python 310\\python.exe" C:\\qairt\\2.25.0.240728\\bin\\aarch64-windows-msvc\\qnn-onnx-converter '
-                          '--input_network "C:\\My Models\\llm.onnx"')
+NASTY = """R&D 100% "quoted" 'single' ; $(touch pwned) `id` |x"""
+
+
+def test_commands_run_as_argument_lists_without_a_shell(tmp_path):
+    """A folder name with spaces, quotes, &, %, ;, $(...) and backquotes reaches the tool as one
+    argument on every host: the rendered line splits back into exactly the arguments (no sh, no
+    cmd.exe), and a real tool (clang assembling a weight object) reads and writes there."""
+    from smolvla_build.templates import argv
+    from smolvla_build.toolchains.qairt import TARGET, run
+    d = tmp_path / NASTY
+    d.mkdir()
+    raw = d / "w.raw"
+    raw.write_bytes(b"\x01\x02\x03\x04")
+    asm = d / "weights.S"
+    asm.write_text(render("qairt/weights_asm.S.j2", weights=[{"name": "w", "raw": raw.as_posix()}], target=TARGET))
+    obj = d / "weights.o"
+    cmd = render_command("qairt/clang_weights.j2", clang=CLANG, target=TARGET, asm=asm, obj=obj)
+    assert "\n" not in cmd and argv(cmd) == [CLANG, f"--target={TARGET}", "-c", str(asm), "-o", str(obj)]
+    run(cmd, cwd=tmp_path)
+    assert "_binary_obj_binary_w_raw_start" in readobj("--symbols", obj)
+    assert not list(tmp_path.rglob("pwned")) and not (Path.cwd() / "pwned").exists()
 
 
 def test_compile_link_context_golden():
-    assert render_command("qairt/clang_cl_compile.j2", host="posix", clang_cl=["clang-16", "--driver-mode=cl"],
+    assert render_command("qairt/clang_cl_compile.j2", clang_cl=["clang-16", "--driver-mode=cl"],
                           target="aarch64-pc-windows-msvc", jni="/sdk/share/QNN/converter/jni", include="/sdk/include/QNN",
                           msvc_include=["/msvc/include", "/kits/ucrt"], source="/o/QnnModel.cpp", obj="/o/QnnModel.o") == (
         'clang-16 --driver-mode=cl /nologo /c /O2 /MD /EHsc /GS- --target=aarch64-pc-windows-msvc '
         '"-DQNN_API=__declspec(dllexport)" /imsvc /msvc/include /imsvc /kits/ucrt '
         "/I /sdk/share/QNN/converter/jni /I /sdk/include/QNN /Fo/o/QnnModel.o -- /o/QnnModel.cpp")
-    assert render_command("qairt/lld_link.j2", host="posix", lld_link="lld-link", dll="/o/libllm_htp.dll",
+    assert render_command("qairt/lld_link.j2", lld_link="lld-link", dll="/o/libllm_htp.dll",
                           objects=["/o/a.o", "/o/b c.o"], libpaths=["/winsdk/lib"], libs=["msvcrt.lib", "kernel32.lib", "QnnHtp.lib"],
                           link_flags=[]) == (
         "lld-link /nologo /DLL /NOIMPLIB /MACHINE:ARM64 /OUT:/o/libllm_htp.dll /LIBPATH:/winsdk/lib /o/a.o '/o/b c.o' "
         "msvcrt.lib kernel32.lib QnnHtp.lib")
-    assert render_command("qairt/context_binary_generator.j2", host="posix", ctxgen="/sdk/bin/qnn-context-binary-generator",
+    assert render_command("qairt/context_binary_generator.j2", ctxgen="/sdk/bin/qnn-context-binary-generator",
                           model_lib="/o/libllm.so", backend="/sdk/lib/libQnnHtp.so",
                           binary_name="libllm_backbone_htp_fp16.serialized", outdir="/o", config="/o/htp_config.json") == (
         "/sdk/bin/qnn-context-binary-generator --model /o/libllm.so --backend /sdk/lib/libQnnHtp.so "
         "--binary_file libllm_backbone_htp_fp16.serialized --output_dir /o --config_file /o/htp_config.json")
-    assert render_command("qairt/qnn_net_run.j2", host="posix", netrun="qnn-net-run", context="/o/ctx.bin",
+    assert render_command("qairt/qnn_net_run.j2", netrun="qnn-net-run", context="/o/ctx.bin",
                           backend="libQnnHtp.so", input_list="/o/input_list.txt", outdir="/o/out",
                           native_inputs=native_names_arg("action_head", ["prefix_pad_mask", "lang_mask"])) == (
         "qnn-net-run --retrieve_context /o/ctx.bin --backend libQnnHtp.so --input_list /o/input_list.txt "

@@ -99,7 +99,11 @@ def test_tiny_build_validates_and_reports(tmp_path):
     """The tiny preset's whole chain through doit; every stage passes the gates."""
     from conftest import doit, write_pipeline
     pipe = write_pipeline(tmp_path)
-    doit(pipe)
+    res = doit(pipe)
+    # progress inside the long stages (issue: rough edges): per model, per pass, per emulated call
+    assert "export llm_backbone: " in res.stderr and "(2/3)" in res.stderr
+    assert "preprocess llm_backbone: pass 1/7" in res.stderr
+    assert "validate action_head-fp16: HTP-emulated call 10/10" in res.stderr
     report = json.loads((tmp_path / "artifacts" / "report.json").read_text())
     for name, stage in report["stages"].items():
         assert stage["status"] == "pass", (name, stage["reasons"])

@@ -53,13 +53,35 @@ def configure(config_dir: Path) -> None:
         f"benchmark_root: {root}", f"bddl_files: {root / 'bddl_files'}", f"init_states: {root / 'init_files'}",
         f"datasets: {config_dir / 'datasets'}", f"assets: {assets}"]) + "\n")
     os.environ["LIBERO_CONFIG_PATH"] = str(config_dir)
+    quiet_simulator_imports()
     import libero.libero as libero_pkg
     libero_pkg._assets_path_cache = str(assets)   # get_assets_path() returns it instead of downloading
+
+
+def quiet_simulator_imports() -> None:
+    """What the simulator stack prints on import, caused by how we install it, stays off the user's
+    screen: robosuite warns three lines when it has no private macro file (it then uses its defaults:
+    give it an empty one, unless the user made a real robosuite/macros_private.py), and PyOpenGL logs
+    at INFO that its optional accelerate module is absent (we log at INFO). Warnings and errors of
+    either still show."""
+    import logging
+    import sys
+    import types
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)
+    name = "robosuite.macros_private"
+    try:
+        has_own = (_package_dir("robosuite") / "macros_private.py").is_file()
+    except LiberoError:
+        return
+    if not has_own and name not in sys.modules:
+        sys.modules[name] = types.ModuleType(name, "robosuite's defaults (robosuite/macros.py), set by smolvla_build")
 
 
 def make_env(suite: str, task_id: int, config_dir: Path, resolution: int = 256):
     """(env, task description, init states) for a LIBERO suite task."""
     configure(config_dir)
+    import contextlib
+    import io
     try:
         from libero.libero import benchmark, get_libero_path
         from libero.libero.envs import OffScreenRenderEnv
@@ -68,7 +90,8 @@ def make_env(suite: str, task_id: int, config_dir: Path, resolution: int = 256):
     suites = benchmark.get_benchmark_dict()
     if suite not in suites:
         raise LiberoError(f"unknown LIBERO suite {suite!r}; expected one of {sorted(suites)}")
-    s = suites[suite]()
+    with contextlib.redirect_stdout(io.StringIO()):    # the suite prints "[info] using task orders [...]"
+        s = suites[suite]()
     if not 0 <= task_id < s.n_tasks:
         raise LiberoError(f"{suite} has tasks 0..{s.n_tasks - 1}, not {task_id}")
     task = s.get_task(task_id)

@@ -57,8 +57,8 @@ def check_config(ckpt: Path, preset: Preset) -> dict:
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-    return load_file(str(path))
+    from ..model_files import load_safetensors
+    return load_safetensors(path)
 
 
 def load_checkpoint(ckpt: Path, preset: Preset) -> tuple[SmolVLA, dict]:

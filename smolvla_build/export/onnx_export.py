@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..fsutil import atomic_dir
+from ..progress import heartbeat
 from .checkpoint import hub_snapshot, load_checkpoint, random_model
 from .model import SmolVLA
 from .presets import Preset, get_preset
@@ -109,8 +110,10 @@ def export_all(out_dir: Path, preset_name: str, weights: str, seed: int = 0, pat
         for stage in stages:
             ts = time.time()
             log.info("export %s (%s preset)", stage, p.name)
-            export_stage(policy, stage, tmp / f"{stage}.onnx")
+            with heartbeat(f"export {stage}", log):
+                export_stage(policy, stage, tmp / f"{stage}.onnx")
             info["stages"][stage] = {"seconds": round(time.time() - ts, 2)}
+            log.info("export %s: %.1f s (%d/%d)", stage, time.time() - ts, len(info["stages"]), len(stages))
         table = policy.model.vlm_with_expert.vlm.model.text_model.embed_tokens.weight.detach().numpy()
         np.save(tmp / "embed_tokens.npy", table.astype(np.float32))
         (tmp / "normalization.json").write_text(json.dumps(stats, indent=2) + "\n")

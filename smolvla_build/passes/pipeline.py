@@ -92,8 +92,9 @@ def _equivalence(before: onnx.ModelProto, after: onnx.ModelProto, table, cpu_mod
 
 def preprocess(model: onnx.ModelProto, *, embedding_cpu: bool = False, sinusoid_cpu: bool = False,
                mask_bound: float = -1.0e4, rtol: float = 1.0e-5, seed: int = 0, check_equivalence: bool = True,
-               cpu_model_file: str = "cpu.onnx") -> PreprocessResult:
-    """The passes in order, the converter-clean check and the equivalence proof.
+               cpu_model_file: str = "cpu.onnx", progress=None) -> PreprocessResult:
+    """The passes in order, the converter-clean check and the equivalence proof. `progress(text)`,
+    if given, is called after each pass and before the (slow) equivalence run.
 
     Raises PreprocessError (with the report attached) when the result is not clean or differs
     from the original beyond `rtol` (max abs error / max abs reference value, per output).
@@ -112,7 +113,8 @@ def preprocess(model: onnx.ModelProto, *, embedding_cpu: bool = False, sinusoid_
     current = model
     cpu_model = None
     before_counts = report["census_before"]
-    for name, fn in passes:
+    say = progress or (lambda text: None)
+    for i, (name, fn) in enumerate(passes, 1):
         t0 = time.time()
         if name == "sinusoid_on_cpu":
             cpu_model = sinusoid_cpu_model(current)
@@ -120,6 +122,7 @@ def preprocess(model: onnx.ModelProto, *, embedding_cpu: bool = False, sinusoid_
         after_counts = census(current)
         delta = {k: after_counts[k] - before_counts[k] for k in after_counts if after_counts[k] != before_counts[k]}
         report["passes"].append({"pass": name, "changed": delta, "seconds": round(time.time() - t0, 3)})
+        say(f"pass {i}/{len(passes)} {name}: {time.time() - t0:.1f} s, {delta or 'no change'}")
         before_counts = after_counts
     report["census_after"] = before_counts
     changes = io_changes(model, current, EMBED_OUTPUT if embedding_cpu else None, cpu_model, cpu_model_file)
@@ -127,6 +130,7 @@ def preprocess(model: onnx.ModelProto, *, embedding_cpu: bool = False, sinusoid_
     problems = check_htp_clean(current)
     report["checker"] = {"clean": not problems, "problems": problems}
     if check_equivalence:
+        say("proving equivalence in onnxruntime (original vs rewritten) ...")
         errs = _equivalence(model, current, table, cpu_model, changes, seed)
         report["equivalence"] = {"rtol": rtol, "seed": seed, "relative_error": errs,
                                  "passed": all(e <= rtol for e in errs.values())}

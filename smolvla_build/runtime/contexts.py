@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import onnx
 
+from ..onnx_io import load
+
 from .runners import OrtQnnRunner, QnnNetRunRunner, Runner
 
 
 def graph_io(model_path) -> tuple[list, list]:
     """(inputs, outputs) of an ONNX graph as (name, numpy dtype name, dims)."""
-    graph = onnx.load(str(model_path), load_external_data=False).graph
+    graph = load(model_path, load_external_data=False).graph
 
     def triples(values):
         return [(v.name, onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,

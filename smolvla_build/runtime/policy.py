@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .preprocessing import Normalizer, Tokenizer, camera_to_pixels
 from .contexts import htp_runner
+from .preprocessing import Normalizer, Tokenizer, camera_to_pixels
 from .runners import ReferenceRunner
 from .stage import StageRunner
 

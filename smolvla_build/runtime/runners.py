@@ -65,8 +65,10 @@ class ReferenceRunner(Runner):
         so.log_severity_level = 3
         if self.threads:
             so.intra_op_num_threads = self.threads
-        src = self.model if isinstance(self.model, bytes) else str(self.model)
-        return ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
+        if isinstance(self.model, bytes):
+            return ort.InferenceSession(self.model, sess_options=so, providers=["CPUExecutionProvider"])
+        from ..model_files import onnxruntime_session
+        return onnxruntime_session(self.model, "ONNX model", sess_options=so, providers=["CPUExecutionProvider"])
 
 
 class OrtQnnRunner(Runner):

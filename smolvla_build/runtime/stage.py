@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..feeds import cast_feeds
+from ..model_files import load_npy
 from .runners import ReferenceRunner, Runner
 
 
@@ -27,7 +28,7 @@ class StageRunner:
         self._cpu: dict[str, ReferenceRunner] = {}          # one session per CPU sub-model file
         for name, info in self.changes["added_inputs"].items():
             if "lookup" in info:
-                self._tables[name] = np.load(base / info["lookup"], mmap_mode="r")
+                self._tables[name] = load_npy(base / info["lookup"], mmap_mode="r")
             elif "cpu_model" in info and info["cpu_model"] not in self._cpu:
                 self._cpu[info["cpu_model"]] = ReferenceRunner(base / info["cpu_model"])
 

@@ -20,9 +20,34 @@ from ..layout import Layout
 FAMILIES = [export, preprocess, context, qairt, validate, report, infer]
 
 
+class Guarded:
+    """A task action whose user-facing errors (an unreadable model file, a bad setting) fail the task
+    with their one-line message instead of a traceback. A class, so `doit -n` can pickle it."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", "action")
+
+    def __call__(self, *args, **kwargs):
+        from doit.exceptions import TaskFailed
+
+        from ..model_files import ModelFileError
+        try:
+            return self.fn(*args, **kwargs)
+        except (ModelFileError, ConfigError, ToolchainError) as exc:
+            return TaskFailed(str(exc))
+
+
+def guarded(task: dict) -> dict:
+    task["actions"] = [(Guarded(a[0]),) + tuple(a[1:]) if isinstance(a, tuple) and callable(a[0]) else a
+                       for a in task.get("actions", [])]
+    return task
+
+
 def _family_creator(module, pipe, layout, toolchain):
     def create():
-        yield from module.gen_tasks(pipe, layout, toolchain)
+        for task in module.gen_tasks(pipe, layout, toolchain):
+            yield guarded(task)
     create.__doc__ = (module.__doc__ or "").strip().splitlines()[0]
     create.__name__ = f"task_{module.FAMILY}"
     return create

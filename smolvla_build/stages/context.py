@@ -22,7 +22,9 @@ def run_context(model_name: str, precision_name: str, src: str, out: str, info_p
     t0 = time.time()
     log.info("context %s-%s: compiling for soc_model %s / v%s ...", model_name, precision_name,
              soc["soc_model"], soc["htp_arch"])
-    info = build_context(Path(src), Path(out), soc, precision)
+    from ..progress import heartbeat
+    with heartbeat(f"context {model_name}-{precision_name}", log):
+        info = build_context(Path(src), Path(out), soc, precision)
     info.update(model=model_name, precision=precision_name, seconds=round(time.time() - t0, 3),
                 peak_rss_mb=peak_rss_mb(), toolchain="ort-qnn")
     write_json(info_path, info)

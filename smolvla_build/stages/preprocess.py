@@ -26,13 +26,17 @@ def run_preprocess(model_name: str, src: str, out: str, report_path: str, sideca
     from ..passes import PreprocessError, preprocess
     from ..passes.signature import SignatureError, check_signature
 
+    from ..progress import heartbeat
+    log.info("preprocess %s: loading %s", model_name, src)
     model = onnx_io.load(src)
     try:
         if expected_io is not None:
             check_signature(model, expected_io, src)
-        result = preprocess(model, embedding_cpu=options["embedding_on_cpu"], sinusoid_cpu=options["sinusoid_on_cpu"],
-                            mask_bound=options["mask_bound"], rtol=options["equivalence_rtol"], seed=options["seed"],
-                            cpu_model_file=Path(cpu_model_path).name if cpu_model_path else "")
+        with heartbeat(f"preprocess {model_name}", log):
+            result = preprocess(model, embedding_cpu=options["embedding_on_cpu"], sinusoid_cpu=options["sinusoid_on_cpu"],
+                                mask_bound=options["mask_bound"], rtol=options["equivalence_rtol"], seed=options["seed"],
+                                cpu_model_file=Path(cpu_model_path).name if cpu_model_path else "",
+                                progress=lambda text: log.info("preprocess %s: %s", model_name, text))
     except SignatureError as exc:
         return TaskFailed(str(exc))
     except PreprocessError as exc:

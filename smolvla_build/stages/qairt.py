@@ -28,6 +28,12 @@ def enabled(pipe, toolchain) -> bool:
     return toolchain == "qairt"
 
 
+def label(staging: str | Path) -> str:
+    """`convert action_head-fp16` from .../qairt/<precision>/<model>/.staging/<task>."""
+    p = Path(staging)
+    return f"{p.name} {p.parents[1].name}-{p.parents[2].name}"
+
+
 def fresh(folder: str | Path) -> Path:
     """An empty staging folder: what a failed earlier run left there is gone."""
     folder = Path(folder)
@@ -41,7 +47,8 @@ def fresh(folder: str | Path) -> Path:
 def run_convert(cmd: str, sdk_env: dict, staging: str, outputs: dict):
     from ..toolchains.qairt import run
     staging = fresh(staging)
-    run(cmd, env=dict(os.environ, **sdk_env), cwd=staging)
+    log.info("%s: qnn-onnx-converter ...", label(staging))
+    run(cmd, env=dict(os.environ, **sdk_env), cwd=staging, label=label(staging))
     for src, dst in outputs.items():      # model.bin is absent when the graph has no weights
         if (staging / src).is_file():
             os.replace(staging / src, dst)
@@ -173,7 +180,7 @@ def run_hostlib(cmd: str, sdk_env: dict, staging: str, produced: str, target: st
     staging = fresh(staging)
     env = dict(os.environ, **sdk_env)
     env["PATH"] = os.pathsep.join([str(shim), env.get("PATH", "")])
-    run(cmd, env=env, cwd=staging)
+    run(cmd, env=env, cwd=staging, label=label(staging))
     src = staging / produced
     if not src.is_file():
         raise RuntimeError(f"qnn-model-lib-generator wrote no {src}: {cmd}")
@@ -197,7 +204,7 @@ def run_context(p: dict, backend_ext_text: str, htp_config_text: str, ctx_cmd: s
     staging = fresh(staging)
     out, info = Path(p["serialized"]), Path(p["binary_info"])
     log.info("context %s-%s: qnn-context-binary-generator ...", model, precision)
-    run(ctx_cmd, env=dict(os.environ, **sdk_env), cwd=staging)
+    run(ctx_cmd, env=dict(os.environ, **sdk_env), cwd=staging, label=label(staging))
     produced = staging / out.name
     if not produced.is_file():
         raise RuntimeError(f"qnn-context-binary-generator wrote no {produced}: {ctx_cmd}")

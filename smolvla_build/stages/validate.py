@@ -33,6 +33,8 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
 
     from ..compare import compare as compare_arrays
     from ..fsutil import write_json
+    from ..model_files import load_npy
+    from ..progress import Announced, Steps, heartbeat
     from ..runtime import OrtQnnRunner, ReferenceRunner, StageRunner
     from ..runtime.contexts import qairt_names
     from ..validation import (NUM_STEPS, image_like, intermediate_ranges, judge, llm_feeds, over_fp16,
@@ -42,7 +44,9 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
     toolchain = "qairt" if qairt_io else "ort-qnn"
     names = qairt_names(qairt_io["binary_info"], qairt_io["net_json"], reference)[1] if qairt_io else None
     ref = StageRunner(ReferenceRunner(reference), sidecar)
-    htp = StageRunner(OrtQnnRunner(ctx, soc, precision, names=names), sidecar)
+    calls = NUM_STEPS if model_name == "action_head" else 1
+    htp = Announced(StageRunner(OrtQnnRunner(ctx, soc, precision, names=names), sidecar),
+                    Steps(f"validate {model_name}-{precision_name}: HTP-emulated call", calls, log))
     log.info("validate %s-%s: %s context %s vs the fp32 reference ...", model_name, precision_name, toolchain, ctx)
     report = {"model": model_name, "precision": precision_name, "reference": reference, "context": ctx,
               "toolchain": toolchain, "seed": seed, "options": options}
@@ -50,7 +54,7 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
     if model_name == "vision_encoder":
         feeds = {"pixel_values": image_like(seed)}
     else:
-        table = np.load(embed_table, mmap_mode="r")
+        table = load_npy(embed_table, mmap_mode="r")
         lfeeds = llm_feeds(table.shape[0], table.shape[1], seed)
         if model_name == "llm_backbone":
             feeds = lfeeds
@@ -77,7 +81,8 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
     report["metrics"] = metrics
     report["htp_seconds_per_call"] = float(np.median(htp.inference_times))
     report["reference_seconds_per_call"] = float(np.median(ref.inference_times))
-    ranges = intermediate_ranges(reference, sidecar, dict(feeds, timestep=np.array([1.0], np.float32)))
+    with heartbeat(f"validate {model_name}-{precision_name}: fp32 ranges of every intermediate tensor", log):
+        ranges = intermediate_ranges(reference, sidecar, dict(feeds, timestep=np.array([1.0], np.float32)))
     report["intermediate_max_abs"] = max(ranges.values(), default=0.0)
     flagged = over_fp16(ranges)
     report["intermediates_beyond_fp16"] = flagged

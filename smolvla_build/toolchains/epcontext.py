@@ -103,7 +103,8 @@ def context_graph(info_json: Path, net_json: Path) -> tuple[str, list, list]:
 
 def signature(model_path: Path) -> tuple[list, list]:
     """(inputs, outputs) of an ONNX model as (name, elem_type, dims) triples."""
-    m = onnx.load(str(model_path), load_external_data=False)
+    from ..onnx_io import load
+    m = load(model_path, load_external_data=False)
 
     def triples(values):
         return [(v.name, v.type.tensor_type.elem_type, [d.dim_value for d in v.type.tensor_type.shape.dim]) for v in values]

@@ -61,7 +61,9 @@ def to_float16(src: Path, dst: Path) -> None:
     the same tensors for every precision)."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
-    model = onnx.load(str(src))
+
+    from ..onnx_io import load
+    model = load(src)
     model16 = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
     onnx.save(model16, str(dst))
 
@@ -96,8 +98,8 @@ def build_context(src: Path, ctx_out: Path, soc: dict, precision: dict) -> dict:
 
 def context_binaries(ctx_onnx: Path) -> list[Path]:
     """The .bin files an EPContext model refers to (embed_mode 0)."""
-    import onnx
-    model = onnx.load(str(ctx_onnx), load_external_data=False)
+    from ..onnx_io import load
+    model = load(ctx_onnx, load_external_data=False)
     out = []
     for n in model.graph.node:
         if n.op_type == "EPContext":
@@ -109,8 +111,13 @@ def context_binaries(ctx_onnx: Path) -> list[Path]:
 
 def load_session(ctx_onnx: Path, soc: dict, precision: dict):
     """A persistent HTP session on a context binary; fails if any node would run on the CPU."""
-    import onnxruntime as ort
-    sess = ort.InferenceSession(str(ctx_onnx), sess_options=_session_options(provider_options(soc, precision)))
+    from ..model_files import ModelFileError, load_onnx, onnxruntime_session
+    load_onnx(ctx_onnx, load_external_data=False)
+    for b in context_binaries(ctx_onnx):
+        if not b.is_file() or b.stat().st_size == 0:
+            raise ModelFileError(f"{ctx_onnx}: its context binary {b.name} is missing or empty")
+    sess = onnxruntime_session(ctx_onnx, "HTP context model",
+                               sess_options=_session_options(provider_options(soc, precision)))
     if sess.get_providers()[0] != EP_NAME:
         raise RuntimeError(f"{ctx_onnx}: active providers {sess.get_providers()}, expected {EP_NAME} first")
     return sess

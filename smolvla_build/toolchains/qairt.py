@@ -19,6 +19,7 @@ were checked, are in ../shared/docs/qnn.md and the README.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -306,9 +307,17 @@ class ToolFailed(RuntimeError):
     pass
 
 
-def run(cmd: str, env=None, cwd=None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a rendered command line in the host shell; a failure shows the command and its output."""
-    proc = subprocess.run(cmd, shell=True, env=env, cwd=cwd, capture_output=True, text=True)
+def run(cmd: str, env=None, cwd=None, check: bool = True, label: str | None = None) -> subprocess.CompletedProcess:
+    """Run a rendered command line as its argument list, without a shell (templates.argv); a failure
+    shows the command and its output. With `label`, a heartbeat line while it runs (the converter
+    takes minutes on the full LLM)."""
+    from ..progress import heartbeat
+    from ..templates import argv
+    with heartbeat(label, log) if label else contextlib.nullcontext():
+        try:
+            proc = subprocess.run(argv(cmd), env=env, cwd=cwd, capture_output=True, text=True)
+        except OSError as e:              # the program itself is missing or not executable
+            raise ToolFailed(f"cannot run {argv(cmd)[0]}: {e.strerror}: {cmd}") from None
     if check and proc.returncode != 0:
         raise ToolFailed(f"command failed ({proc.returncode}): {cmd}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     return proc

@@ -1,0 +1,204 @@
+"""What a new user meets first: unreadable model files, long silent stages, a wheel install, the
+noise of the simulator stack (issue: rough edges). Quoting of command lines: test_qairt.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.helper as oh
+import pytest
+
+from smolvla_build.model_files import ModelFileError, load_npy, load_onnx, load_safetensors
+
+from conftest import ROOT, doit, write_pipeline
+
+
+def _bad_files(folder: Path, good: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = good.read_bytes()
+    files = {"truncated": data[: len(data) // 3], "text": b"this is not a model\n", "empty": b""}
+    out = {}
+    for kind, content in files.items():
+        out[kind] = folder / f"{kind}.onnx"
+        out[kind].write_bytes(content)
+    return out
+
+
+@pytest.mark.parametrize("verb", ["preprocess", "check"])
+def test_cli_names_the_unreadable_model_in_one_line(tiny_export, tmp_path, verb):
+    for kind, bad in _bad_files(tmp_path / "in", tiny_export / "vision_encoder.onnx").items():
+        out = tmp_path / f"out-{kind}.onnx"
+        args = [bad, out] if verb == "preprocess" else [bad]
+        proc = subprocess.run([sys.executable, "-m", "smolvla_build", verb, *map(str, args)], capture_output=True,
+                              text=True, cwd=ROOT)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert lines[0].startswith(f"error: {bad}: ")
+        assert ("empty file" if kind == "empty" else "not an ONNX model, or truncated") in lines[0]
+        assert not out.exists()
+
+
+def test_doit_on_an_onnx_source_with_a_corrupt_model_fails_in_one_line(tiny_export, tmp_path):
+    src = tmp_path / "models"
+    shutil.copytree(tiny_export, src)
+    data = (src / "vision_encoder.onnx").read_bytes()
+    (src / "vision_encoder.onnx").write_bytes(data[: len(data) // 2])
+    pipe = write_pipeline(tmp_path, source={"preset": "tiny", "weights": "onnx", "path": str(src)})
+    res = doit(pipe, "preprocess:vision_encoder", check=False)
+    assert res.returncode != 0 and "Traceback" not in res.stdout + res.stderr
+    assert f"{src / 'vision_encoder.onnx'}: not an ONNX model, or truncated" in res.stdout
+    assert not (tmp_path / "artifacts" / "preprocessed" / "vision_encoder.onnx").exists()
+
+
+def test_external_data_npy_safetensors_and_context_files(tmp_path):
+    import onnx.numpy_helper as nh
+    w = nh.from_array(np.ones((64, 64), np.float32), "W")
+    g = oh.make_graph([oh.make_node("MatMul", ["x", "W"], ["y"])], "g", [oh.make_tensor_value_info("x", 1, [1, 64])],
+                      [oh.make_tensor_value_info("y", 1, [1, 64])], [w])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    onnx.save(m, str(tmp_path / "m.onnx"), save_as_external_data=True, location="m.data", size_threshold=0)
+    assert load_onnx(tmp_path / "m.onnx").graph.initializer[0].raw_data       # reads fine
+    data = (tmp_path / "m.data").read_bytes()
+    (tmp_path / "m.data").write_bytes(data[:100])
+    with pytest.raises(ModelFileError, match=r"m.onnx: external data file m.data is truncated"):
+        load_onnx(tmp_path / "m.onnx")
+    (tmp_path / "m.data").unlink()
+    with pytest.raises(ModelFileError, match=r"m.onnx: external data file m.data missing"):
+        load_onnx(tmp_path / "m.onnx")
+
+    np.save(tmp_path / "t.npy", np.ones((100, 16), np.float32))
+    (tmp_path / "t.npy").write_bytes((tmp_path / "t.npy").read_bytes()[:300])
+    with pytest.raises(ModelFileError, match=r"t.npy: not a .npy array, or truncated"):
+        load_npy(tmp_path / "t.npy", mmap_mode="r")
+    (tmp_path / "w.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ModelFileError, match=r"w.safetensors: not a safetensors file, or truncated"):
+        load_safetensors(tmp_path / "w.safetensors")
+
+    from smolvla_build.toolchains.epcontext import wrap_context_binary
+    from smolvla_build.toolchains.ort_qnn import load_session
+    (tmp_path / "ctx.bin").write_bytes(b"")
+    wrap_context_binary(tmp_path / "ctx.bin", tmp_path / "ctx.onnx", "g", [("x", 1, [1, 64])], [("y", 1, [1, 64])])
+    with pytest.raises(ModelFileError, match=r"ctx.onnx: its context binary ctx.bin is missing or empty"):
+        load_session(tmp_path / "ctx.onnx", {"soc_model": 60, "htp_arch": 73},
+                     {"context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}})
+    (tmp_path / "ctx.bin").write_bytes(b"not a QNN context")
+    with pytest.raises(ModelFileError, match=r"ctx.onnx: onnxruntime cannot load this HTP context model"):
+        load_session(tmp_path / "ctx.onnx", {"soc_model": 60, "htp_arch": 73},
+                     {"context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}})
+
+
+# --- progress --------------------------------------------------------------------------------------
+
+def test_preprocess_reports_each_pass_and_the_equivalence_run(tiny_export, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "smolvla_build", "preprocess", str(tiny_export / "llm_backbone.onnx"),
+                           str(tmp_path / "out.onnx"), "--embedding-on-cpu", "--sinusoid-on-cpu"],
+                          capture_output=True, text=True, cwd=ROOT, check=True)
+    passes = [line for line in proc.stderr.splitlines() if ": pass " in line]
+    assert len(passes) == 7 and passes[0].startswith("llm_backbone.onnx: pass 1/7 fold_constant_subgraphs")
+    assert "llm_backbone.onnx: proving equivalence in onnxruntime" in proc.stderr
+
+
+def test_heartbeat_and_steps_lines():
+    from smolvla_build.progress import Announced, Steps, heartbeat
+
+    class Log:
+        def __init__(self):
+            self.lines = []
+
+        def info(self, fmt, *args):
+            self.lines.append(fmt % args)
+    log = Log()
+    with heartbeat("validate vision_encoder-fp16", log, every=0.05):
+        time.sleep(0.3)
+    assert any(line.startswith("validate vision_encoder-fp16: still running (") for line in log.lines)
+
+    class Slow:
+        def infer(self, feeds):
+            time.sleep(0.01)
+            return feeds
+    log = Log()
+    runner = Announced(Slow(), Steps("validate action_head-fp16: HTP-emulated call", 3, log))
+    for _ in range(3):
+        runner.infer({})
+    assert [line.split(" (")[0] for line in log.lines] == [
+        f"validate action_head-fp16: HTP-emulated call {i}/3" for i in (1, 2, 3)]
+    assert "s left)" in log.lines[0] and "left" not in log.lines[-1]
+
+
+# --- a wheel install ---------------------------------------------------------------------------------
+
+VALUES = dict(python="py", converter="conv", patch=None, onnx="m.onnx", cpp="m.cpp", float_bitwidth=16,
+              float_bias_bitwidth=32, extra_args=[], clang_cl=["clang-cl"], target="aarch64-pc-windows-msvc",
+              jni="jni", include="inc", msvc_include=["msvc"], source="a.cpp", obj="a.o", clang="clang", asm="w.S",
+              weights=[{"name": "w", "raw": "w.raw"}], ctxgen="gen", model_lib="m.so", backend="libQnnHtp.so",
+              binary_name="m.serialized", outdir="out", config="cfg.json", utility="util", binary="m.bin",
+              json="m.json", graph_name="g", soc_model=60, htp_arch=73, vtcm_mb=8, fp16_relaxed_precision=True,
+              optimization_level=3, hvx_threads=4, extensions_lib="ext.so", backend_ext="ext.json",
+              lines=[[("x", "x.raw")]], lld_link="lld-link", dll="m.dll", libpaths=["lib"], objects=["a.o"],
+              libs=["msvcrt.lib"], link_flags=[], libgen="libgen", bin="m.bin", name="m", netrun="net-run",
+              context="m.bin", input_list="il.txt", native_inputs="g:x")
+RENDER_ALL = """
+import json, sys, smolvla_build.templates as t
+values = json.loads(sys.argv[1])
+print(json.dumps({"file": t.__file__, "dir": str(t.TEMPLATES),
+                  "rendered": {n: t.render(n, **values) for n in t.template_names()}}))
+"""
+
+
+def test_a_wheel_install_renders_every_template(tmp_path):
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w",
+                    str(wheels), str(ROOT)], check=True, capture_output=True, env=dict(os.environ, PIP_ROOT_USER_ACTION="ignore"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", *map(str, wheels.glob("*.whl"))],
+                   check=True, capture_output=True, env=dict(os.environ, PIP_ROOT_USER_ACTION="ignore"))
+    out = subprocess.run([str(py), "-c", RENDER_ALL, json.dumps(VALUES)], capture_output=True, text=True,
+                         cwd=tmp_path, check=True)
+    got = json.loads(out.stdout)
+    assert got["file"].startswith(str(venv)) and got["dir"].startswith(str(venv))     # the wheel's copy, not the checkout
+    from smolvla_build.templates import render, template_names
+    assert sorted(got["rendered"]) == template_names() and len(got["rendered"]) >= 11
+    assert got["rendered"] == {n: render(n, **VALUES) for n in template_names()}
+
+
+# --- the simulator stack's noise -------------------------------------------------------------------
+
+def test_libero_check_prints_only_its_own_line(tmp_path):
+    pytest.importorskip("libero", reason="LIBERO is installed by scripts/install_libero.sh (scripts/test.sh runs it)")
+    proc = subprocess.run([sys.executable, "-m", "smolvla_build", "libero-check", "--config-dir", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT, check=True)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("LIBERO ok: "), lines
+
+
+def test_install_script_prints_only_the_builds_own_line():
+    pytest.importorskip("libero", reason="LIBERO is installed by scripts/install_libero.sh (scripts/test.sh runs it)")
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "install_libero.sh")], capture_output=True, text=True,
+                          check=True)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("LIBERO ok: "), lines
+
+
+def test_quiet_simulator_imports_keeps_a_users_own_macro_file(tmp_path, monkeypatch):
+    from smolvla_build.evaluate import libero_env
+    pkg = tmp_path / "robosuite"
+    pkg.mkdir()
+    monkeypatch.setattr(libero_env, "_package_dir", lambda name: pkg)
+    monkeypatch.delitem(sys.modules, "robosuite.macros_private", raising=False)
+    libero_env.quiet_simulator_imports()
+    assert "robosuite.macros_private" in sys.modules and logging.getLogger("OpenGL").level == logging.WARNING
+    monkeypatch.delitem(sys.modules, "robosuite.macros_private")
+    (pkg / "macros_private.py").write_text("MUJOCO_GPU_RENDERING = False\n")
+    libero_env.quiet_simulator_imports()
+    assert "robosuite.macros_private" not in sys.modules
