@@ -68,4 +68,23 @@ def write_markdown(r: dict, out: str) -> None:
           "| stage-precision | context load s | s per call |", "|---|---|---|"]
     for k, v in r["htp_emulation_tiny"].items():
         L.append(f"| {k} | {v['load_s']:.2f} | {fmt(v['call_s'])} |")
+    lp = r.get("lerobot_parity")
+    if lp:
+        c = lp["comparison"]
+        L += ["", "## 6. The built policy vs LeRobot's own SmolVLA (full preset)", "",
+              f"Measured by `{lp.get('command', r['command'])}` on {lp.get('date', r['date'])}. LeRobot's SmolVLA "
+              f"(PyPI lerobot {lp['lerobot']['lerobot']}, torch {lp['lerobot']['torch']}, {lp['lerobot']['threads']} "
+              "threads, in the environment of `scripts/lerobot_env.sh`) at the smolvla-libero size with random weights, "
+              "saved by LeRobot's `save_pretrained`, built by `doit export preprocess` from that folder as saved "
+              f"({lp['build_seconds']:.0f} s, peak RSS {lp['build_peak_rss_mb']:.0f} MB), same observation, same noise.", "",
+              "| check | result |", "|---|---|",
+              f"| language tokens and mask equal | {c['tokens_equal']} |",
+              f"| pixel values, max abs | {c['pixels_max_abs']:.2e} |",
+              f"| vision stage: cosine / max abs | {c['vision_cosine']:.8f} / {c['vision_max_abs']:.2e} |",
+              f"| actions (raw observation -> unnormalized chunk {c['actions_shape']}): cosine / max abs | "
+              f"{c['actions_cosine']:.8f} / {c['actions_max_abs']:.2e} (largest action {c['actions_max_magnitude']:.2f}) |", "",
+              "| control step (CPU, this machine) | seconds |", "|---|---|",
+              f"| LeRobot (processors + predict_action_chunk, PyTorch) | {fmt(lp['lerobot_control_step_s'])} |",
+              f"| ours (`reference` runtime, onnxruntime) | {fmt(lp['ours_control_step_s'])} |",
+              f"| ratio LeRobot / ours | {lp['ratio_lerobot_over_ours']:.2f}x |"]
     Path(out).write_text("\n".join(L) + "\n")

@@ -69,7 +69,8 @@ def _export(args) -> int:
     from .export.checkpoint import CheckpointError
     from .export.onnx_export import export_all
     try:
-        info = export_all(Path(args.out_dir), args.preset, args.weights, args.seed, args.path, args.repo_id, args.revision)
+        info = export_all(Path(args.out_dir), args.preset, args.weights, args.seed, args.path, args.repo_id, args.revision,
+                          tokenizer=args.tokenizer)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -112,6 +113,7 @@ def main(argv=None) -> int:
     e.add_argument("--path")
     e.add_argument("--repo-id")
     e.add_argument("--revision")
+    e.add_argument("--tokenizer", help="a folder holding tokenizer.json, or the file (default: the checkpoint's)")
     e.set_defaults(fn=_export)
     lc = sub.add_parser("libero-check", help="import LIBERO, build a task, render one frame headless")
     lc.add_argument("--config-dir", default="artifacts/libero-config")

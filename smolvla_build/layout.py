@@ -63,7 +63,7 @@ class Layout:
         return self.export_dir / f"{model}.onnx"
 
     def export_side_files(self) -> list[Path]:
-        return [self.export_dir / n for n in ("embed_tokens.npy", "normalization.json", "tokenizer.json",
+        return [self.export_dir / n for n in ("embed_tokens.npy", "normalization.json", "tokenizer.json", "tokenizer_config.json",
                                              "export_info.json")]
 
     # preprocess

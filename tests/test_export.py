@@ -149,7 +149,7 @@ def test_side_files(checkpoint_export, tmp_path):
     stats = json.loads((out / "normalization.json").read_text())
     assert stats["observation.state"]["mean"] == list(range(8)) and stats["action"]["std"] == [3.0] * 7
     assert not stats["action"]["identity"]
-    assert info["tokenizer"].endswith("tokenizer.json") and not info["meaningless_actions"]
+    assert info["tokenizer"].startswith("checkpoint tokenizer.json: ") and not info["meaningless_actions"]
     rnd = export_all(tmp_path / "rnd", "tiny", "random", seed=1)
     assert rnd["meaningless_actions"]
     rstats = json.loads((tmp_path / "rnd" / "normalization.json").read_text())

@@ -155,9 +155,14 @@ print(json.dumps({"file": t.__file__, "dir": str(t.TEMPLATES),
 
 
 def test_a_wheel_install_renders_every_template(tmp_path):
+    src = tmp_path / "src"              # a copy: building in the checkout would leave build/ there
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "templates", "smolvla_build"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, src / name, **(
+            {"symlinks": True, "ignore": shutil.ignore_patterns("__pycache__")} if (ROOT / name).is_dir() else {}))
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w",
-                    str(wheels), str(ROOT)], check=True, capture_output=True, env=dict(os.environ, PIP_ROOT_USER_ACTION="ignore"))
+                    str(wheels), str(src)], check=True, capture_output=True, env=dict(os.environ, PIP_ROOT_USER_ACTION="ignore"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     py = venv / "bin" / "python"

@@ -143,6 +143,9 @@ def _check_semantics(name: str, pipe: Pipeline) -> None:
         if not p.exists():
             raise ConfigError(f"{name}: source.path: {p} does not exist (expected a "
                               f"{'LeRobot checkpoint folder' if src['weights'] == 'checkpoint' else 'folder of the three stage ONNX models'})")
+    if src.get("tokenizer") and not pipe.resolve(src["tokenizer"]).exists():
+        raise ConfigError(f"{name}: source.tokenizer: {pipe.resolve(src['tokenizer'])} does not exist (expected a folder "
+                          "holding tokenizer.json, or the file)")
     ev = pipe.section("evaluation")
     if ev["precision"] not in pipe.precisions:
         raise ConfigError(f"{name}: evaluation.precision: {ev['precision']!r} is not one of the declared precisions {sorted(pipe.precisions)}")

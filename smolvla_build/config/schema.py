@@ -52,6 +52,9 @@ PIPELINE_SCHEMA = {
                 "path": {"type": "string", "minLength": 1},
                 "repo_id": {"type": "string", "pattern": r"^[\w.-]+/[\w.-]+$"},
                 "revision": {"type": "string"},
+                # the SmolVLM2 tokenizer: a folder holding tokenizer.json, or the file; default: the
+                # checkpoint's tokenizer/ folder, its tokenizer.json, then vlm_model_name's (hub cache)
+                "tokenizer": {"type": "string", "minLength": 1},
             },
         },
         "models": {

@@ -56,6 +56,105 @@ def check_config(ckpt: Path, preset: Preset) -> dict:
     return cfg
 
 
+def expected_weights(preset: Preset) -> dict[str, tuple]:
+    """Every weight of the preset's SmolVLA and its shape, without allocating it (meta device)."""
+    with torch.device("meta"):
+        model = SmolVLA(preset)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _safetensors_shapes(path: Path) -> dict[str, tuple]:
+    """Names and shapes from a safetensors header alone (no tensor is read)."""
+    from safetensors import SafetensorError, safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a safetensors file, or truncated ({e})") from None
+
+
+def _features(cfg: dict, preset: Preset, cfg_path: Path) -> list[str]:
+    """The robot the checkpoint was trained for against what the preset's stage graphs take."""
+    problems = []
+    inputs, outputs = cfg.get("input_features") or {}, cfg.get("output_features") or {}
+    cams = sorted(k for k, v in inputs.items() if str(v.get("type", "")).upper().endswith("VISUAL"))
+    if inputs and len(cams) != preset.n_cameras:
+        problems.append(f"{cfg_path}: input_features has {len(cams)} camera(s) {cams}, the {preset.name!r} preset "
+                        f"takes {preset.n_cameras} (LIBERO: image, wrist_image)")
+    for feats, key, want in ((inputs, "observation.state", preset.state_dim), (outputs, "action", preset.action_dim)):
+        shape = (feats.get(key) or {}).get("shape")
+        if shape is not None and list(shape) != [want]:
+            problems.append(f"{cfg_path}: {key} has shape {list(shape)}, the {preset.name!r} preset takes [{want}]")
+    return problems
+
+
+def inspect_checkpoint(ckpt: Path, preset: Preset) -> list[str]:
+    """Every problem the export would meet in a LeRobot checkpoint folder, each naming its file,
+    found in seconds (config and safetensors headers only) before any long work."""
+    ckpt = Path(ckpt)
+    if not ckpt.is_dir():
+        return [f"{ckpt}: not a folder (expected a LeRobot SmolVLA checkpoint saved by save_pretrained)"]
+    problems = []
+    cfg_path = ckpt / "config.json"
+    try:
+        check_config(ckpt, preset)
+        problems += _features(json.loads(cfg_path.read_text()), preset, cfg_path)
+    except CheckpointError as e:
+        problems.append(str(e))
+    except ValueError as e:
+        problems.append(f"{cfg_path}: not valid JSON ({e})")
+    weights = ckpt / "model.safetensors"
+    if not weights.is_file():
+        problems.append(f"{weights}: missing (expected the LeRobot policy weights)")
+        norm_buffers = {}
+    else:
+        try:
+            have = _safetensors_shapes(weights)
+        except CheckpointError as e:
+            problems.append(str(e))
+            have = None
+        norm_buffers = {k: s for k, s in (have or {}).items() if k.startswith(NORM_PREFIXES)}
+        if have is not None:
+            have = {k: s for k, s in have.items() if k not in norm_buffers}
+            want = expected_weights(preset)
+            missing, unexpected = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+            if missing:
+                problems.append(f"{weights}: {len(missing)} weight(s) of the {preset.name!r} SmolVLA missing: "
+                                f"{missing[:10]}{' ...' if len(missing) > 10 else ''}")
+            if unexpected:
+                problems.append(f"{weights}: {len(unexpected)} unexpected weight(s): "
+                                f"{unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
+            bad = [f"{k} {have[k]} (expected {want[k]})" for k in sorted(set(have) & set(want)) if have[k] != want[k]]
+            if bad:
+                problems.append(f"{weights}: {len(bad)} weight(s) of the wrong shape: {bad[:5]}{' ...' if len(bad) > 5 else ''}")
+    problems += _stats_problems(ckpt, norm_buffers, preset)
+    return problems
+
+
+def _stats_problems(ckpt: Path, norm_buffers: dict, preset: Preset) -> list[str]:
+    files = sorted(ckpt.glob("*normalizer_processor*.safetensors"))
+    found = {}
+    for f in files:
+        try:
+            found.update(_safetensors_shapes(f))
+        except CheckpointError as e:
+            return [str(e)]
+    for k, s in norm_buffers.items():   # old layout: normalize_inputs.buffer_observation_state.mean
+        found[k.split(".", 1)[1].replace("buffer_", "").replace("observation_state", "observation.state")] = s
+    problems = []
+    where = ", ".join(f.name for f in files) or "no *normalizer_processor*.safetensors"
+    for key, dim in (("observation.state", preset.state_dim), ("action", preset.action_dim)):
+        for stat in ("mean", "std"):
+            shape = found.get(f"{key}.{stat}")
+            if shape is None:
+                problems.append(f"{ckpt}: no {key}.{stat} normalization statistic ({where}; LeRobot saves them in "
+                                "policy_preprocessor/postprocessor_step_*_normalizer_processor.safetensors)")
+            elif int(torch.Size(shape).numel()) != dim:
+                problems.append(f"{ckpt}: {key}.{stat} has {torch.Size(shape).numel()} values, the {preset.name!r} "
+                                f"preset takes {dim}")
+    return problems
+
+
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from ..model_files import load_safetensors
     return load_safetensors(path)

@@ -213,6 +213,18 @@ def _finish_layer(layer, h, att):
 
 # --- stages ------------------------------------------------------------------------------------
 
+def vision_position_ids(n_side: int) -> torch.Tensor:
+    """Position ids of a full-resolution image as SmolVLA computes them in LeRobot, whose pinned
+    transformers (4.x, SmolVLMVisionEmbeddings) buckets `i / n * (1 - 1e-6)`: just below each
+    boundary i/n, so rows and columns map to 0, 0, 1, ..., n-2 (the last table row is never used).
+    transformers 5 buckets `clamp(i * (1/n))` and gets 0..n-1: the trained checkpoints were made
+    with the 4.x ids, and LeRobot's own SmolVLA computes them (tests/test_lerobot_parity.py)."""
+    boundaries = torch.arange(1 / n_side, 1.0, 1 / n_side)
+    coords = torch.arange(n_side, dtype=torch.float32) / n_side * (1 - 1e-6)
+    buckets = torch.bucketize(coords, boundaries, right=True)
+    return (buckets[:, None] * n_side + buckets[None, :]).flatten()
+
+
 class VisionEncoderStage(nn.Module):
     """SigLIP + pixel-shuffle connector; output NOT multiplied by sqrt(hidden)."""
 
@@ -225,9 +237,9 @@ class VisionEncoderStage(nn.Module):
     def forward(self, pixel_values):
         emb = self.vision_model.embeddings
         x = emb.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
-        # At full resolution every patch is valid and the bucketize loop yields arange(n): add the
-        # whole position table instead of exporting bucketize + ScatterND.
-        x = x + emb.position_embedding.weight[None]
+        # Every patch is valid at full resolution, so the position ids are a constant: a constant
+        # Gather of the table (folded at export), not bucketize + ScatterND.
+        x = x + emb.position_embedding.weight[vision_position_ids(emb.num_patches_per_side)][None]
         for layer in self.vision_model.encoder.layers:
             x = layer(x, attention_mask=None)
         x = self.vision_model.post_layernorm(x)

@@ -21,10 +21,10 @@ import torch
 
 from ..fsutil import atomic_dir
 from ..progress import heartbeat
-from .checkpoint import hub_snapshot, load_checkpoint, random_model
+from .checkpoint import CheckpointError, hub_snapshot, inspect_checkpoint, load_checkpoint, random_model
 from .model import SmolVLA
 from .presets import Preset, get_preset
-from .tokenizer import write_tokenizer
+from .tokenizer import TokenizerNotFound, find_tokenizer, write_tokenizer
 
 log = logging.getLogger("smolvla_build.export")
 
@@ -82,24 +82,42 @@ def export_stage(policy: SmolVLA, stage: str, out: Path) -> None:
                           do_constant_folding=True)
 
 
-def load_policy(preset_name: str, weights: str, seed: int = 0, path: str | None = None,
-                repo_id: str | None = None, revision: str | None = None):
-    """Returns (policy, norm stats, checkpoint folder or None)."""
+def check_source(preset_name: str, weights: str, path: str | None = None, repo_id: str | None = None,
+                 revision: str | None = None, tokenizer: str | None = None):
+    """(checkpoint folder or None, tokenizer source or None) after checking everything the export
+    will read; every problem at once, in seconds, before any model is built (CheckpointError)."""
+    if weights == "random":
+        return None, None
+    preset = get_preset(preset_name)
+    ckpt = hub_snapshot(repo_id, revision) if weights == "hub" else Path(path)
+    problems = inspect_checkpoint(ckpt, preset)
+    tok = None
+    try:
+        tok = find_tokenizer(ckpt, Path(tokenizer) if tokenizer else None)
+    except TokenizerNotFound as e:
+        problems.append(str(e))
+    if problems:
+        raise CheckpointError(f"{ckpt}: cannot be built, {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
+    log.info("checkpoint %s: config, %s weights, normalization stats and tokenizer checked (tokenizer: %s)",
+             ckpt, preset.name, tok.origin)
+    return ckpt, tok
+
+
+def load_policy(preset_name: str, weights: str, seed: int = 0, ckpt: Path | None = None):
+    """Returns (policy, norm stats) from a checked checkpoint folder, or random weights."""
     preset = get_preset(preset_name)
     if weights == "random":
         log.warning(RANDOM_WARNING)
-        policy, stats = random_model(preset, seed)
-        return policy, stats, None
-    ckpt = hub_snapshot(repo_id, revision) if weights == "hub" else Path(path)
-    policy, stats = load_checkpoint(ckpt, preset)
-    return policy, stats, ckpt
+        return random_model(preset, seed)
+    return load_checkpoint(ckpt, preset)
 
 
 def export_all(out_dir: Path, preset_name: str, weights: str, seed: int = 0, path: str | None = None,
-               repo_id: str | None = None, revision: str | None = None, stages=None) -> dict:
+               repo_id: str | None = None, revision: str | None = None, stages=None, tokenizer: str | None = None) -> dict:
     """Export the stage ONNX models and the runtime side files into out_dir (atomically)."""
     t0 = time.time()
-    policy, stats, ckpt = load_policy(preset_name, weights, seed, path, repo_id, revision)
+    ckpt, tok = check_source(preset_name, weights, path, repo_id, revision, tokenizer)
+    policy, stats = load_policy(preset_name, weights, seed, ckpt)
     p = policy.preset
     stages = list(stages or ("vision_encoder", "llm_backbone", "action_head"))
     info = {"preset": p.name, "weights": weights, "seed": seed if weights == "random" else None,
@@ -117,7 +135,8 @@ def export_all(out_dir: Path, preset_name: str, weights: str, seed: int = 0, pat
         table = policy.model.vlm_with_expert.vlm.model.text_model.embed_tokens.weight.detach().numpy()
         np.save(tmp / "embed_tokens.npy", table.astype(np.float32))
         (tmp / "normalization.json").write_text(json.dumps(stats, indent=2) + "\n")
-        info["tokenizer"] = write_tokenizer(ckpt, p.vocab_size, tmp / "tokenizer.json")
+        info["tokenizer"] = write_tokenizer(tok, p.vocab_size, tmp)
+        log.info("export: tokenizer from %s", info["tokenizer"])
         info["seconds"] = round(time.time() - t0, 2)
         (tmp / "export_info.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

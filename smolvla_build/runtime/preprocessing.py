@@ -58,22 +58,38 @@ def libero_state(obs: dict) -> np.ndarray:
 
 
 class Tokenizer:
-    """The task string + '\\n', right padded/truncated to max_length (LeRobot's processor)."""
+    """LeRobot's language processing: the task string + '\\n' (NewLineTaskProcessorStep), tokenized as
+    its TokenizerProcessorStep calls the transformers tokenizer: special tokens of the tokenizer's
+    post-processor added, truncated to max_length (special tokens kept), right padded with the pad
+    token of tokenizer_config.json (else of tokenizer.json, else `<pad>`, else id 0). The `tokenizers`
+    backend does the truncation and padding itself, as transformers' fast tokenizer does."""
 
     def __init__(self, path, max_length: int = 48):
+        import json
+        from pathlib import Path
+
         from tokenizers import Tokenizer as HFTokenizer
         self.tok = HFTokenizer.from_file(str(path))
         self.max_length = max_length
-        pad = self.tok.padding["pad_id"] if self.tok.padding else self.tok.token_to_id("<pad>")
-        self.pad_id = pad if pad is not None else 0
+        cfg = Path(path).with_name("tokenizer_config.json")
+        pad_token = json.loads(cfg.read_text()).get("pad_token") if cfg.is_file() else None
+        if isinstance(pad_token, dict):                  # {"content": "<|im_end|>", ...} in some configs
+            pad_token = pad_token.get("content")
+        if pad_token is not None and self.tok.token_to_id(pad_token) is not None:
+            self.pad_id, self.pad_token = self.tok.token_to_id(pad_token), pad_token
+        elif self.tok.padding:
+            self.pad_id, self.pad_token = self.tok.padding["pad_id"], self.tok.padding["pad_token"]
+        else:
+            pad = self.tok.token_to_id("<pad>")
+            self.pad_id, self.pad_token = (pad, "<pad>") if pad is not None else (0, self.tok.id_to_token(0) or "")
+        self.tok.enable_truncation(max_length, direction="right")
+        self.tok.enable_padding(direction="right", pad_id=self.pad_id, pad_token=self.pad_token, length=max_length)
 
     def __call__(self, task: str) -> tuple[np.ndarray, np.ndarray]:
         text = task if task.endswith("\n") else task + "\n"
-        ids = self.tok.encode(text).ids[: self.max_length]
-        tokens = np.full((1, self.max_length), self.pad_id, dtype=np.int64)
-        mask = np.zeros((1, self.max_length), dtype=np.float32)
-        tokens[0, : len(ids)] = ids
-        mask[0, : len(ids)] = 1.0
+        enc = self.tok.encode(text)
+        tokens = np.asarray([enc.ids], dtype=np.int64)
+        mask = np.asarray([enc.attention_mask], dtype=np.float32)
         return tokens, mask
 
 

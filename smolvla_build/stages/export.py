@@ -13,7 +13,8 @@ FAMILY = "export"
 log = logging.getLogger("smolvla_build.export")
 
 
-def run_export(out_dir: str, preset: str, weights: str, seed: int, path, repo_id, revision, models: list):
+def run_export(out_dir: str, preset: str, weights: str, seed: int, path, repo_id, revision, models: list,
+               tokenizer=None):
     from pathlib import Path
     try:
         from ..export.checkpoint import CheckpointError
@@ -21,7 +22,8 @@ def run_export(out_dir: str, preset: str, weights: str, seed: int, path, repo_id
     except ImportError as exc:
         return TaskFailed(f"export needs the `export` extra (torch, transformers): pip install -e '.[export]' ({exc})")
     try:
-        info = export_all(Path(out_dir), preset, weights, seed, path, repo_id, revision, stages=models)
+        info = export_all(Path(out_dir), preset, weights, seed, path, repo_id, revision, stages=models,
+                          tokenizer=tokenizer)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         return TaskFailed(str(exc))
     log.info("export: %s preset, %s weights, %.1f s", preset, weights, info["seconds"])
@@ -37,11 +39,16 @@ def gen_tasks(pipe, layout, toolchain):
     file_dep = []
     if src["weights"] == "checkpoint":
         ckpt = pipe.resolve(src["path"])
-        file_dep = [str(p) for p in sorted(ckpt.glob("*.json")) + sorted(ckpt.glob("*.safetensors"))]
+        file_dep = [str(p) for p in sorted(ckpt.glob("*.json")) + sorted(ckpt.glob("*.safetensors"))
+                    + sorted(ckpt.glob("tokenizer/*.json"))]
+    if src.get("tokenizer"):
+        tok = pipe.resolve(src["tokenizer"])
+        file_dep += [str(p) for p in ([tok] if tok.is_file() else sorted(tok.glob("*.json")))]
     kw = {
         "preset": src["preset"], "weights": src["weights"], "seed": src["seed"] if src["weights"] == "random" else None,
         "path": str(pipe.resolve(src["path"])) if "path" in src else None,
         "repo_id": src.get("repo_id"), "revision": src.get("revision"), "models": pipe.models,
+        "tokenizer": str(pipe.resolve(src["tokenizer"])) if src.get("tokenizer") else None,
         "tools": export_fingerprint(), "code": code_digest("export"),
     }
     yield {
@@ -49,7 +56,8 @@ def gen_tasks(pipe, layout, toolchain):
         "doc": f"export the {src['preset']} SmolVLA ({src['weights']} weights) to ONNX",
         "actions": [(run_export, [], {"out_dir": str(layout.export_dir), "preset": kw["preset"], "weights": kw["weights"],
                                       "seed": src["seed"], "path": kw["path"], "repo_id": kw["repo_id"],
-                                      "revision": kw["revision"], "models": pipe.models})],
+                                      "revision": kw["revision"], "models": pipe.models,
+                                      "tokenizer": kw["tokenizer"]})],
         "file_dep": file_dep,
         "targets": [str(layout.source_onnx(m)) for m in pipe.models] + [str(p) for p in layout.export_side_files()],
         "uptodate": uptodate(kw),

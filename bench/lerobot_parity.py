@@ -1,0 +1,75 @@
+"""Scenario 6: the full-size policy against LeRobot's own SmolVLA on the same run.
+
+LeRobot's SmolVLA (PyPI lerobot 0.4.4 in scripts/lerobot_env.sh's environment) is built at the
+smolvla-libero preset's size with random weights, saved by LeRobot's save_pretrained, built by doit
+(export + preprocess) from that folder as saved, and compared on one observation and one noise tensor
+(tokens, vision stage, actions); then both control steps are timed on this machine: LeRobot's
+(processors + predict_action_chunk, PyTorch CPU) and ours (reference runtime, onnxruntime CPU).
+
+`python -m bench.lerobot_parity` runs it alone and merges it into bench/results.json and BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+
+from .common import ROOT, doit_cmd, run_measured, stats
+
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+
+
+def lerobot_parity(reps: int, log) -> dict:
+    from lerobot_parity import compare_built_policy, run_lerobot
+
+    from smolvla_build.config import load_pipeline
+    from smolvla_build.export.presets import PRESETS
+    from smolvla_build.layout import Layout
+    from smolvla_build.runtime.policy import Policy
+
+    from .build import write_pipeline
+    folder = ROOT / "artifacts" / "bench-lerobot"
+    shutil.rmtree(folder, ignore_errors=True)
+    t0 = time.perf_counter()
+    spec, saved, want = run_lerobot(folder / "lerobot", PRESETS["smolvla-libero"], reps=reps)
+    lerobot_s = time.perf_counter() - t0
+    log(f"  LeRobot side (build, save, {reps} timed control steps): {lerobot_s:.0f} s")
+    pipe_path = write_pipeline(folder / "build")
+    import yaml
+    data = yaml.safe_load(pipe_path.read_text())
+    data["source"] = {"preset": "smolvla-libero", "weights": "checkpoint", "path": saved["checkpoint"]}
+    pipe_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    build = run_measured(doit_cmd(pipe_path, "preprocess"))
+    log(f"  our export + preprocess from LeRobot's folder: {build['seconds']:.0f} s")
+    pipe = load_pipeline(pipe_path)
+    policy = Policy.from_artifacts(Layout(pipe, "ort-qnn"), "reference", pipe.soc, pipe.precisions, "fp16", 10)
+    got = compare_built_policy(policy, spec, want, reps=reps)
+    ours, theirs = stats(got.pop("seconds_per_step")), stats(saved["seconds_per_step"])
+    return {"comparison": got, "ours_control_step_s": ours, "lerobot_control_step_s": theirs,
+            "ratio_lerobot_over_ours": theirs["median"] / ours["median"],
+            "lerobot": {k: saved[k] for k in ("torch", "threads", "lerobot")},
+            "build_seconds": build["seconds"], "build_peak_rss_mb": build["peak_rss_mb"], "lerobot_side_seconds": lerobot_s}
+
+
+def main() -> int:
+    import argparse
+    import json
+
+    from .report import write_markdown
+    ap = argparse.ArgumentParser(prog="python -m bench.lerobot_parity")
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+    results_file = ROOT / "bench" / "results.json"
+    results = json.loads(results_file.read_text())
+    results["lerobot_parity"] = lerobot_parity(args.reps, lambda m: print(m, file=sys.stderr, flush=True))
+    results["lerobot_parity"]["date"] = __import__("datetime").date.today().isoformat()
+    results["lerobot_parity"]["command"] = "python -m bench.lerobot_parity"
+    results_file.write_text(json.dumps(results, indent=2))
+    write_markdown(results, str(ROOT / "BENCHMARKS.md"))
+    print(json.dumps(results["lerobot_parity"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
