@@ -87,4 +87,8 @@ def write_markdown(r: dict, out: str) -> None:
               f"| LeRobot (processors + predict_action_chunk, PyTorch) | {fmt(lp['lerobot_control_step_s'])} |",
               f"| ours (`reference` runtime, onnxruntime) | {fmt(lp['ours_control_step_s'])} |",
               f"| ratio LeRobot / ours | {lp['ratio_lerobot_over_ours']:.2f}x |"]
+        if lp.get("date") and lp["date"] != r["date"]:
+            L += ["", f"Sections 1-5 are from the {r['date']} run, before the vision encoder's position ids were "
+                  "made LeRobot's (transformers 4.x bucketing; the build now matches LeRobot as above): their vision "
+                  "figures were measured on the earlier graph, which differed from LeRobot's by the position table."]
     Path(out).write_text("\n".join(L) + "\n")
