@@ -6,6 +6,7 @@ Scenarios (full-size smolvla-libero preset, random weights, toolchain ort-qnn):
  3. control step on the reference runtime: per stage, total, orchestration overhead
  4. persistent sessions vs one process per call (13 calls per control step), same run
  5. HTP emulation cost per stage on the tiny preset
+ 6. the built policy vs LeRobot's own SmolVLA (full preset, same run): equality and control-step time
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import sys
 import time
 
-from . import build, control_step
+from . import build, control_step, lerobot_parity
 from .common import ROOT, machine
 from .report import write_markdown
 
@@ -70,6 +71,8 @@ def main() -> int:
     run_measured(doit_cmd(tiny_path, "context"))
     tiny = load_pipeline(tiny_path)
     results["htp_emulation_tiny"] = control_step.htp_emulation(Layout(tiny), tiny, args.reps)
+    log("scenario 6: the built policy vs LeRobot's own SmolVLA (full preset)")
+    results["lerobot_parity"] = lerobot_parity.lerobot_parity(args.reps, log)
     results["bench_seconds"] = time.time() - t0
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2))
     write_markdown(results, args.out)
