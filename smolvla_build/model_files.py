@@ -7,21 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-class ModelFileError(Exception):
-    """A model file that cannot be read; str() is one line: the file and what is wrong with it."""
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def _exists(path: Path, what: str) -> None:
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such file (expected {what})")
-    if path.stat().st_size == 0:
-        raise ModelFileError(f"{path}: empty file (expected {what})")
+# the runtime's readers (numpy, onnxruntime only) live in smolvla_runtime; this module adds the rest
+from smolvla_runtime.files import ModelFileError, load_npy, onnxruntime_session  # noqa: F401
+from smolvla_runtime.files import first_line as _first_line
+from smolvla_runtime.files import require_file as _exists
 
 
 def load_onnx(path, load_external_data: bool = True):
@@ -56,16 +45,6 @@ def load_onnx(path, load_external_data: bool = True):
     return model
 
 
-def load_npy(path, mmap_mode: str | None = None):
-    import numpy as np
-    path = Path(path)
-    _exists(path, "a .npy array")
-    try:
-        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise ModelFileError(f"{path}: not a .npy array, or truncated ({_first_line(e)})") from None
-
-
 def load_safetensors(path) -> dict:
     """A safetensors file as {name: torch tensor}."""
     from safetensors import SafetensorError
@@ -76,14 +55,3 @@ def load_safetensors(path) -> dict:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: not a safetensors file, or truncated ({_first_line(e)})") from None
-
-
-def onnxruntime_session(path, what: str, **kwargs):
-    """onnxruntime.InferenceSession on a model file, a load failure named after the file."""
-    import onnxruntime as ort
-    path = Path(path)
-    _exists(path, what)
-    try:
-        return ort.InferenceSession(str(path), **kwargs)
-    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own unrelated exception types
-        raise ModelFileError(f"{path}: onnxruntime cannot load this {what} ({_first_line(e)})") from None

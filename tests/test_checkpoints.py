@@ -14,7 +14,7 @@ from smolvla_build.export.checkpoint import CheckpointError, inspect_checkpoint
 from smolvla_build.export.onnx_export import check_source
 from smolvla_build.export.presets import PRESETS
 from smolvla_build.export.tokenizer import DEFAULT_VLM, TokenizerNotFound, find_tokenizer
-from smolvla_build.runtime.preprocessing import Tokenizer
+from smolvla_runtime.preprocessing import Tokenizer
 
 from lerobot_parity import smolvlm_like_tokenizer
 

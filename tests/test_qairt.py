@@ -294,7 +294,7 @@ def test_qnn_net_run_runner_matches_the_epcontext_runner(qairt_build, fake_sdk, 
     """One qnn-net-run process per call, float32 .raw inputs except the int32 mask (graph:names), the
     graph's names mapped onto the context's; the same numbers as the context in onnxruntime-qnn."""
     from smolvla_build.config import load_pipeline
-    from smolvla_build.feeds import cast_feeds
+    from smolvla_runtime.feeds import cast_feeds
     from smolvla_build.layout import Layout
     from smolvla_build.runtime.contexts import graph_io, htp_runner
     folder, pipe_path, env, _ = qairt_build

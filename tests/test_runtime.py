@@ -13,7 +13,7 @@ from smolvla_build.config import load_pipeline
 from smolvla_build.export.checkpoint import random_model
 from smolvla_build.export.presets import PRESETS
 from smolvla_build.runtime.policy import Policy
-from smolvla_build.runtime.preprocessing import Tokenizer, camera_to_pixels, quat2axisangle, resize_with_pad
+from smolvla_runtime.preprocessing import Tokenizer, camera_to_pixels, quat2axisangle, resize_with_pad
 from smolvla_build.layout import Layout
 
 from conftest import doit, write_pipeline

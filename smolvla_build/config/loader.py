@@ -147,6 +147,9 @@ def _check_semantics(name: str, pipe: Pipeline) -> None:
         raise ConfigError(f"{name}: source.tokenizer: {pipe.resolve(src['tokenizer'])} does not exist (expected a folder "
                           "holding tokenizer.json, or the file)")
     ev = pipe.section("evaluation")
+    bundled = (pipe.data.get("bundle") or {}).get("precision")
+    if bundled is not None and bundled not in pipe.precisions:
+        raise ConfigError(f"{name}: bundle.precision: {bundled!r} is not one of the declared precisions {sorted(pipe.precisions)}")
     if ev["precision"] not in pipe.precisions:
         raise ConfigError(f"{name}: evaluation.precision: {ev['precision']!r} is not one of the declared precisions {sorted(pipe.precisions)}")
     root = pipe.toolchain.get("sdk_root")

@@ -141,6 +141,14 @@ PIPELINE_SCHEMA = {
                 "seed": {"type": "integer", "minimum": 0},
             },
         },
+        "bundle": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                # the precision `doit bundle` packs (default: evaluation.precision)
+                "precision": {"type": "string", "pattern": IDENTIFIER},
+            },
+        },
         "evaluation": {
             "type": "object",
             "additionalProperties": False,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fsutil import atomic_path, write_json
-from ..runtime.preprocessing import libero_state
+from smolvla_runtime.preprocessing import libero_state
 from .libero_env import NOOP, NUM_STEPS_WAIT, SUITE_MAX_STEPS, make_env
 
 log = logging.getLogger("smolvla_build.episode")

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from ..feeds import ORT_DTYPES
+from smolvla_runtime.feeds import ORT_DTYPES
 
 
 def session(model: onnx.ModelProto | str, threads: int = 0) -> ort.InferenceSession:

@@ -1,11 +1,12 @@
-"""Runners: one per engine behind one small interface (Polygraphy's shape).
-
-activate() loads, infer(feeds) -> {name: array} runs and records the time of each call,
-deactivate() frees; usable as a context manager.
+"""The runtime on a build's artifacts: the runners, stage and policy of smolvla_runtime (the device
+bundle's runtime, one implementation), plus what needs the build: the layout-aware context runners
+(contexts.py), the qnn-net-run runner (needs the QAIRT SDK) and `Policy.from_artifacts`.
 """
 
-from .runners import OrtQnnRunner, QnnNetRunRunner, ReferenceRunner, Runner
-from .stage import StageRunner
+from smolvla_runtime.runners import OrtQnnRunner, ReferenceRunner, Runner
+from smolvla_runtime.stage import StageRunner
+
+from .runners import QnnNetRunRunner
 
 __all__ = ["OrtQnnRunner", "QnnNetRunRunner", "ReferenceRunner", "Runner", "StageRunner"]
 # Policy (runtime.policy) is imported explicitly: it needs `tokenizers`.

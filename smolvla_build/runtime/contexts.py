@@ -11,7 +11,9 @@ import onnx
 
 from ..onnx_io import load
 
-from .runners import OrtQnnRunner, QnnNetRunRunner, Runner
+from smolvla_runtime.runners import OrtQnnRunner, Runner
+
+from .runners import QnnNetRunRunner
 
 
 def graph_io(model_path) -> tuple[list, list]:
@@ -54,4 +56,5 @@ def htp_runner(layout, model: str, precision: str, soc: dict, precision_cfg: dic
     names = None
     if layout.toolchain == "qairt":
         names = qairt_names(q.binary_info, q.net_json, layout.preprocessed(model))[1]
-    return OrtQnnRunner(layout.context(model, precision), soc, precision_cfg, names=names)
+    from ..toolchains.ort_qnn import load_session
+    return OrtQnnRunner(layout.context(model, precision), soc, precision_cfg, names=names, loader=load_session)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from ..toolchains.fingerprint import ort_qnn_fingerprint
-from .keys import code_digest, uptodate
+from .keys import RUNTIME, code_digest, uptodate
 
 FAMILY = "context"
 log = logging.getLogger("smolvla_build.context")
@@ -39,7 +39,7 @@ def enabled(pipe, toolchain) -> bool:
 
 def gen_tasks(pipe, layout, toolchain):
     fp = ort_qnn_fingerprint(pipe.soc)
-    code = code_digest("toolchains/ort_qnn.py")
+    code = code_digest("toolchains/ort_qnn.py", RUNTIME + "/htp.py")
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():
             kw = {"precision": precision, "tools": fp, "code": code, "toolchain": toolchain}

@@ -6,7 +6,7 @@ import logging
 
 from doit.exceptions import TaskFailed
 
-from .keys import code_digest, uptodate
+from .keys import RUNTIME, code_digest, uptodate
 from .preprocess import SINUSOID_ON_CPU
 
 FAMILY = "infer"
@@ -62,7 +62,7 @@ def gen_tasks(pipe, layout, toolchain):
     for task_id in ev["tasks"]:
         out = layout.root / "eval" / ev["suite"] / f"task{task_id}"
         kw = {"evaluation": ev, "task": task_id, "source": pipe.source,
-              "code": code_digest("runtime", "evaluate", "stages/infer.py")}
+              "code": code_digest("runtime", RUNTIME, "evaluate", "stages/infer.py")}
         yield {
             "basename": FAMILY,
             "name": f"task{task_id}",

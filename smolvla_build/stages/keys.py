@@ -9,6 +9,7 @@ from doit.tools import config_changed
 from ..fsutil import tree_digest
 
 PACKAGE = Path(__file__).resolve().parents[1]
+RUNTIME = "../smolvla_runtime"      # the runtime package beside this one (code_digest paths are relative)
 
 
 def code_digest(*subpackages: str) -> str:

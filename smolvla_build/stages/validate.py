@@ -7,7 +7,7 @@ import logging
 from doit.exceptions import TaskFailed
 
 from ..toolchains.fingerprint import ort_qnn_fingerprint, passes_fingerprint
-from .keys import code_digest, uptodate
+from .keys import RUNTIME, code_digest, uptodate
 from .preprocess import SINUSOID_ON_CPU
 
 FAMILY = "validate"
@@ -45,7 +45,8 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
     names = qairt_names(qairt_io["binary_info"], qairt_io["net_json"], reference)[1] if qairt_io else None
     ref = StageRunner(ReferenceRunner(reference), sidecar)
     calls = NUM_STEPS if model_name == "action_head" else 1
-    htp = Announced(StageRunner(OrtQnnRunner(ctx, soc, precision, names=names), sidecar),
+    from ..toolchains.ort_qnn import load_session
+    htp = Announced(StageRunner(OrtQnnRunner(ctx, soc, precision, names=names, loader=load_session), sidecar),
                     Steps(f"validate {model_name}-{precision_name}: HTP-emulated call", calls, log))
     log.info("validate %s-%s: %s context %s vs the fp32 reference ...", model_name, precision_name, toolchain, ctx)
     report = {"model": model_name, "precision": precision_name, "reference": reference, "context": ctx,
@@ -117,7 +118,7 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
 def gen_tasks(pipe, layout, toolchain):
     options = dict(pipe.section("validation"))
     fp = {**ort_qnn_fingerprint(pipe.soc), **passes_fingerprint(), "toolchain": toolchain}
-    code = code_digest("validation.py", "compare.py", "feeds.py", "runtime", "layout.py", "stages/validate.py")
+    code = code_digest("validation.py", "compare.py", "runtime", RUNTIME, "layout.py", "stages/validate.py")
     fallback_targets = {fallback_precision(pipe, p) for p in pipe.precisions} - {None}
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():

@@ -7,53 +7,14 @@ only). EPContext output: `<name>_ctx.onnx` wrapping `<name>_ctx_qnn.bin`.
 
 from __future__ import annotations
 
-import functools
 import logging
 import shutil
 import tempfile
 from pathlib import Path
 
+from smolvla_runtime.htp import EP_NAME, provider_options, session_options  # noqa: F401 - the runtime's, one implementation
+
 log = logging.getLogger("smolvla_build.ort_qnn")
-
-EP_NAME = "QNNExecutionProvider"
-
-
-@functools.lru_cache(maxsize=None)
-def _register():
-    import onnxruntime as ort
-    import onnxruntime_qnn
-    ort.register_execution_provider_library(EP_NAME, onnxruntime_qnn.get_library_path())
-    devices = [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME]
-    if not devices:
-        raise RuntimeError("onnxruntime-qnn registered no QNN device")
-    return devices
-
-
-def provider_options(soc: dict, precision: dict) -> dict[str, str]:
-    """QNN EP provider options for one precision (the ort-qnn rendering of pipeline.yaml)."""
-    ctx = precision["context"]
-    return {
-        "backend_type": "htp",
-        "soc_model": str(soc["soc_model"]),
-        "htp_arch": str(soc["htp_arch"]),
-        "enable_htp_fp16_precision": "1" if ctx["fp16_relaxed_precision"] else "0",
-        "vtcm_mb": str(ctx["vtcm_mb"]),
-        "htp_graph_finalization_optimization_mode": str(ctx["optimization_level"]),
-    }
-
-
-def _session_options(options: dict, ctx_path: Path | None = None):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    # a node the HTP cannot take must fail the build, not run silently on the CPU
-    so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-    if ctx_path is not None:
-        so.add_session_config_entry("ep.context_enable", "1")
-        so.add_session_config_entry("ep.context_file_path", str(ctx_path))
-        so.add_session_config_entry("ep.context_embed_mode", "0")
-    so.add_provider_for_devices(_register(), options)
-    return so
 
 
 def to_float16(src: Path, dst: Path) -> None:
@@ -83,7 +44,7 @@ def build_context(src: Path, ctx_out: Path, soc: dict, precision: dict) -> dict:
         staged = tmp / ctx_out.name
         t0 = time.time()
         import onnxruntime as ort
-        sess = ort.InferenceSession(str(model), sess_options=_session_options(options, staged))
+        sess = ort.InferenceSession(str(model), sess_options=session_options(options, staged))
         del sess
         seconds = time.time() - t0
         bins = sorted(tmp.glob(staged.stem + "*.bin"))
@@ -110,14 +71,13 @@ def context_binaries(ctx_onnx: Path) -> list[Path]:
 
 
 def load_session(ctx_onnx: Path, soc: dict, precision: dict):
-    """A persistent HTP session on a context binary; fails if any node would run on the CPU."""
-    from ..model_files import ModelFileError, load_onnx, onnxruntime_session
+    """smolvla_runtime.htp.load_session after checking the context binaries the model refers to
+    (reading the EPContext node needs onnx, which the runtime does without)."""
+    from smolvla_runtime.htp import load_session as open_session
+
+    from ..model_files import ModelFileError, load_onnx
     load_onnx(ctx_onnx, load_external_data=False)
     for b in context_binaries(ctx_onnx):
         if not b.is_file() or b.stat().st_size == 0:
             raise ModelFileError(f"{ctx_onnx}: its context binary {b.name} is missing or empty")
-    sess = onnxruntime_session(ctx_onnx, "HTP context model",
-                               sess_options=_session_options(provider_options(soc, precision)))
-    if sess.get_providers()[0] != EP_NAME:
-        raise RuntimeError(f"{ctx_onnx}: active providers {sess.get_providers()}, expected {EP_NAME} first")
-    return sess
+    return open_session(ctx_onnx, soc, precision)

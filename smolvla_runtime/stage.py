@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..feeds import cast_feeds
-from ..model_files import load_npy
+from .feeds import cast_feeds
+from .files import load_npy
 from .runners import ReferenceRunner, Runner
 
 

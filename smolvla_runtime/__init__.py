@@ -1,0 +1,19 @@
+"""smolvla_runtime: run a built SmolVLA policy (a device bundle made by `doit bundle`, or a build's
+artifacts through smolvla_build) with numpy, onnxruntime(-qnn) and tokenizers only: no torch,
+transformers, doit, onnx or LIBERO.
+
+    from smolvla_runtime import Policy
+    policy = Policy.load("bundle/fp16")          # hashes, versions and SoC checked first
+    action = policy.select_action([image, wrist_image], state, "open the drawer")
+
+`python -m smolvla_runtime BUNDLE_DIR` runs one synthetic observation and prints the chunk and timings.
+"""
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):          # Policy needs tokenizers: imported on first use, not with the package
+    if name == "Policy":
+        from .policy import Policy
+        return Policy
+    raise AttributeError(name)
