@@ -54,20 +54,13 @@ def lerobot_parity(reps: int, log) -> dict:
 
 def main() -> int:
     import argparse
-    import json
 
-    from .report import write_markdown
+    from .report import merge_scenario
     ap = argparse.ArgumentParser(prog="python -m bench.lerobot_parity")
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
-    results_file = ROOT / "bench" / "results.json"
-    results = json.loads(results_file.read_text())
-    results["lerobot_parity"] = lerobot_parity(args.reps, lambda m: print(m, file=sys.stderr, flush=True))
-    results["lerobot_parity"]["date"] = __import__("datetime").date.today().isoformat()
-    results["lerobot_parity"]["command"] = "python -m bench.lerobot_parity"
-    results_file.write_text(json.dumps(results, indent=2))
-    write_markdown(results, str(ROOT / "BENCHMARKS.md"))
-    print(json.dumps(results["lerobot_parity"], indent=2))
+    merge_scenario("lerobot_parity", lerobot_parity(args.reps, lambda m: print(m, file=sys.stderr, flush=True)),
+                   "python -m bench.lerobot_parity")
     return 0
 
 

@@ -7,6 +7,21 @@ from pathlib import Path
 from .common import fmt
 
 
+def merge_scenario(key: str, data: dict, command: str) -> None:
+    """A scenario run alone (`python -m bench.<module>`): its figures, dated, into bench/results.json
+    beside the last full run's, and BENCHMARKS.md rewritten from them."""
+    import datetime
+    import json
+
+    from .common import ROOT
+    results_file = ROOT / "bench" / "results.json"
+    results = json.loads(results_file.read_text())
+    results[key] = dict(data, date=datetime.date.today().isoformat(), command=command)
+    results_file.write_text(json.dumps(results, indent=2))
+    write_markdown(results, str(ROOT / "BENCHMARKS.md"))
+    print(json.dumps(results[key], indent=2))
+
+
 def write_markdown(r: dict, out: str) -> None:
     L = ["# BENCHMARKS", "",
          "Reproduce: `python -m bench` (about 25 minutes on this machine; writes this file and bench/results.json).", "",
@@ -91,4 +106,14 @@ def write_markdown(r: dict, out: str) -> None:
             L += ["", f"Sections 1-5 are from the {r['date']} run, before the vision encoder's position ids were "
                   "made LeRobot's (transformers 4.x bucketing; the build now matches LeRobot as above): their vision "
                   "figures were measured on the earlier graph, which differed from LeRobot's by the position table."]
+    b = r.get("bundle")
+    if b:
+        L += ["", "## 7. The device bundle (full preset, `doit bundle`)", "",
+              f"Measured by `{b['command']}` on {b['date']}: a full `doit` of the default pipeline "
+              f"({b['full_doit_seconds'] / 60:.1f} min, toolchain ort-qnn), then `doit bundle` per precision. The "
+              "bundle holds each model's HTP context and its fp32 reference model (the CPU runtime off the device).", "",
+              "| precision | folder MB | zip MB | files | largest files (MB) | bundle s |", "|---|---|---|---|---|---|"]
+        for p, v in b["precisions"].items():
+            big = ", ".join(f"{k} {mb:.0f}" for k, mb in v["largest_mb"].items())
+            L.append(f"| {p} | {v['folder_mb']:.0f} | {v['zip_mb']:.0f} | {v['files']} | {big} | {v['bundle_seconds']:.1f} |")
     Path(out).write_text("\n".join(L) + "\n")
