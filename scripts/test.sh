@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
-$PIP -e ".[export,dev]"
+$PIP -e ".[export,eval,dev]"
 bash scripts/install_libero.sh          # the LIBERO smoke episode runs in the suite
 # the qairt chain's real tools (the SDK itself is a test double): clang-cl/lld-link for the ARM64 DLL,
 # clang++/make/objcopy for the lib generator's host library, llvm-readobj to inspect the DLL, and

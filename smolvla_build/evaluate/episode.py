@@ -1,9 +1,5 @@
-"""One LIBERO evaluation episode of the built policy, LeRobot's protocol, with everything recorded.
-
-reset -> the suite's init state for the trial -> 10 no-op steps -> the policy until success or the
-step limit. Writes video.mp4 (agent view), actions.json, timings.json, actions.png and an
-eval_info.json with lerobot-eval's fields (per_task, per_group, overall).
-"""
+"""One LIBERO evaluation episode of the built policy, LeRobot's protocol (`simulate`), and the files
+`doit infer:taskN` writes for it (`run_episode`); `doit eval` runs `simulate` on Ray (evaluate/scale.py)."""
 
 from __future__ import annotations
 
@@ -22,16 +18,15 @@ log = logging.getLogger("smolvla_build.episode")
 FPS = 20  # LIBERO control frequency
 
 
-def run_episode(policy, suite: str, task_id: int, trial: int, max_steps: int | None, out_dir: Path,
-                config_dir: Path, seed: int = 0, meaningless: bool = False, progress: bool = True,
-                meta: dict | None = None) -> dict:
+def simulate(policy, suite: str, task_id: int, trial: int, max_steps: int | None, config_dir: Path, seed: int = 0,
+             frames: bool = True, progress: bool = True, crash_at_step: int | None = None) -> dict:
+    """One episode, LeRobot's protocol: reset, the suite's init state for the trial, 10 no-op steps,
+    then the policy until success or the step limit. Returns what happened (and the frames)."""
     from tqdm import tqdm
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     max_steps = max_steps or SUITE_MAX_STEPS[suite]
     t0 = time.time()
     env, language, init_states = make_env(suite, task_id, config_dir)
-    frames, actions, rewards = [], [], []
+    shots, actions, rewards, policy_s = [], [], [], []
     success = False
     try:
         env.seed(seed)
@@ -40,30 +35,51 @@ def run_episode(policy, suite: str, task_id: int, trial: int, max_steps: int | N
         for _ in range(NUM_STEPS_WAIT):
             obs, _, _, _ = env.step(NOOP)
         policy.reset()
-        frames.append(obs["agentview_image"][::-1, ::-1].copy())
+        if frames:
+            shots.append(obs["agentview_image"][::-1, ::-1].copy())
         bar = tqdm(range(max_steps), desc=f"{suite} task{task_id}", unit="step", disable=not progress)
-        for _ in bar:
+        for step in bar:
+            if crash_at_step is not None and step == crash_at_step:
+                import os
+                import signal
+                os.kill(os.getpid(), signal.SIGKILL)      # fault injection for the tests (an actor dying)
             images = [obs["agentview_image"], obs["robot0_eye_in_hand_image"]]
+            ts = time.perf_counter()
             action = policy.select_action(images, libero_state(obs), language)
+            policy_s.append(time.perf_counter() - ts)
             obs, reward, done, _ = env.step(np.asarray(action, dtype=np.float64).tolist())
             actions.append(np.asarray(action, dtype=np.float64).tolist())
             rewards.append(float(reward))
-            frames.append(obs["agentview_image"][::-1, ::-1].copy())
+            if frames:
+                shots.append(obs["agentview_image"][::-1, ::-1].copy())
             if done or env.check_success():
                 success = True
                 break
     finally:
         env.close()
     elapsed = time.time() - t0
+    return {"task": language, "success": success, "steps": len(actions), "actions": actions, "rewards": rewards,
+            "frames": shots, "seconds": elapsed, "policy_s": float(np.sum(policy_s)),
+            "simulator_s": elapsed - float(np.sum(policy_s))}
+
+
+def run_episode(policy, suite: str, task_id: int, trial: int, max_steps: int | None, out_dir: Path,
+                config_dir: Path, seed: int = 0, meaningless: bool = False, progress: bool = True,
+                meta: dict | None = None) -> dict:
+    """`doit infer:taskN`: one episode with everything recorded (video.mp4, actions.json,
+    timings.json, actions.png and an eval_info.json with lerobot-eval's fields)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    r = simulate(policy, suite, task_id, trial, max_steps, config_dir, seed, frames=True, progress=progress)
     video = out_dir / "video.mp4"
-    _write_video(frames, video)
-    _plot_actions(actions, out_dir / "actions.png", f"{suite} task {task_id}: {language}")
-    write_json(out_dir / "actions.json", {"task": language, "actions": actions, "rewards": rewards})
+    write_video(r["frames"], video)
+    _plot_actions(r["actions"], out_dir / "actions.png", f"{suite} task {task_id}: {r['task']}")
+    write_json(out_dir / "actions.json", {"task": r["task"], "actions": r["actions"], "rewards": r["rewards"]})
     write_json(out_dir / "timings.json", _timing_summary(policy.timings))
-    info = eval_info(suite, task_id, success, rewards, [str(video)], elapsed, meaningless, meta or {})
+    info = eval_info(suite, task_id, r["success"], r["rewards"], [str(video)], r["seconds"], meaningless, meta or {})
     write_json(out_dir / "eval_info.json", info)
     log.info("%s task %d trial %d: %s after %d steps, %.1f s", suite, task_id, trial,
-             "SUCCESS" if success else "no success", len(actions), elapsed)
+             "SUCCESS" if r["success"] else "no success", r["steps"], r["seconds"])
     return info
 
 
@@ -94,7 +110,7 @@ def _timing_summary(timings: list[dict]) -> dict:
             "per_step": timings}
 
 
-def _write_video(frames, path: Path) -> None:
+def write_video(frames, path: Path) -> None:
     import imageio.v2 as imageio
     with atomic_path(path, suffix=".mp4") as tmp:
         with imageio.get_writer(str(tmp), fps=FPS, codec="libx264", format="FFMPEG", macro_block_size=1) as w:

@@ -45,6 +45,9 @@ def assets_dir() -> Path:
 def configure(config_dir: Path) -> None:
     """Write LIBERO's config.yaml and the rendering environment before libero is imported."""
     os.environ.setdefault("MUJOCO_GL", "egl")
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        # Ray sets it empty in actors without GPUs; robosuite then fails picking its EGL device (int(""))
+        del os.environ["CUDA_VISIBLE_DEVICES"]
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     root = _package_dir("libero") / "libero"
     assets = assets_dir()

@@ -59,9 +59,11 @@ def gen_tasks(pipe, layout, toolchain):
     from ..runtime.policy import resolve_runtime
     ev = pipe.section("evaluation")
     runtime = resolve_runtime(ev["runtime"]) if ev["runtime"] != "auto" else "auto"
-    for task_id in ev["tasks"]:
+    tasks = range(10) if ev["tasks"] == "all" else ev["tasks"]
+    episode = {k: ev[k] for k in ("runtime", "precision", "suite", "trial", "n_action_steps", "max_steps", "seed")}
+    for task_id in tasks:
         out = layout.root / "eval" / ev["suite"] / f"task{task_id}"
-        kw = {"evaluation": ev, "task": task_id, "source": pipe.source,
+        kw = {"evaluation": episode, "task": task_id, "source": pipe.source,
               "code": code_digest("runtime", RUNTIME, "evaluate", "stages/infer.py")}
         yield {
             "basename": FAMILY,

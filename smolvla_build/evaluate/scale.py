@@ -1,0 +1,291 @@
+"""LIBERO evaluation at scale on Ray (`doit eval`): every (suite, task, trial) episode on a pool of
+Ray actors, each holding one Policy (persistent runners) for all its episodes; one result file per
+episode, written atomically as it arrives, so a rerun runs only what is missing; lerobot-eval's
+eval_info.json, a summary with Wilson intervals and a chart over all of them.
+
+Faults: an episode that raises is retried once on another actor, then recorded with its error (never
+dropped, never counted as a plain failure); an actor that dies mid-episode is replaced and the
+episode re-run. Seeds come from (seed, suite, task, trial), never from worker order.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+log = logging.getLogger("smolvla_build.eval")
+SUITE_TASKS = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10}
+KILL_ENV = "SMOLVLA_EVAL_KILL"   # tests: "suite:task:trial:step" kills the actor running it, once
+
+
+def episodes(ev: dict) -> list[tuple[str, int, int]]:
+    suites = ev.get("suites") or [ev["suite"]]
+    out = []
+    for suite in suites:
+        tasks = range(SUITE_TASKS[suite]) if ev["tasks"] == "all" else ev["tasks"]
+        trials = range(ev["trials"]) if isinstance(ev["trials"], int) else ev["trials"]
+        out += [(suite, int(t), int(k)) for t in tasks for k in trials]
+    return out
+
+
+def episode_seed(seed: int, suite: str, task: int, trial: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{suite}:{task}:{trial}".encode()).digest()[:4], "little")
+
+
+def result_path(root: Path, suite: str, task: int, trial: int) -> Path:
+    return Path(root) / suite / f"task{task}" / f"trial{trial}.json"
+
+
+def default_workers(preset: str) -> int:
+    """As many actors as the cores and the memory allow (an actor holds a policy and a simulator)."""
+    per_actor_gb = 1.5 if preset == "tiny" else 6.0
+    try:
+        avail = int(next(line for line in open("/proc/meminfo") if line.startswith("MemAvailable")).split()[1]) / 2**20
+    except (OSError, StopIteration):
+        avail = 8.0
+    return max(1, min(os.cpu_count() or 1, int(avail // per_actor_gb)))
+
+
+def policy_hash(files: list[str], settings: dict) -> str:
+    """What an episode's result depends on: the policy's files (sha256) and the episode settings."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for f in sorted(files):
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+class EpisodeWorker:
+    """A Ray actor: the policy and LIBERO set up once, then episodes."""
+
+    def __init__(self, pipeline_path: str, runtime: str):
+        from ..config import load_pipeline
+        from ..layout import Layout
+        from ..runtime.policy import Policy
+        pipe = load_pipeline(pipeline_path)
+        layout = Layout(pipe)
+        ev = pipe.section("evaluation")
+        self.policy = Policy.from_artifacts(layout, runtime, pipe.soc, pipe.precisions, ev["precision"],
+                                            ev["n_action_steps"])
+        self.config_dir = layout.root / "libero-config" / f"worker-{os.getpid()}"     # one per process
+
+    def run(self, suite: str, task: int, trial: int, seed: int, max_steps, video: str | None, crash_at_step=None):
+        import socket
+
+        import ray
+
+        from .episode import simulate, write_video
+        self.policy.seed = seed                        # per episode, not per worker: reset() reseeds
+        r = simulate(self.policy, suite, task, trial, max_steps, self.config_dir, seed=seed,
+                     frames=video is not None, progress=False, crash_at_step=crash_at_step)
+        if video:
+            write_video(r["frames"], Path(video))
+        return {"task": r["task"], "success": r["success"], "steps": r["steps"], "rewards": r["rewards"],
+                "actions": r["actions"],
+                "sum_reward": float(sum(r["rewards"])), "max_reward": float(max(r["rewards"], default=0.0)),
+                "seconds": r["seconds"], "policy_s": r["policy_s"], "simulator_s": r["simulator_s"],
+                "video": video, "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
+                "pid": os.getpid()}
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 0.0
+    p = successes / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, meta: dict) -> dict:
+    """Run the missing episodes on Ray, then aggregate. Returns counts."""
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+    from tqdm import tqdm
+
+    from ..config import load_pipeline
+    from ..fsutil import write_json
+    pipe = load_pipeline(pipeline_path)
+    ev = pipe.section("evaluation")
+    root = Path(out_root)
+    settings = {"runtime": runtime, "precision": ev["precision"], "max_steps": ev["max_steps"],
+                "n_action_steps": ev["n_action_steps"], "seed": ev["seed"]}
+    fingerprint = policy_hash(files, settings)
+    todo = []
+    all_eps = episodes(ev)
+    first_trial = {}
+    for suite, task, trial in all_eps:
+        first_trial.setdefault((suite, task), trial)
+        p = result_path(root, suite, task, trial)
+        if p.is_file():
+            try:
+                if json.loads(p.read_text()).get("policy_hash") == fingerprint:
+                    continue
+            except ValueError:
+                pass
+        todo.append((suite, task, trial))
+    workers = ev.get("workers") or default_workers(pipe.source["preset"])
+    workers = max(1, min(workers, len(todo))) if todo else 0
+    log.info("eval: %d episodes, %d already done with this policy, %d to run on %d Ray actor(s)",
+             len(all_eps), len(all_eps) - len(todo), len(todo), workers)
+    kill = os.environ.get(KILL_ENV)
+    kill = tuple(kill.split(":")) if kill else None
+    stats = {"run": 0, "errors": 0, "actor_deaths": 0, "retries": 0}
+    if todo:
+        address = (ev.get("ray") or {}).get("address")
+        t_ray = time.time()
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")   # leave CUDA_VISIBLE_DEVICES alone
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                 **({} if address else {"num_cpus": max(workers, os.cpu_count() or 1)}))
+        stats["ray_start_s"] = round(time.time() - t_ray, 2)
+        Worker = ray.remote(num_cpus=1)(EpisodeWorker)
+        try:
+            actors = [Worker.remote(pipeline_path, runtime) for _ in range(workers)]
+            pending = collections.deque((ep, None) for ep in todo)       # (episode, slot to avoid)
+            failures, deaths = collections.Counter(), collections.Counter()
+            free, in_flight = list(range(workers)), {}
+            bar = tqdm(total=len(todo), desc="eval", unit="episode")
+            successes = 0
+            t0 = time.time()
+            while pending or in_flight:
+                while free and pending:
+                    ep, avoid = pending.popleft()
+                    slot = next((s for s in free if s != avoid), free[0])
+                    free.remove(slot)
+                    suite, task, trial = ep
+                    seed = episode_seed(ev["seed"], suite, task, trial)
+                    video = None
+                    if ev["videos"] == "all" or (ev["videos"] == "first" and first_trial[(suite, task)] == trial):
+                        video = str(result_path(root, suite, task, trial).with_suffix(".mp4"))
+                    crash = int(kill[3]) if kill and kill[:3] == (suite, str(task), str(trial)) and not deaths[ep] else None
+                    ref = actors[slot].run.remote(suite, task, trial, seed, ev["max_steps"], video, crash)
+                    in_flight[ref] = (slot, ep, seed)
+                (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+                slot, ep, seed = in_flight.pop(ref)
+                suite, task, trial = ep
+                record = {"suite": suite, "task_id": task, "trial": trial, "seed": seed, "policy_hash": fingerprint,
+                          "runtime": runtime, **meta}
+                try:
+                    record.update(ray.get(ref))
+                except RayActorError as e:            # the process died mid-episode: replace it, re-run
+                    deaths[ep] += 1
+                    stats["actor_deaths"] += 1
+                    log.warning("eval: the actor running %s task %d trial %d died (%s): replaced, episode re-run",
+                                suite, task, trial, type(e).__name__)
+                    actors[slot] = Worker.remote(pipeline_path, runtime)
+                    free.append(slot)
+                    if deaths[ep] < 3:
+                        pending.appendleft((ep, None))
+                        continue
+                    record.update(success=False, error=f"the actor died {deaths[ep]} times running this episode")
+                except RayTaskError as e:             # the episode raised: once more on another actor
+                    failures[ep] += 1
+                    free.append(slot)
+                    if failures[ep] < 2:
+                        stats["retries"] += 1
+                        log.warning("eval: %s task %d trial %d raised, retried on another actor: %s", suite, task,
+                                    trial, str(e.cause if hasattr(e, "cause") else e).splitlines()[0])
+                        pending.appendleft((ep, slot))
+                        continue
+                    record.update(success=False, error=f"{type(e.cause).__name__}: {e.cause}" if e.cause else str(e),
+                                  traceback=str(e)[-4000:])
+                else:
+                    free.append(slot)
+                write_json(result_path(root, suite, task, trial), record)
+                stats["run"] += 1
+                stats["errors"] += bool(record.get("error"))
+                successes += bool(record.get("success"))
+                hours = (time.time() - t0) / 3600
+                bar.set_postfix(successes=successes, per_hour=f"{bar.n / hours:.0f}" if hours and bar.n else "-")
+                bar.update(1)
+            bar.close()
+            stats["episodes_per_hour"] = round(stats["run"] / max((time.time() - t0) / 3600, 1e-9), 1)
+        finally:
+            ray.shutdown()
+    results = [json.loads(result_path(root, *ep).read_text()) for ep in all_eps if result_path(root, *ep).is_file()]
+    aggregate(results, root, meta)
+    return stats
+
+
+def aggregate(results: list[dict], root: Path, meta: dict) -> dict:
+    """eval_info.json (lerobot-eval's layout), summary.md (Wilson 95% intervals) and a chart per suite.
+    Episodes with an error are listed and kept out of the success rates."""
+    from ..fsutil import write_json, write_text
+    ok = [r for r in results if not r.get("error")]
+    per_task, by_task = [], collections.defaultdict(list)
+    for r in ok:
+        by_task[(r["suite"], r["task_id"])].append(r)
+    for (suite, task), rs in sorted(by_task.items()):
+        rs = sorted(rs, key=lambda r: r["trial"])
+        videos = [r["video"] for r in rs if r.get("video")]
+        per_task.append({"task_group": suite, "task_id": task, "metrics": {
+            "sum_rewards": [r["sum_reward"] for r in rs], "max_rewards": [r["max_reward"] for r in rs],
+            "successes": [bool(r["success"]) for r in rs], "video_paths": videos}})
+
+    def agg(rs):
+        n = len(rs)
+        return {"avg_sum_reward": sum(r["sum_reward"] for r in rs) / n if n else 0.0,
+                "avg_max_reward": sum(r["max_reward"] for r in rs) / n if n else 0.0,
+                "pc_success": 100.0 * sum(bool(r["success"]) for r in rs) / n if n else 0.0, "n_episodes": n,
+                "video_paths": [r["video"] for r in rs if r.get("video")]}
+    suites = sorted({r["suite"] for r in ok})
+    total_s = sum(r.get("seconds", 0.0) for r in ok)
+    info = {"per_task": per_task, "per_group": {s: agg([r for r in ok if r["suite"] == s]) for s in suites},
+            "overall": dict(agg(ok), eval_s=total_s, eval_ep_s=total_s / len(ok) if ok else 0.0),
+            "errors": [{k: r.get(k) for k in ("suite", "task_id", "trial", "error")} for r in results if r.get("error")],
+            "nodes": sorted({r["node"] for r in ok if r.get("node")}), **meta}
+    write_json(root / "eval_info.json", info)
+    lines = [f"# LIBERO evaluation: {info['overall']['n_episodes']} episodes", ""]
+    if meta.get("meaningless_actions"):
+        lines += ["**RANDOM WEIGHTS: the policy's actions are meaningless; success rates prove the pipeline only.**", ""]
+    lines += ["| suite | task | successes / episodes | success rate | 95% Wilson interval |", "|---|---|---|---|---|"]
+    for t in per_task:
+        s, n = sum(t["metrics"]["successes"]), len(t["metrics"]["successes"])
+        lo, hi = wilson(s, n)
+        lines.append(f"| {t['task_group']} | {t['task_id']} | {s} / {n} | {100 * s / n:.1f}% | {100 * lo:.1f}-{100 * hi:.1f}% |")
+    for suite, g in info["per_group"].items():
+        s = round(g["pc_success"] * g["n_episodes"] / 100)
+        lo, hi = wilson(s, g["n_episodes"])
+        lines.append(f"| **{suite}** | all | {s} / {g['n_episodes']} | {g['pc_success']:.1f}% | {100 * lo:.1f}-{100 * hi:.1f}% |")
+    if info["errors"]:
+        lines += ["", f"{len(info['errors'])} episode(s) ended in an error (not counted above):"] + [
+            f"- {e['suite']} task {e['task_id']} trial {e['trial']}: {e['error']}" for e in info["errors"]]
+    write_text(root / "summary.md", "\n".join(lines) + "\n")
+    _charts(per_task, root, meta)
+    return info
+
+
+def _charts(per_task: list[dict], root: Path, meta: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..fsutil import atomic_path
+    for suite in sorted({t["task_group"] for t in per_task}):
+        rows = [t for t in per_task if t["task_group"] == suite]
+        rates, errs = [], [[], []]
+        for t in rows:
+            s, n = sum(t["metrics"]["successes"]), len(t["metrics"]["successes"])
+            lo, hi = wilson(s, n)
+            rates.append(100 * s / n)
+            errs[0].append(100 * (s / n - lo))
+            errs[1].append(100 * (hi - s / n))
+        fig, ax = plt.subplots(figsize=(max(4, len(rows) * 0.6), 3))
+        ax.bar(range(len(rows)), rates, yerr=errs, capsize=3)
+        ax.set_xticks(range(len(rows)), [str(t["task_id"]) for t in rows])
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("task")
+        ax.set_ylabel("success % (95% Wilson)")
+        ax.set_title(suite + (" (RANDOM WEIGHTS)" if meta.get("meaningless_actions") else ""), fontsize=9)
+        fig.tight_layout()
+        with atomic_path(root / f"{suite}.png", suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=80)
+        plt.close(fig)

@@ -1,0 +1,109 @@
+"""`doit eval`: LIBERO episodes on Ray actors (tiny preset, a few env steps per episode): one result
+per episode, resumable, a killed actor's episode re-run, lerobot-eval's aggregate."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+from conftest import doit, write_pipeline
+
+pytest.importorskip("ray", reason="ray comes with the eval extra (scripts/test.sh installs it)")
+pytest.importorskip("libero", reason="LIBERO is installed by scripts/install_libero.sh (scripts/test.sh runs it)")
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("eval")
+    pipe = write_pipeline(folder)
+    cfg = yaml.safe_load(pipe.read_text())
+    cfg["evaluation"].update(tasks=[0, 1], trials=2, workers=2, max_steps=3)
+    pipe.write_text(yaml.safe_dump(cfg))
+    doit(pipe)
+    first = doit(pipe, "eval")
+    return folder, pipe, first
+
+
+def results(folder):
+    root = folder / "artifacts" / "eval" / "libero_spatial"
+    return {(int(p.parent.name[4:]), int(p.stem[5:])): json.loads(p.read_text()) for p in root.glob("task*/trial*.json")}
+
+
+def test_four_episodes_on_two_actors_and_lerobot_evals_aggregate(evaluated):
+    folder, _, first = evaluated
+    assert "4 to run on 2 Ray actor(s)" in first.stderr
+    got = results(folder)
+    assert set(got) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert all(r["steps"] == 3 and not r.get("error") and r["policy_hash"] for r in got.values())
+    assert len({r["pid"] for r in got.values()}) == 2                  # both actors ran episodes
+    assert len({r["seed"] for r in got.values()}) == 4                 # per-episode seeds
+    info = json.loads((folder / "artifacts" / "eval" / "eval_info.json").read_text())
+    assert {"per_task", "per_group", "overall"} <= set(info) and info["overall"]["n_episodes"] == 4
+    assert {"pc_success", "n_episodes", "eval_s", "eval_ep_s", "video_paths", "avg_sum_reward"} <= set(info["overall"])
+    assert [len(t["metrics"]["successes"]) for t in info["per_task"]] == [2, 2]
+    assert info["meaningless_actions"] is True
+    assert len(info["overall"]["video_paths"]) == 2                     # videos: first (one per task)
+    assert "RANDOM WEIGHTS" in (folder / "artifacts" / "eval" / "summary.md").read_text()
+    assert (folder / "artifacts" / "eval" / "libero_spatial.png").stat().st_size > 0
+
+
+def test_a_rerun_runs_nothing_twice(evaluated):
+    folder, pipe, _ = evaluated
+    before = results(folder)
+    res = doit(pipe, "eval")
+    assert "0 to run" in res.stderr and "Started a local Ray instance" not in res.stderr
+    assert results(folder) == before
+
+
+def test_a_killed_actors_episode_is_rerun_and_is_deterministic(evaluated):
+    folder, pipe, _ = evaluated
+    before = results(folder)[(1, 1)]
+    (folder / "artifacts" / "eval" / "libero_spatial" / "task1" / "trial1.json").unlink()
+    env = dict(os.environ, SMOLVLA_EVAL_KILL="libero_spatial:1:1:1")      # the actor SIGKILLs itself at step 1
+    res = doit(pipe, "eval", env=env)
+    assert "1 to run" in res.stderr and "died" in res.stderr and "1 actor(s) replaced" in res.stderr
+    after = results(folder)[(1, 1)]
+    assert not after.get("error") and after["steps"] == 3
+    # same (suite, task, trial, seed): the same actions whichever actor ran it
+    assert after["seed"] == before["seed"] and after["actions"] == before["actions"]
+    info = json.loads((folder / "artifacts" / "eval" / "eval_info.json").read_text())
+    assert info["overall"]["n_episodes"] == 4
+
+
+def test_a_two_node_loopback_cluster_spreads_the_episodes(evaluated, tmp_path):
+    """`ray start --head` and a second node on 127.0.0.1, one CPU each: the two actors land on both
+    nodes and each result says which node ran it; the cluster is stopped at the end."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    folder, pipe, _ = evaluated
+    ray_cli = shutil.which("ray") or str(__import__("pathlib").Path(sys.executable).with_name("ray"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    env = dict(os.environ, RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO="0")
+    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    try:
+        subprocess.run([ray_cli, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
+                       check=True, capture_output=True, env=env, timeout=180)
+        subprocess.run([ray_cli, "start", "--address", address, *common], check=True, capture_output=True, env=env,
+                       timeout=180)
+        cfg = yaml.safe_load(pipe.read_text())
+        cfg["evaluation"]["ray"] = {"address": address}
+        cluster = pipe.with_name("cluster.yaml")
+        cluster.write_text(yaml.safe_dump(cfg))
+        for p in (folder / "artifacts" / "eval" / "libero_spatial").glob("task*/trial*.json"):
+            p.unlink()
+        res = doit(cluster, "eval", env=env)
+        assert "4 to run on 2 Ray actor(s)" in res.stderr and "Started a local Ray instance" not in res.stderr
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+    got = results(folder)
+    assert len(got) == 4 and len({r["node"] for r in got.values()}) == 2
+    info = json.loads((folder / "artifacts" / "eval" / "eval_info.json").read_text())
+    assert len(info["nodes"]) == 2
