@@ -116,4 +116,22 @@ def write_markdown(r: dict, out: str) -> None:
         for p, v in b["precisions"].items():
             big = ", ".join(f"{k} {mb:.0f}" for k, mb in v["largest_mb"].items())
             L.append(f"| {p} | {v['folder_mb']:.0f} | {v['zip_mb']:.0f} | {v['files']} | {big} | {v['bundle_seconds']:.1f} |")
+    e = r.get("eval_scaling")
+    if e:
+        L += ["", "## 8. LIBERO evaluation on Ray (`doit eval`)", "",
+              f"Measured by `{e['command']}` on {e['date']}. Tiny preset, reference runtime, "
+              f"{e['runs'][0]['episodes']} episodes of {e['runs'][0]['steps_per_episode']} policy steps (plus LIBERO's "
+              "10 no-op steps), no videos, a local Ray instance; single shots.", "",
+              "| workers | wall s | episodes/hour | mean episode s | driver overhead per episode s | Ray start s |",
+              "|---|---|---|---|---|---|"]
+        for x in e["runs"]:
+            L.append(f"| {x['workers']} | {x['wall_s']:.1f} | {x['episodes_per_hour']:.0f} | {x['mean_episode_s']:.1f} | "
+                     f"{x['driver_overhead_per_episode_s']:.1f} | {x['ray_start_s'] if x['ray_start_s'] is not None else '-'} |")
+        f = e["full_episode"]
+        L += ["", f"Scaling 2 workers / 1: {e['scaling_2_over_1']:.2f}x on this 2-core machine (the simulator and the "
+              "policy share the cores). Driver overhead = wall time minus the episodes' own time divided among the "
+              "workers, per episode: Ray and actor start-up (policy load, LIBERO import), scheduling, result files.", "",
+              f"Full preset, one episode on the reference runtime (`doit infer:task0`): {f['steps']} steps in "
+              f"{f['seconds']:.0f} s (peak RSS {f['peak_rss_mb']:.0f} MB), i.e. about "
+              f"{2000 * f['seconds'] / 3600:.0f} hours for LIBERO's 2,000 episodes on one such machine."]
     Path(out).write_text("\n".join(L) + "\n")

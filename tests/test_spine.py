@@ -117,7 +117,8 @@ def test_tool_upgrade_changes_only_the_key_of_what_it_made(tmp_path, monkeypatch
         for creator in creators.values():
             for t in creator():
                 name = t["basename"] + (f":{t['name']}" if "name" in t else "")
-                out[name] = t["uptodate"][0]._calc_digest()
+                if hasattr(t["uptodate"][0], "_calc_digest"):      # eval always runs (its check is per episode)
+                    out[name] = t["uptodate"][0]._calc_digest()
         return out
 
     before = digests()

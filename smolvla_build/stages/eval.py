@@ -20,8 +20,9 @@ def run_eval_task(pipeline_path: str, runtime: str, files: list, out_root: str, 
     if meta["meaningless_actions"]:
         log.warning(RANDOM_WARNING)
     stats = run_eval(pipeline_path, resolve_runtime(runtime), files, out_root, meta)
-    log.info("eval: %d episode(s) run (%d error(s), %d actor(s) replaced, %d retried): %s/summary.md",
-             stats["run"], stats["errors"], stats["actor_deaths"], stats["retries"], out_root)
+    log.info("eval: %d episode(s) run (%d error(s), %d actor(s) replaced, %d retried)%s: %s/summary.md",
+             stats["run"], stats["errors"], stats["actor_deaths"], stats["retries"],
+             f", ray start {stats['ray_start_s']:.2f} s" if "ray_start_s" in stats else "", out_root)
     return True
 
 
