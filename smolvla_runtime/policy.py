@@ -9,33 +9,17 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import platform
 import time
 
 import numpy as np
 
+from .host import has_device_htp, resolve_runtime  # noqa: F401 - part of this module's interface
 from .preprocessing import Normalizer, Tokenizer, camera_to_pixels
 from .stage import StageRunner
 
 log = logging.getLogger("smolvla_runtime.policy")
 N_IMAGE_TOKENS = 128        # 2 cameras x 64 tokens
 MODELS = ("vision_encoder", "llm_backbone", "action_head")
-
-
-def has_device_htp() -> bool:
-    """A real Hexagon NPU is reachable only on Windows ARM64 (Snapdragon X Elite)."""
-    return platform.system() == "Windows" and platform.machine().upper() in ("ARM64", "AARCH64")
-
-
-def resolve_runtime(kind: str) -> str:
-    if kind != "auto":
-        return kind
-    if has_device_htp():
-        log.info("runtime auto: ort-qnn (Windows ARM64 with the Hexagon NPU)")
-        return "ort-qnn"
-    log.info("runtime auto: reference (onnxruntime CPU, fp32): no Hexagon NPU on this %s host, and HTP "
-             "emulation is for numeric checks, far too slow for episodes", platform.machine())
-    return "reference"
 
 
 class Policy:

@@ -27,7 +27,7 @@ def run_eval_task(pipeline_path: str, runtime: str, files: list, out_root: str, 
 
 
 def gen_tasks(pipe, layout, toolchain):
-    from ..runtime.policy import resolve_runtime
+    from smolvla_runtime.host import resolve_runtime
     ev = pipe.section("evaluation")
     runtime = resolve_runtime(ev["runtime"]) if ev["runtime"] != "auto" else "reference"
     files = infer_inputs(pipe, layout, runtime)

@@ -56,7 +56,7 @@ def infer_inputs(pipe, layout, runtime: str) -> list:
 
 
 def gen_tasks(pipe, layout, toolchain):
-    from ..runtime.policy import resolve_runtime
+    from smolvla_runtime.host import resolve_runtime
     ev = pipe.section("evaluation")
     runtime = resolve_runtime(ev["runtime"]) if ev["runtime"] != "auto" else "auto"
     tasks = range(10) if ev["tasks"] == "all" else ev["tasks"]
