@@ -54,11 +54,10 @@ def default_workers(preset: str) -> int:
 
 def policy_hash(files: list[str], settings: dict) -> str:
     """What an episode's result depends on: the policy's files (sha256) and the episode settings."""
+    from smolvla_runtime.bundle import sha256
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for f in sorted(files):
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        h.update(sha256(Path(f)).encode())
     return h.hexdigest()[:16]
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import onnx
 
-from ..onnx_io import load
-
 from smolvla_runtime.runners import OrtQnnRunner, Runner
 
 from .runners import QnnNetRunRunner
@@ -18,12 +16,12 @@ from .runners import QnnNetRunRunner
 
 def graph_io(model_path) -> tuple[list, list]:
     """(inputs, outputs) of an ONNX graph as (name, numpy dtype name, dims)."""
-    graph = load(model_path, load_external_data=False).graph
+    from ..toolchains.epcontext import signature
 
-    def triples(values):
-        return [(v.name, onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
-                 [d.dim_value for d in v.type.tensor_type.shape.dim]) for v in values]
-    return triples(graph.input), triples(graph.output)
+    def np_names(triples):
+        return [(n, onnx.helper.tensor_dtype_to_np_dtype(t).name, dims) for n, t, dims in triples]
+    inputs, outputs = signature(model_path)
+    return np_names(inputs), np_names(outputs)
 
 
 def qairt_names(binary_info, net_json, preprocessed) -> tuple[str, dict[str, str]]:
