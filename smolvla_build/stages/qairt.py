@@ -48,7 +48,7 @@ def run_convert(cmd: str, sdk_env: dict, staging: str, outputs: dict):
     from ..toolchains.qairt import run
     staging = fresh(staging)
     log.info("%s: qnn-onnx-converter ...", label(staging))
-    run(cmd, env=dict(os.environ, **sdk_env), cwd=staging, label=label(staging))
+    run(cmd, env=sdk_env, cwd=staging, label=label(staging))
     for src, dst in outputs.items():      # model.bin is absent when the graph has no weights
         if (staging / src).is_file():
             os.replace(staging / src, dst)
@@ -96,7 +96,7 @@ def libgen_weight_objects(cmd: str, sdk_env: dict, staging: Path, obj: Path) -> 
     fails without the VS ClangCL toolset (qnn.md section 3): only a warning when the objects were made."""
     from ..toolchains.qairt import run
     work = fresh(staging)
-    proc = run(cmd, env=dict(os.environ, **sdk_env), cwd=work, check=False)
+    proc = run(cmd, env=sdk_env, cwd=work, check=False)
     made = sorted(work.glob("tmp_*/obj/windows-aarch64/*.o"))
     if not made:
         raise RuntimeError(f"qnn-model-lib-generator left no weight objects under {work}/tmp_*/obj/windows-aarch64 "
@@ -178,9 +178,8 @@ def run_hostlib(cmd: str, sdk_env: dict, staging: str, produced: str, target: st
     from ..toolchains.qairt import compiler_shim, run
     shim = compiler_shim(Path(shim_dir), clangxx)
     staging = fresh(staging)
-    env = dict(os.environ, **sdk_env)
-    env["PATH"] = os.pathsep.join([str(shim), env.get("PATH", "")])
-    run(cmd, env=env, cwd=staging, label=label(staging))
+    run(cmd, env=dict(sdk_env, PATH=os.pathsep.join([str(shim), os.environ.get("PATH", "")])), cwd=staging,
+        label=label(staging))
     src = staging / produced
     if not src.is_file():
         raise RuntimeError(f"qnn-model-lib-generator wrote no {src}: {cmd}")
@@ -204,11 +203,11 @@ def run_context(p: dict, backend_ext_text: str, htp_config_text: str, ctx_cmd: s
     staging = fresh(staging)
     out, info = Path(p["serialized"]), Path(p["binary_info"])
     log.info("context %s-%s: qnn-context-binary-generator ...", model, precision)
-    run(ctx_cmd, env=dict(os.environ, **sdk_env), cwd=staging, label=label(staging))
+    run(ctx_cmd, env=sdk_env, cwd=staging, label=label(staging))
     produced = staging / out.name
     if not produced.is_file():
         raise RuntimeError(f"qnn-context-binary-generator wrote no {produced}: {ctx_cmd}")
-    run(info_cmd, env=dict(os.environ, **sdk_env), cwd=staging)       # what the binary says it holds
+    run(info_cmd, env=sdk_env, cwd=staging)       # what the binary says it holds
     graph, inputs, outputs = context_graph(staging / info.name, Path(p["net_json"]))
     os.replace(produced, out)
     os.replace(staging / info.name, info)

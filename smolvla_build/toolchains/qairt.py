@@ -307,15 +307,16 @@ class ToolFailed(RuntimeError):
     pass
 
 
-def run(cmd: str, env=None, cwd=None, check: bool = True, label: str | None = None) -> subprocess.CompletedProcess:
-    """Run a rendered command line as its argument list, without a shell (templates.argv); a failure
-    shows the command and its output. With `label`, a heartbeat line while it runs (the converter
-    takes minutes on the full LLM)."""
+def run(cmd: str, env: dict | None = None, cwd=None, check: bool = True, label: str | None = None) -> subprocess.CompletedProcess:
+    """Run a rendered command line as its argument list, without a shell (templates.argv), in this
+    process's environment updated with `env`; a failure shows the command and its output. With
+    `label`, a heartbeat line while it runs (the converter takes minutes on the full LLM)."""
     from ..progress import heartbeat
     from ..templates import argv
     with heartbeat(label, log) if label else contextlib.nullcontext():
         try:
-            proc = subprocess.run(argv(cmd), env=env, cwd=cwd, capture_output=True, text=True)
+            proc = subprocess.run(argv(cmd), env=dict(os.environ, **(env or {})), cwd=cwd, capture_output=True,
+                                  text=True)
         except OSError as e:              # the program itself is missing or not executable
             raise ToolFailed(f"cannot run {argv(cmd)[0]}: {e.strerror}: {cmd}") from None
     if check and proc.returncode != 0:
