@@ -15,6 +15,7 @@ import json
 import logging
 from pathlib import Path
 
+from .. import MODELS
 from ..toolchains.fingerprint import ort_qnn_fingerprint, package_version
 from .keys import RUNTIME, code_digest, uptodate
 from .preprocess import SINUSOID_ON_CPU
@@ -22,7 +23,6 @@ from .preprocess import SINUSOID_ON_CPU
 FAMILY = "bundle"
 DEFAULT = False                      # run by name: `doit bundle`
 log = logging.getLogger("smolvla_build.bundle")
-MODELS = ("vision_encoder", "llm_backbone", "action_head")
 RUNTIME_DIR = Path(__file__).resolve().parents[2] / "smolvla_runtime"
 REQUIREMENTS = ["numpy", "onnxruntime", "onnxruntime-qnn", "tokenizers"]
 README = """# SmolVLA device bundle ({precision}, {toolchain}, {soc_name})
