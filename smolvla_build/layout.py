@@ -92,6 +92,27 @@ class Layout:
     def embed_table_fp16(self) -> Path:
         return self.preprocessed_dir / "embed_tokens.fp16.npy"
 
+    # calibration sets (integer precisions), one per (suite, sample count)
+    def calibration_dir(self, samples: int) -> Path:
+        return self.root / "calibration" / f"{self.pipe.calibration_suite()}-n{samples}"
+
+    def calibration_set(self, samples: int, model: str) -> Path:
+        return self.calibration_dir(samples) / f"{model}.npz"
+
+    def calibration_info(self, samples: int) -> Path:
+        return self.calibration_dir(samples) / "calibration.json"
+
+    def calibration_for(self, precision: str) -> Path:
+        """The calibration folder an integer precision uses."""
+        return self.calibration_dir(self.pipe.precisions[precision]["quantization"]["calibration"]["samples"])
+
+    # ort-qnn: the QDQ model an integer precision compiles (onnxruntime's QNN quantizer)
+    def quantized(self, model: str, precision: str) -> Path:
+        return self.root / "quantized" / precision / f"{model}.qdq.onnx"
+
+    def quantized_info(self, model: str, precision: str) -> Path:
+        return self.root / "quantized" / precision / f"{model}.qdq.json"
+
     # ort-qnn contexts
     def ort_qnn_dir(self, precision: str) -> Path:
         return self.root / "ort-qnn" / precision
@@ -136,6 +157,10 @@ class Layout:
     @property
     def report_md(self) -> Path:
         return self.root / "report.md"
+
+    @property
+    def report_chart(self) -> Path:
+        return self.root / "report_size_vs_error.png"
 
     @property
     def report_json(self) -> Path:

@@ -35,8 +35,9 @@ def image_like(seed: int, size: int = 512) -> np.ndarray:
 
 
 def llm_feeds(vocab_size: int, hidden: int, seed: int) -> dict:
-    """Synthetic image embeddings, real token ids (looked up on the CPU), a padded language mask
-    (N_VALID_TOKENS of 48 valid) and an 8-D state padded to 32."""
+    """Synthetic image embeddings (validation replaces them with `image_embeddings`), real token ids
+    (looked up on the CPU), a padded language mask (N_VALID_TOKENS of 48 valid) and an 8-D state
+    padded to 32."""
     rng = np.random.default_rng(seed + 1)
     mask = np.zeros((1, 48), dtype=np.float32)
     mask[:, :N_VALID_TOKENS] = 1
@@ -46,6 +47,15 @@ def llm_feeds(vocab_size: int, hidden: int, seed: int) -> dict:
             "img_emb1": rng.normal(0, 1, size=(1, 64, hidden)).astype(np.float32),
             "lang_tokens": rng.integers(0, vocab_size, size=(1, 48)).astype(np.int64),
             "lang_mask": mask, "state": state}
+
+
+def image_embeddings(vision_model: str, vision_sidecar: str, seed: int) -> dict[str, np.ndarray]:
+    """img_emb0/1 as the LLM receives them: the fp32 reference vision encoder's output on two
+    image-like frames (an integer precision's scales are calibrated on such embeddings; N(0, 1)
+    stand-ins reach twice their range and would judge the quantizer on inputs it never sees)."""
+    from .runtime import ReferenceRunner, StageRunner
+    ve = StageRunner(ReferenceRunner(vision_model), vision_sidecar)
+    return {f"img_emb{i}": ve.infer({"pixel_values": image_like(seed + 10 + i)})["image_embeddings"] for i in (0, 1)}
 
 
 def prefix_pad_from(lang_mask: np.ndarray, n_image_tokens: int = 128) -> np.ndarray:

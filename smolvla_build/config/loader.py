@@ -14,7 +14,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .schema import DEFAULTS, PIPELINE_SCHEMA, PRECISION_DEFAULTS
+from .schema import (DEFAULTS, PIPELINE_SCHEMA, PRECISION_DEFAULTS, QUANTIZATION_COMBINATIONS, QUANTIZATION_DEFAULTS,
+                     QUANTIZED_GATES)
 
 
 class ConfigError(Exception):
@@ -100,6 +101,54 @@ class Pipeline:
     def section(self, name: str) -> dict:
         return self.data[name]
 
+    def is_quantized(self, precision: str) -> bool:
+        return is_quantized(self.precisions[precision])
+
+    def quantized_precisions(self) -> list[str]:
+        return [p for p in self.precisions if self.is_quantized(p)]
+
+    def requested_precisions(self) -> dict[str, str]:
+        """Per model, the precision evaluation.precision asks for (a name, or a per-model mapping
+        with an optional `default`)."""
+        return requested_precisions(self.section("evaluation")["precision"], self.models)
+
+    def gates(self, precision: str) -> dict:
+        """cosine_min / max_abs of a precision: validation.gates.<precision>, else QUANTIZED_GATES for
+        an integer precision, else validation.cosine_min / max_abs."""
+        v = self.section("validation")
+        base = dict(QUANTIZED_GATES) if self.is_quantized(precision) else {"cosine_min": v["cosine_min"], "max_abs": v["max_abs"]}
+        return {**base, **v["gates"].get(precision, {})}
+
+    def calibration_suite(self) -> str:
+        return self.section("calibration")["suite"] or self.section("evaluation")["suite"]
+
+    def fallback(self, precision: str) -> str | None:
+        """The precision a model falls back to when `precision` misses its gates: for fp16 the first
+        fp32 precision listed, for an integer precision the next precision listed after it."""
+        names = list(self.precisions)
+        if self.is_quantized(precision):
+            i = names.index(precision)
+            return names[i + 1] if i + 1 < len(names) else None
+        if self.precisions[precision]["converter"]["float_bitwidth"] != 16:
+            return None
+        fp32 = [k for k in names if not self.is_quantized(k) and self.precisions[k]["converter"]["float_bitwidth"] == 32]
+        return fp32[0] if fp32 else None
+
+
+def is_quantized(precision: dict) -> bool:
+    return "quantization" in precision
+
+
+def requested_precisions(value, models) -> dict[str, str]:
+    if isinstance(value, str):
+        return {m: value for m in models}
+    return {m: value.get(m, value.get("default")) for m in models}
+
+
+def precision_label(value) -> str:
+    """A file-name-safe name for evaluation.precision (`w8a16`, or `fp16+w8a16` for a mapping)."""
+    return value if isinstance(value, str) else "+".join(sorted(set(value.values())))
+
     def resolve(self, p: str) -> Path:
         return (self.root / p).resolve()
 
@@ -126,10 +175,27 @@ def load_pipeline(path: str | Path) -> Pipeline:
         raise ConfigError(f"{name}: {_field(fld)}: {what}{more}")
 
     data = _merge(DEFAULTS, raw)
-    data["precisions"] = {k: _merge(PRECISION_DEFAULTS, v) for k, v in raw["precisions"].items()}
+    data["precisions"] = {k: _precision_with_defaults(name, k, v) for k, v in raw["precisions"].items()}
     pipe = Pipeline(path=path.resolve(), data=data)
     _check_semantics(name, pipe)
     return pipe
+
+
+def _precision_with_defaults(name: str, key: str, given: dict) -> dict:
+    """A precision is float (converter.float_bitwidth) or integer (quantization), never both."""
+    floating = "float_bitwidth" in (given.get("converter") or {})
+    if floating == ("quantization" in given):
+        why = "both given" if floating else "neither given"
+        raise ConfigError(f"{name}: precisions.{key}: {why}; expected either converter.float_bitwidth (16 | 32, a float "
+                          "precision) or quantization: {weights: 8|16, activations: 8|16} (an integer one)")
+    out = _merge(PRECISION_DEFAULTS, given)
+    if not floating:
+        q = out["quantization"] = _merge(QUANTIZATION_DEFAULTS, given["quantization"])
+        if (q["weights"], q["activations"]) not in QUANTIZATION_COMBINATIONS:
+            allowed = ", ".join(f"W{w}A{a}" for w, a in sorted(QUANTIZATION_COMBINATIONS))
+            raise ConfigError(f"{name}: precisions.{key}.quantization: weights {q['weights']} with activations "
+                              f"{q['activations']} is not a combination the HTP runs; expected one of {allowed}")
+    return out
 
 
 def _check_semantics(name: str, pipe: Pipeline) -> None:
@@ -150,8 +216,20 @@ def _check_semantics(name: str, pipe: Pipeline) -> None:
     bundled = (pipe.data.get("bundle") or {}).get("precision")
     if bundled is not None and bundled not in pipe.precisions:
         raise ConfigError(f"{name}: bundle.precision: {bundled!r} is not one of the declared precisions {sorted(pipe.precisions)}")
-    if ev["precision"] not in pipe.precisions:
-        raise ConfigError(f"{name}: evaluation.precision: {ev['precision']!r} is not one of the declared precisions {sorted(pipe.precisions)}")
+    if isinstance(ev["precision"], str):
+        if ev["precision"] not in pipe.precisions:
+            raise ConfigError(f"{name}: evaluation.precision: {ev['precision']!r} is not one of the declared precisions {sorted(pipe.precisions)}")
+    else:
+        for key, p in ev["precision"].items():
+            if p not in pipe.precisions:
+                raise ConfigError(f"{name}: evaluation.precision.{key}: {p!r} is not one of the declared precisions {sorted(pipe.precisions)}")
+        missing = [m for m, p in pipe.requested_precisions().items() if p is None]
+        if missing:
+            raise ConfigError(f"{name}: evaluation.precision: no precision for {', '.join(missing)}; expected a key per model "
+                              "or a `default`")
+    for p in pipe.section("validation")["gates"]:
+        if p not in pipe.precisions:
+            raise ConfigError(f"{name}: validation.gates.{p}: not one of the declared precisions {sorted(pipe.precisions)}")
     root = pipe.toolchain.get("sdk_root")
     if root is not None and not pipe.resolve(root).is_dir():
         raise ConfigError(f"{name}: toolchain.sdk_root: {pipe.resolve(root)} is not a directory (expected the QAIRT SDK root)")

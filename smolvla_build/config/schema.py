@@ -19,7 +19,37 @@ _converter = {
         # without editing the SDK (smolvla_build/toolchains/converter_patch.py)
         "disable_matmul_to_fc": {"type": "boolean"},
     },
-    "required": ["float_bitwidth"],
+}
+
+# An integer precision: weights and activations quantized with scales calibrated on recorded LIBERO
+# inputs (artifacts/calibration/). ort-qnn: onnxruntime's QNN QDQ quantizer; qairt: the converter's
+# --input_list quantizer. Combinations the HTP runs: W8A8, W8A16, W16A16 (checked in loader.py).
+_quantization = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["weights", "activations"],
+    "properties": {
+        "weights": {"enum": [8, 16]},
+        "activations": {"enum": [8, 16]},
+        "per_channel": {"type": "boolean"},          # one weight scale per output channel
+        "symmetric": {"type": "boolean"},            # symmetric weight (and activation) ranges
+        "calibration": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"samples": {"type": "integer", "minimum": 1, "maximum": 4096}},
+        },
+    },
+}
+
+QUANTIZATION_COMBINATIONS = {(8, 8), (8, 16), (16, 16)}     # (weights, activations)
+
+_gate = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "cosine_min": {"type": "number", "minimum": -1, "maximum": 1},
+        "max_abs": {"type": "number", "exclusiveMinimum": 0},
+    },
 }
 
 _context = {
@@ -70,8 +100,8 @@ PIPELINE_SCHEMA = {
             "additionalProperties": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["converter"],
-                "properties": {"converter": _converter, "context": _context},
+                # converter.float_bitwidth (a float precision) or quantization (an integer one)
+                "properties": {"converter": _converter, "context": _context, "quantization": _quantization},
             },
         },
         "target": {"enum": ["windows-aarch64", "x86_64-linux"]},
@@ -139,6 +169,20 @@ PIPELINE_SCHEMA = {
                 "cosine_min": {"type": "number", "minimum": -1, "maximum": 1},
                 "max_abs": {"type": "number", "exclusiveMinimum": 0},
                 "seed": {"type": "integer", "minimum": 0},
+                # per precision: its own cosine_min / max_abs (defaults: QUANTIZED_GATES for integer ones)
+                "gates": {"type": "object", "propertyNames": {"pattern": IDENTIFIER}, "additionalProperties": _gate},
+            },
+        },
+        # the LIBERO episodes the integer precisions are calibrated on (one set per sample count,
+        # shared by every quantized precision): the fp32 reference policy acting in them
+        "calibration": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "suite": {"type": ["string", "null"], "enum": [None, "libero_spatial", "libero_object", "libero_goal", "libero_10"]},
+                "tasks": {"oneOf": [{"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0, "maximum": 9}},
+                                    {"const": "all"}]},
+                "seed": {"type": "integer", "minimum": 0},
             },
         },
         "bundle": {
@@ -154,7 +198,11 @@ PIPELINE_SCHEMA = {
             "additionalProperties": False,
             "properties": {
                 "runtime": {"enum": ["auto", "reference", "ort-qnn", "qnn-net-run"]},
-                "precision": {"type": "string", "pattern": IDENTIFIER},
+                # one precision for every model, or per model ({action_head: fp16, default: w8a16})
+                "precision": {"oneOf": [{"type": "string", "pattern": IDENTIFIER},
+                                        {"type": "object", "minProperties": 1, "additionalProperties": False,
+                                         "properties": {k: {"type": "string", "pattern": IDENTIFIER} for k in
+                                                        ("default", "vision_encoder", "llm_backbone", "action_head")}}]},
                 "suite": {"enum": ["libero_spatial", "libero_object", "libero_goal", "libero_10"]},
                 # doit eval (Ray): suites x tasks x trials; default suites: [suite]
                 "suites": {"type": ["array", "null"], "minItems": 1,
@@ -191,7 +239,9 @@ DEFAULTS = {
         "python": None,
     },
     "preprocess": {"mask_bound": -1.0e4, "equivalence_rtol": 1.0e-5, "seed": 0},
-    "validation": {"on_saturation": "fallback-fp32", "on_fallback_miss": "fail", "cosine_min": 0.999, "max_abs": 5.0e-3, "seed": 0},
+    "validation": {"on_saturation": "fallback-fp32", "on_fallback_miss": "fail", "cosine_min": 0.999, "max_abs": 5.0e-3,
+                   "seed": 0, "gates": {}},
+    "calibration": {"suite": None, "tasks": "all", "seed": 0},
     "evaluation": {
         "runtime": "auto",
         "precision": "fp16",
@@ -208,6 +258,11 @@ DEFAULTS = {
         "seed": 0,
     },
 }
+
+# Gates of an integer precision unless validation.gates.<precision> says otherwise (README: measured
+# on the full preset).
+QUANTIZED_GATES = {"cosine_min": 0.99, "max_abs": 0.05}
+QUANTIZATION_DEFAULTS = {"per_channel": True, "symmetric": False, "calibration": {"samples": 32}}
 
 PRECISION_DEFAULTS = {
     "converter": {"float_bias_bitwidth": 0, "extra_args": []},

@@ -71,7 +71,7 @@ class EpisodeWorker:
         pipe = load_pipeline(pipeline_path)
         layout = Layout(pipe)
         ev = pipe.section("evaluation")
-        self.policy = Policy.from_artifacts(layout, runtime, pipe.soc, pipe.precisions, ev["precision"],
+        self.policy = Policy.from_artifacts(layout, runtime, pipe.soc, pipe.precisions, pipe.requested_precisions(),
                                             ev["n_action_steps"])
         self.config_dir = layout.root / "libero-config" / f"worker-{os.getpid()}"     # one per process
 

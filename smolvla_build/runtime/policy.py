@@ -14,22 +14,27 @@ from smolvla_runtime.stage import StageRunner
 from .contexts import htp_runner
 
 
-def runtime_precisions(layout, wanted: str) -> dict[str, str]:
-    """Per model, the precision to run: evaluation.precision, or its fp32 fallback from the report."""
+def runtime_precisions(layout, wanted: dict[str, str]) -> dict[str, str]:
+    """Per model, the precision to run: what evaluation.precision asks for, or what the report says it
+    fell back to (when the report was made for the same request)."""
     report = layout.report_json
     if report.is_file():
-        return {m: v["precision"] for m, v in json.loads(report.read_text())["runtime_precision"].items()}
-    return {}
+        chosen = json.loads(report.read_text())["runtime_precision"]
+        return {m: chosen[m]["precision"] if chosen.get(m, {}).get("requested", wanted[m]) == wanted[m] else wanted[m]
+                for m in wanted}
+    return dict(wanted)
 
 
-def stage_runners(layout, runtime: str, soc: dict, precisions: dict, wanted: str, models) -> dict[str, StageRunner]:
+def stage_runners(layout, runtime: str, soc: dict, precisions: dict, wanted, models) -> dict[str, StageRunner]:
+    """`wanted`: a precision name, or {model: precision} (Pipeline.requested_precisions)."""
+    wanted = {m: wanted for m in models} if isinstance(wanted, str) else dict(wanted)
     chosen = runtime_precisions(layout, wanted)
     out = {}
     for m in models:
         if runtime == "reference":
             runner = ReferenceRunner(layout.preprocessed(m))
         elif runtime in ("ort-qnn", "qnn-net-run"):
-            p = chosen.get(m, wanted)
+            p = chosen[m]
             runner = htp_runner(layout, m, p, soc, precisions[p], runtime)
         else:
             raise ValueError(f"unknown runtime {runtime!r} (reference, ort-qnn, qnn-net-run)")
@@ -41,7 +46,7 @@ class Policy(RuntimePolicy):
     """The runtime policy, loaded from a build's artifacts."""
 
     @classmethod
-    def from_artifacts(cls, layout, runtime: str, soc: dict, precisions: dict, wanted: str, n_action_steps: int,
+    def from_artifacts(cls, layout, runtime: str, soc: dict, precisions: dict, wanted, n_action_steps: int,
                        seed: int = 0) -> "Policy":
         export = layout.export_dir
         stages = stage_runners(layout, runtime, soc, precisions, wanted, ("vision_encoder", "llm_backbone", "action_head"))

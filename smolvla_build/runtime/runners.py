@@ -48,20 +48,11 @@ class QnnNetRunRunner(Runner):
         import tempfile
 
         from ..templates import render, render_command
-        from ..toolchains.qairt import HOSTS, native_names_arg, run, sanitize
+        from ..toolchains.qairt import HOSTS, native_names_arg, run, sanitize, write_raw_inputs
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="qnn-net-run-") as tmp:
             tmp = Path(tmp)
-            line, native = [], []
-            for name, dtype, dims in self.inputs:
-                arr = np.asarray(feeds[name])
-                is_float = np.issubdtype(np.dtype(dtype), np.floating)
-                arr = arr.astype(np.float32 if is_float else np.dtype(dtype)).reshape(dims)
-                path = tmp / f"{sanitize(name)}.raw"
-                arr.tofile(path)
-                line.append((sanitize(name), path.as_posix()))
-                if not is_float:
-                    native.append(sanitize(name))
+            line, native = write_raw_inputs(feeds, self.inputs, tmp)
             input_list = tmp / "input_list.txt"
             input_list.write_text(render("qairt/input_list.txt.j2", lines=[line]))
             cmd = render_command("qairt/qnn_net_run.j2", netrun=self.sdk.tool("qnn-net-run"), context=self.context_bin,

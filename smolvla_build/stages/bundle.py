@@ -90,6 +90,7 @@ def run_bundle(pipeline_path: str, toolchain: str, wanted: str, out_dir: str, zi
     from smolvla_runtime.bundle import FORMAT, sha256
 
     from ..config import load_pipeline
+    from ..config.loader import precision_label
     from ..fsutil import atomic_path
     from ..layout import Layout
     from .report import effective_precisions
@@ -128,7 +129,7 @@ def run_bundle(pipeline_path: str, toolchain: str, wanted: str, out_dir: str, zi
             "or platform_machine == 'ARM64'\n"
             f"tokenizers=={pins['tokenizers']}\n")
         soc = dict(pipe.soc)
-        (tmp / "README.md").write_text(README.format(precision=wanted, toolchain=toolchain, soc_name=soc.get("name", ""),
+        (tmp / "README.md").write_text(README.format(precision=precision_label(wanted), toolchain=toolchain, soc_name=soc.get("name", ""),
                                                      soc_model=soc["soc_model"], htp_arch=soc["htp_arch"]))
         files = {p.relative_to(tmp).as_posix(): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"format": FORMAT, "precision": wanted, "toolchain": toolchain, "soc": soc,
@@ -152,12 +153,14 @@ def run_bundle(pipeline_path: str, toolchain: str, wanted: str, out_dir: str, zi
         shutil.make_archive(str(tmp_zip.with_suffix("")), "zip", root_dir=out_dir.parent, base_dir=out_dir.name)
     size = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     log.info("bundle %s: %s (%.1f MB, %d files) and %s (%.1f MB); run it with: python -m smolvla_runtime %s",
-             wanted, out_dir, size / 1e6, len(files) + 1, zip_path, zip_path.stat().st_size / 1e6, out_dir)
+             precision_label(wanted), out_dir, size / 1e6, len(files) + 1, zip_path, zip_path.stat().st_size / 1e6, out_dir)
     return True
 
 
 def gen_tasks(pipe, layout, toolchain):
-    wanted = (pipe.data.get("bundle") or {}).get("precision") or pipe.section("evaluation")["precision"]
+    from ..config.loader import precision_label
+    wanted = (pipe.data.get("bundle") or {}).get("precision") or pipe.requested_precisions()
+    label = precision_label(wanted)
     deps = [layout.export_dir / n for n in ("tokenizer.json", "tokenizer_config.json", "normalization.json")]
     deps += [layout.report_json]
     for m in MODELS:
@@ -165,8 +168,8 @@ def gen_tasks(pipe, layout, toolchain):
         deps += [f for p in pipe.precisions for f in layout.context_files(m, p) + [layout.validation(m, p)]]
         deps += [layout.cpu_model(m)] if m in SINUSOID_ON_CPU else []
     deps += [layout.embed_table]
-    out_dir = layout.root / "bundle" / wanted
-    zip_path = layout.root / "bundle" / f"smolvla-{wanted}.zip"
+    out_dir = layout.root / "bundle" / label
+    zip_path = layout.root / "bundle" / f"smolvla-{label}.zip"
     tools = ort_qnn_fingerprint(pipe.soc)
     meta = {"tools": tools, "source": dict(pipe.source)}
     kw = {"wanted": wanted, "toolchain": toolchain, "soc": dict(pipe.soc), "meta": meta,
@@ -174,7 +177,7 @@ def gen_tasks(pipe, layout, toolchain):
           "runtime": code_digest(RUNTIME), "code": code_digest("stages/bundle.py")}
     yield {
         "basename": FAMILY,
-        "doc": f"device bundle of the {wanted} build: artifacts/bundle/{wanted}/ and smolvla-{wanted}.zip",
+        "doc": f"device bundle of the {label} build: artifacts/bundle/{label}/ and smolvla-{label}.zip",
         "actions": [(run_bundle, [], {"pipeline_path": str(pipe.path), "toolchain": toolchain, "wanted": wanted,
                                       "out_dir": str(out_dir), "zip_path": str(zip_path), "meta": meta})],
         "file_dep": sorted({str(d) for d in deps}),

@@ -11,7 +11,8 @@ FAMILY = "context"
 log = logging.getLogger("smolvla_build.context")
 
 
-def run_context(model_name: str, precision_name: str, src: str, out: str, info_path: str, soc: dict, precision: dict):
+def run_context(model_name: str, precision_name: str, src: str, out: str, info_path: str, soc: dict, precision: dict,
+                quantized_info: str | None = None):
     import time
     from pathlib import Path
 
@@ -27,6 +28,11 @@ def run_context(model_name: str, precision_name: str, src: str, out: str, info_p
         info = build_context(Path(src), Path(out), soc, precision)
     info.update(model=model_name, precision=precision_name, seconds=round(time.time() - t0, 3),
                 peak_rss_mb=peak_rss_mb(), toolchain="ort-qnn")
+    if quantized_info:          # the integer precision's build = quantize + compile
+        import json
+        q = json.loads(Path(quantized_info).read_text())
+        info.update(quantize_seconds=q["seconds"], calibration_seconds=q["calibration_seconds"],
+                    peak_rss_mb=max(info["peak_rss_mb"], q["peak_rss_mb"]), seconds=round(info["seconds"] + q["seconds"], 3))
     write_json(info_path, info)
     log.info("context %s-%s: %.1f s, %.1f MB binary", model_name, precision_name, info["seconds"],
              info["context_bytes"] / 1e6)
@@ -43,15 +49,19 @@ def gen_tasks(pipe, layout, toolchain):
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():
             kw = {"precision": precision, "tools": fp, "code": code, "toolchain": toolchain}
+            # an integer precision compiles its calibrated QDQ model (stages/quantize.py)
+            quantized = "quantization" in precision
+            src = layout.quantized(m, pname) if quantized else layout.preprocessed(m)
+            qinfo = str(layout.quantized_info(m, pname)) if quantized else None
             yield {
                 "basename": FAMILY,
                 "name": f"{m}-{pname}",
                 "doc": f"HTP context binary of {m} in {pname} ({toolchain})",
                 "actions": [(run_context, [], {
-                    "model_name": m, "precision_name": pname, "src": str(layout.preprocessed(m)),
+                    "model_name": m, "precision_name": pname, "src": str(src), "quantized_info": qinfo,
                     "out": str(layout.ort_qnn_context(m, pname)), "info_path": str(layout.ort_qnn_context_info(m, pname)),
                     "soc": dict(pipe.soc), "precision": precision})],
-                "file_dep": [str(layout.preprocessed(m))],
+                "file_dep": [str(src)] + ([qinfo] if qinfo else []),
                 "targets": [str(layout.ort_qnn_context(m, pname)), str(layout.ort_qnn_context_bin(m, pname)),
                             str(layout.ort_qnn_context_info(m, pname))],
                 "uptodate": uptodate(kw),

@@ -33,7 +33,7 @@ def run_infer(pipeline_path: str, task_id: int, out_dir: str):
     if meaningless:
         log.warning(RANDOM_WARNING)
     try:
-        policy = Policy.from_artifacts(layout, runtime, pipe.soc, pipe.precisions, ev["precision"],
+        policy = Policy.from_artifacts(layout, runtime, pipe.soc, pipe.precisions, pipe.requested_precisions(),
                                        ev["n_action_steps"], seed=ev["seed"])
         run_episode(policy, ev["suite"], task_id, ev["trial"], ev["max_steps"], Path(out_dir),
                     layout.root / "libero-config", seed=ev["seed"], meaningless=meaningless,

@@ -14,17 +14,10 @@ FAMILY = "validate"
 log = logging.getLogger("smolvla_build.validate")
 
 
-def fallback_precision(pipe, pname: str) -> str | None:
-    """The fp32 precision a 16-bit precision falls back to under `on_saturation: fallback-fp32`."""
-    if pipe.precisions[pname]["converter"]["float_bitwidth"] != 16:
-        return None
-    fp32 = [k for k, v in pipe.precisions.items() if v["converter"]["float_bitwidth"] == 32]
-    return fp32[0] if fp32 else None
-
-
 def run_validate(model_name: str, precision_name: str, reference: str, sidecar: str, ctx: str, out: str, soc: dict,
                  precision: dict, options: dict, fallback_to, embed_table, llm_reference, llm_sidecar,
-                 fallback_target: bool = False, qairt_io: dict | None = None):
+                 fallback_target: bool = False, qairt_io: dict | None = None, gates: dict | None = None,
+                 vision_reference: str | None = None, vision_sidecar: str | None = None):
     """`ctx`: the EPContext model to validate; `qairt_io` ({binary_info, net_json} of a qairt context):
     its tensors carry the converter's names, mapped from the reference graph's."""
     import time
@@ -37,8 +30,8 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
     from ..progress import Announced, Steps, heartbeat
     from ..runtime import OrtQnnRunner, ReferenceRunner, StageRunner
     from ..runtime.contexts import qairt_names
-    from ..validation import (NUM_STEPS, image_like, intermediate_ranges, judge, llm_feeds, over_fp16,
-                              prefix_pad_from, rollout)
+    from ..validation import (NUM_STEPS, image_embeddings, image_like, intermediate_ranges, judge, llm_feeds,
+                              over_fp16, prefix_pad_from, rollout)
 
     seed = options["seed"]
     toolchain = "qairt" if qairt_io else "ort-qnn"
@@ -57,6 +50,8 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
     else:
         table = load_npy(embed_table, mmap_mode="r")
         lfeeds = llm_feeds(table.shape[0], table.shape[1], seed)
+        if vision_reference:
+            lfeeds.update(image_embeddings(vision_reference, vision_sidecar, seed))
         if model_name == "llm_backbone":
             feeds = lfeeds
         else:
@@ -85,9 +80,12 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
     with heartbeat(f"validate {model_name}-{precision_name}: fp32 ranges of every intermediate tensor", log):
         ranges = intermediate_ranges(reference, sidecar, dict(feeds, timestep=np.array([1.0], np.float32)))
     report["intermediate_max_abs"] = max(ranges.values(), default=0.0)
-    flagged = over_fp16(ranges)
+    # fp16 overflow concerns float graphs (the HTP runs fp32 ones in fp16 too); an integer precision's
+    # activation ranges are calibrated scales instead
+    flagged = [] if "quantization" in precision else over_fp16(ranges)
     report["intermediates_beyond_fp16"] = flagged
-    reasons = judge(metrics, flagged, model_name, options)
+    reasons = judge(metrics, flagged, model_name, {**options, **gates})
+    report["gates"] = gates
     report["reasons"] = reasons
     policy = options["on_saturation"]
     if not reasons:
@@ -116,19 +114,24 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
 
 
 def gen_tasks(pipe, layout, toolchain):
-    options = dict(pipe.section("validation"))
+    options = {k: v for k, v in pipe.section("validation").items() if k != "gates"}    # each task: its own gates
     fp = {**ort_qnn_fingerprint(pipe.soc), **passes_fingerprint(), "toolchain": toolchain}
     code = code_digest("validation.py", "compare.py", "runtime", RUNTIME, "layout.py", "stages/validate.py")
-    fallback_targets = {fallback_precision(pipe, p) for p in pipe.precisions} - {None}
+    fallback_targets = {pipe.fallback(p) for p in pipe.precisions} - {None}
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():
-            fallback_to = fallback_precision(pipe, pname)
+            fallback_to = pipe.fallback(pname)
+            gates = pipe.gates(pname)
             deps = [layout.preprocessed(m), layout.io_sidecar(m), *layout.context_files(m, pname)]
             deps += [layout.cpu_model(m)] if m in SINUSOID_ON_CPU else []
             needs_llm = m in ("llm_backbone", "action_head")
+            with_vision = needs_llm and "vision_encoder" in pipe.models
             if needs_llm:  # real embedding rows, and the action head's KV cache comes from the LLM reference
                 deps += [layout.embed_table, layout.preprocessed("llm_backbone"), layout.io_sidecar("llm_backbone")]
-            kw = {"options": options, "precision": precision, "tools": fp, "code": code, "fallback_to": fallback_to}
+            if with_vision:  # image embeddings from the reference vision encoder
+                deps += [layout.preprocessed("vision_encoder"), layout.io_sidecar("vision_encoder")]
+            kw = {"options": options, "precision": precision, "tools": fp, "code": code, "fallback_to": fallback_to,
+                  "gates": gates}
             q = layout.qairt(m, pname)
             qairt_io = {"binary_info": str(q.binary_info), "net_json": str(q.net_json)} if toolchain == "qairt" else None
             yield {
@@ -144,7 +147,9 @@ def gen_tasks(pipe, layout, toolchain):
                     "soc": dict(pipe.soc), "precision": precision, "options": options, "fallback_to": fallback_to,
                     "embed_table": str(layout.embed_table) if needs_llm else None,
                     "llm_reference": str(layout.preprocessed("llm_backbone")) if needs_llm else None,
-                    "fallback_target": pname in fallback_targets})],
+                    "fallback_target": pname in fallback_targets, "gates": gates,
+                    "vision_reference": str(layout.preprocessed("vision_encoder")) if with_vision else None,
+                    "vision_sidecar": str(layout.io_sidecar("vision_encoder")) if with_vision else None})],
                 "file_dep": sorted({str(d) for d in deps}),
                 "targets": [str(layout.validation(m, pname))],
                 "uptodate": uptodate(kw),

@@ -29,6 +29,49 @@ def to_float16(src: Path, dst: Path) -> None:
     onnx.save(model16, str(dst))
 
 
+def quant_types(quantization: dict) -> dict:
+    """onnxruntime QuantTypes and symmetry for a precision's `quantization` block. 16-bit weights are
+    symmetric int16 (the HTP's 16-bit weight format; the QAIRT converter forces the same)."""
+    from onnxruntime.quantization import QuantType
+    w, a, sym = quantization["weights"], quantization["activations"], quantization["symmetric"]
+    weight = {8: QuantType.QInt8 if sym else QuantType.QUInt8, 16: QuantType.QInt16}[w]
+    return {"weight_type": weight, "activation_type": {8: QuantType.QUInt8, 16: QuantType.QUInt16}[a],
+            "per_channel": quantization["per_channel"], "weight_symmetric": sym or w == 16,
+            "activation_symmetric": False}
+
+
+def quantize_qdq(src: Path, dst: Path, calibration: Path, quantization: dict) -> dict:
+    """The preprocessed fp32 model -> a QDQ model (onnxruntime's QNN quantization tooling:
+    qnn_preprocess_model, get_qnn_qdq_config, quantize), calibrated on the recorded inputs.
+    Written atomically."""
+    import time
+
+    from onnxruntime.quantization import quantize
+    from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
+
+    from ..calibration import CalibrationSet
+    from ..fsutil import atomic_path
+    from ..model_files import load_onnx
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    cal = CalibrationSet(calibration)
+    model = load_onnx(src, load_external_data=False)      # a readable model, and its input names
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix=".qdq-", dir=dst.parent) as tmp:
+        pre = Path(tmp) / "preprocessed.onnx"
+        # fuses what QNN has single ops for (e.g. LayerNormalization, Gelu); False: nothing to change
+        model_in = pre if qnn_preprocess_model(str(src), pre) else Path(src)
+        types = quant_types(quantization)
+        inits = {t.name for t in model.graph.initializer}
+        names = [i.name for i in model.graph.input if i.name not in inits]
+        config = get_qnn_qdq_config(model_in, cal.reader(names), **types)
+        with atomic_path(dst, suffix=".onnx") as out:
+            quantize(model_in, out, config)
+    seconds = time.time() - t0
+    return {"quantize_seconds": round(seconds, 3), "samples": len(cal), "calibration": str(calibration),
+            "types": {k: str(v) for k, v in types.items()}, "qdq_bytes": dst.stat().st_size}
+
+
 def build_context(src: Path, ctx_out: Path, soc: dict, precision: dict) -> dict:
     """Compile `src` for the HTP into `ctx_out` (+ its `_qnn.bin`), written atomically."""
     import time
@@ -38,7 +81,7 @@ def build_context(src: Path, ctx_out: Path, soc: dict, precision: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix=".ctx-", dir=ctx_out.parent) as tmp:
         tmp = Path(tmp)
         model = Path(src)
-        if precision["converter"]["float_bitwidth"] == 16:
+        if precision["converter"].get("float_bitwidth") == 16:     # an integer precision's src is its QDQ model
             model = tmp / "model_fp16.onnx"
             to_float16(Path(src), model)
         staged = tmp / ctx_out.name

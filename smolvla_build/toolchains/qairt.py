@@ -340,6 +340,25 @@ def sanitize(name: str) -> str:
     return s if s[:1].isalpha() else "_" + s
 
 
+def write_raw_inputs(feeds: dict, inputs: list[tuple[str, str, list[int]]], folder: Path,
+                     prefix: str = "") -> tuple[list[tuple[str, str]], list[str]]:
+    """One input-list line of headerless .raw files (qnn-net-run's and the converter quantizer's
+    format): float inputs as float32, the others in their own dtype, in the graph's dims (the
+    converter runs with `--preserve_io layout`). Returns ([(context tensor name, path)], [names of
+    the integer inputs, for --native_input_tensor_names])."""
+    import numpy as np
+    line, native = [], []
+    for name, dtype, dims in inputs:
+        is_float = np.issubdtype(np.dtype(dtype), np.floating)
+        arr = np.asarray(feeds[name]).astype(np.float32 if is_float else np.dtype(dtype)).reshape(dims)
+        path = (Path(folder) / f"{prefix}{sanitize(name)}.raw").resolve()
+        arr.tofile(path)
+        line.append((sanitize(name), path.as_posix()))
+        if not is_float:
+            native.append(sanitize(name))
+    return line, native
+
+
 def native_names_arg(graph: str, names: list[str]) -> str:
     """qnn-net-run --native_input_tensor_names: `graphName:t1,t2` (several graphs: `;`-separated)."""
     return f"{graph}:{','.join(names)}"
