@@ -57,6 +57,12 @@ def test_converter_command_golden():
                              extra_args=["--no_simplification"])
     assert patched == ("py /p/converter_patch.py conv --input_network m.onnx --output_path m.cpp "
                        "--float_bitwidth 32 --preserve_io layout --no_simplification")
+    w8a16 = render_command("qairt/converter.j2", python="py", converter="conv", patch=None, onnx="m.onnx", cpp="m.cpp",
+                           float_bitwidth=None, float_bias_bitwidth=0, extra_args=[], input_list="/s/input_list.txt",
+                           quantization={"weights": 8, "activations": 16, "per_channel": True, "symmetric": True})
+    assert w8a16 == ("py conv --input_network m.onnx --output_path m.cpp --input_list /s/input_list.txt --act_bitwidth 16 "
+                     "--weights_bitwidth 8 --bias_bitwidth 32 --use_per_channel_quantization --use_per_row_quantization "
+                     "--param_quantizer symmetric --preserve_io")
 
 
 NASTY = """R&D 100% "quoted" 'single' ; $(touch pwned) `id` |x"""
@@ -197,13 +203,16 @@ def test_sanitized_names_follow_the_converter():
 
 @pytest.fixture(scope="module")
 def qairt_build(tmp_path_factory, fake_sdk, fake_msvc):
-    """convert -> compile -> link -> hostlib -> context -> validate -> report for 3 models x fp16/fp32,
+    """convert -> compile -> link -> hostlib -> context -> validate -> report for 3 models x fp16/fp32/w8a16,
     fp16 with the card's MATMUL_TO_FC patch; in a folder whose name has a space."""
     folder = tmp_path_factory.mktemp("qairt with space")
     pipe = write_pipeline(folder, toolchain=qairt_toolchain(fake_msvc))
     cfg = yaml.safe_load(pipe.read_text())
     cfg["precisions"]["fp16"]["converter"]["disable_matmul_to_fc"] = True
-    pipe.write_text(yaml.safe_dump(cfg))
+    # an integer precision: the converter's own quantizer on the recorded calibration set
+    cfg["precisions"]["w8a16"] = {"quantization": {"weights": 8, "activations": 16, "calibration": {"samples": 4}}}
+    cfg["calibration"] = {"tasks": [0, 1]}
+    pipe.write_text(yaml.safe_dump(cfg, sort_keys=False))
     env = dict(os.environ, QNN_SDK_ROOT=str(fake_sdk), FAKE_QAIRT_LOG=str(folder / "calls.jsonl"))
     first = doit(pipe, env=env)
     return folder, pipe, env, first
@@ -236,7 +245,7 @@ def test_full_chain_builds_validates_and_reports(qairt_build):
             assert [i.name for i in ctx.graph.input] == [sanitize(i.name) for i in pre.graph.input]
             float_type = onnx.TensorProto.FLOAT16 if p == "fp16" else onnx.TensorProto.FLOAT
             assert [o.type.tensor_type.elem_type for o in ctx.graph.output] == [float_type] * len(pre.graph.output)
-    assert report["runtime_precision"] == {m: {"precision": "fp16"} for m in MODELS}
+    assert report["runtime_precision"] == {m: {"precision": "fp16", "requested": "fp16"} for m in MODELS}
     assert doit(pipe, env=env).ran == set()
 
 
@@ -255,8 +264,9 @@ def test_recorded_arguments_and_working_folders(qairt_build):
     folder, _, _, _ = qairt_build
     log = folder / "calls.jsonl"
     conv = calls(log, "qnn-onnx-converter")
-    assert {c["args"]["float_bitwidth"] for c in conv} == {16, 32}
-    assert all(c["args"]["preserve_io"] == ["layout"] for c in conv)
+    floats = [c for c in conv if not c["args"]["input_list"]]
+    assert {c["args"]["float_bitwidth"] for c in floats} == {16, 32}
+    assert all(c["args"]["preserve_io"] == ["layout"] for c in floats)
     gens = calls(log, "qnn-context-binary-generator")
     assert all(c["args"]["model"].endswith(".so") and not c["args"]["binary_file"].endswith(".bin") for c in gens)
     libgen = calls(log, "qnn-model-lib-generator")
@@ -266,6 +276,41 @@ def test_recorded_arguments_and_working_folders(qairt_build):
         assert "/.staging/" in c["cwd"] + "/" and c["cwd"].startswith(str(folder / "artifacts")), c["cwd"]
     assert not list((folder / "artifacts").rglob("tmp_*")) and not list(ROOT.glob("tmp_*"))
     assert not [p for p in (folder / "artifacts" / "qairt").rglob(".staging/*")]
+
+
+def test_w8a16_uses_the_converters_quantizer_on_the_calibration_set(qairt_build):
+    """--input_list over float32 .raw files of the recorded samples (`name:=path`, absolute), the
+    2.25 quantizer flags, float I/O kept (--preserve_io): validated like the float precisions."""
+    folder, _, _, first = qairt_build
+    assert {f"{s}:{m}-w8a16" for s in ("convert", "context", "validate") for m in MODELS} | {
+        "calibrate:libero_spatial-n4"} <= first.ran
+    conv = [c for c in calls(folder / "calls.jsonl", "qnn-onnx-converter") if c["args"]["input_list"]]
+    assert sorted(os.path.basename(c["args"]["output_path"]) for c in conv) == sorted(f"{m}.cpp" for m in MODELS)
+    for c in conv:
+        a = c["args"]
+        assert (a["act_bitwidth"], a["weights_bitwidth"], a["bias_bitwidth"]) == (16, 8, 32)
+        assert a["use_per_channel_quantization"] and a["use_per_row_quantization"] and a["preserve_io"] == []
+        assert a["input_list"] == c["cwd"] + "/input_list.txt"
+    for m in MODELS:
+        net = json.loads((folder / "artifacts" / "qairt" / "w8a16" / m / f"{m}_net.json").read_text())
+        io_types = {t["data_type"] for t in net["graph"]["tensors"].values() if t["type"] in (0, 1)}
+        assert io_types <= {0x0232, 0x0032}                          # float32 (and int32 masks) I/O
+        v = json.loads((folder / "artifacts" / "validation" / f"{m}-w8a16.json").read_text())
+        assert v["toolchain"] == "qairt" and v["status"] == "pass" and v["metrics"]["cosine"] > 0.99, v
+
+
+def test_converter_double_reads_the_input_list_files(qairt_build, fake_sdk, tmp_path):
+    """The quantizer reads every listed file as float32 of the input's size: a short file fails."""
+    folder, _, _, _ = qairt_build
+    short = tmp_path / "short.raw"
+    np.zeros(12, np.float32).tofile(short)
+    (tmp_path / "il.txt").write_text(f"pixel_values:={short}\n")
+    cmd = [sys.executable, str(fake_sdk / "bin" / "x86_64-linux-clang" / "qnn-onnx-converter"), "--input_network",
+           str(folder / "artifacts" / "preprocessed" / "vision_encoder.onnx"), "--output_path",
+           str(tmp_path / "vision_encoder.cpp"), "--input_list", str(tmp_path / "il.txt"), "--act_bitwidth", "16"]
+    env = Sdk(fake_sdk, "", "x86_64-linux-clang").env()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "has 48 bytes, expected 3145728 (float32 [1, 3, 512, 512])" in proc.stderr
 
 
 def test_a_failed_runs_leftovers_are_never_moved_into_place(qairt_build):

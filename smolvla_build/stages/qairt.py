@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from ..templates import render, render_command, template_digest
@@ -44,11 +45,32 @@ def fresh(folder: str | Path) -> Path:
 
 # --- actions -----------------------------------------------------------------------------------
 
-def run_convert(cmd: str, sdk_env: dict, staging: str, outputs: dict):
+def run_convert(cmd: str, sdk_env: dict, staging: str, outputs: dict, calibration: dict | None = None):
+    """`calibration` (an integer precision): {npz, model, input_list}; its samples are written as the
+    quantizer's .raw files and input list in the staging folder first."""
     from ..toolchains.qairt import run
     staging = fresh(staging)
+    if calibration:
+        from ..calibration import CalibrationSet
+        from ..runtime.contexts import graph_io
+        from ..templates import render
+        inputs, _ = graph_io(calibration["model"])
+        raw_dir = staging / "calibration"
+        if any(c.isspace() for c in str(raw_dir.resolve())):
+            # input-list entries are space-separated: the files go where their paths have no spaces
+            raw_dir = Path(tempfile.mkdtemp(prefix="smolvla-calibration-"))
+            if any(c.isspace() for c in str(raw_dir)):
+                raise RuntimeError(f"the converter's input list cannot hold paths with spaces: {staging} and the "
+                                   f"temp folder {raw_dir} both have one (set TMPDIR to a folder without spaces)")
+        lines = CalibrationSet(calibration["npz"]).write_raw(raw_dir, inputs)
+        Path(calibration["input_list"]).write_text(render("qairt/input_list.txt.j2", lines=lines))
+        log.info("%s: %d calibration samples as .raw files in %s", label(staging), len(lines), raw_dir)
     log.info("%s: qnn-onnx-converter ...", label(staging))
-    run(cmd, env=sdk_env, cwd=staging, label=label(staging))
+    try:
+        run(cmd, env=sdk_env, cwd=staging, label=label(staging))
+    finally:
+        if calibration and raw_dir.parent != staging:
+            shutil.rmtree(raw_dir, ignore_errors=True)
     for src, dst in outputs.items():      # model.bin is absent when the graph has no weights
         if (staging / src).is_file():
             os.replace(staging / src, dst)
@@ -244,16 +266,25 @@ def gen_tasks(pipe, layout, toolchain):
             p = layout.qairt(m, pname)
             conv = precision["converter"]
             name = f"{m}-{pname}"
+            quantization = precision.get("quantization")
+            calibration, cal_deps = None, []
+            if quantization:       # the converter's own quantizer, on the recorded calibration set
+                n = quantization["calibration"]["samples"]
+                calibration = {"npz": str(layout.calibration_set(n, m)), "model": str(layout.preprocessed(m)),
+                               "input_list": str(p.staging("convert") / "input_list.txt")}
+                cal_deps = [calibration["npz"], str(layout.calibration_info(n))]
             convert_cmd = render_command(
                 "qairt/converter.j2", python=python, converter=sdk.tool("qnn-onnx-converter"),
                 patch=CONVERTER_PATCH if conv.get("disable_matmul_to_fc", False) else None, onnx=layout.preprocessed(m),
-                cpp=p.staging("convert") / p.cpp.name, float_bitwidth=conv["float_bitwidth"],
-                float_bias_bitwidth=conv["float_bias_bitwidth"], extra_args=conv["extra_args"])
+                cpp=p.staging("convert") / p.cpp.name, float_bitwidth=conv.get("float_bitwidth"),
+                float_bias_bitwidth=conv["float_bias_bitwidth"], extra_args=conv["extra_args"],
+                quantization=quantization, input_list=calibration and calibration["input_list"])
             yield {"basename": "convert", "name": name, "doc": f"qnn-onnx-converter: {m} -> C++/bin ({pname})",
                    "actions": [(run_convert, [], {"cmd": convert_cmd, "sdk_env": sdk_env, "staging": str(p.staging("convert")),
                                                   "outputs": {p.cpp.name: str(p.cpp), p.bin.name: str(p.bin),
-                                                              p.net_json.name: str(p.net_json)}})],
-                   "file_dep": [str(layout.preprocessed(m))], "targets": [str(p.cpp), str(p.net_json)],
+                                                              p.net_json.name: str(p.net_json)},
+                                                  "calibration": calibration})],
+                   "file_dep": [str(layout.preprocessed(m))] + cal_deps, "targets": [str(p.cpp), str(p.net_json)],
                    "uptodate": uptodate({"cmd": convert_cmd, "template": template_digest("qairt/converter.j2"),
                                          "tools": fp, "code": code}), "clean": True}
             paths = {k: str(v) for k, v in vars(p).items() if isinstance(v, Path)}

@@ -87,7 +87,8 @@ def run_report(models: list, precisions: list, contexts: dict, validations: dict
     if chart:
         size_vs_error_chart(data["stages"], models, precisions, chart)
         lines += ["", f"![context size against rollout error]({Path(chart).name})"]
-    lines += ["", f"## Runtime precision (evaluation.precision = {wanted})", ""]
+    asked = sorted(set(wanted.values())) if isinstance(wanted, dict) else [wanted]
+    lines += ["", f"## Runtime precision (evaluation.precision: {asked[0] if len(asked) == 1 else wanted})", ""]
     for m, e in data["runtime_precision"].items():
         extra = f" (fell back from {e['fell_back_from']}: {'; '.join(e['why'])})" if "fell_back_from" in e else ""
         lines.append(f"- {m}: {e['precision']}{extra}")
@@ -104,7 +105,7 @@ def gen_tasks(pipe, layout, toolchain):
     src = pipe.source
     meta = {"pipeline": str(pipe.path), "preset": src["preset"], "weights": src["weights"], "toolchain": toolchain,
             "soc": dict(pipe.soc)}
-    wanted = pipe.section("evaluation")["precision"]
+    wanted = pipe.requested_precisions()
     calibrations = {p: str(layout.calibration_info(pipe.precisions[p]["quantization"]["calibration"]["samples"]))
                     for p in pipe.quantized_precisions()}
     chart = str(layout.report_chart)

@@ -341,15 +341,16 @@ def sanitize(name: str) -> str:
 
 
 def write_raw_inputs(feeds: dict, inputs: list[tuple[str, str, list[int]]], folder: Path,
-                     prefix: str = "") -> tuple[list[tuple[str, str]], list[str]]:
+                     prefix: str = "", all_float32: bool = False) -> tuple[list[tuple[str, str]], list[str]]:
     """One input-list line of headerless .raw files (qnn-net-run's and the converter quantizer's
     format): float inputs as float32, the others in their own dtype, in the graph's dims (the
     converter runs with `--preserve_io layout`). Returns ([(context tensor name, path)], [names of
-    the integer inputs, for --native_input_tensor_names])."""
+    the integer inputs, for --native_input_tensor_names]). `all_float32`: integer inputs too (the
+    converter's quantizer reads every file as float32 without --use_native_input_files)."""
     import numpy as np
     line, native = [], []
     for name, dtype, dims in inputs:
-        is_float = np.issubdtype(np.dtype(dtype), np.floating)
+        is_float = all_float32 or np.issubdtype(np.dtype(dtype), np.floating)
         arr = np.asarray(feeds[name]).astype(np.float32 if is_float else np.dtype(dtype)).reshape(dims)
         path = (Path(folder) / f"{prefix}{sanitize(name)}.raw").resolve()
         arr.tofile(path)
