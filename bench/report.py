@@ -134,4 +134,36 @@ def write_markdown(r: dict, out: str) -> None:
               f"Full preset, one episode on the reference runtime (`doit infer:task0`): {f['steps']} steps in "
               f"{f['seconds']:.0f} s (peak RSS {f['peak_rss_mb']:.0f} MB), i.e. about "
               f"{2000 * f['seconds'] / 3600:.0f} hours for LIBERO's 2,000 episodes on one such machine."]
+    q = r.get("quantization")
+    if q:
+        L += quantization_section(q)
     Path(out).write_text("\n".join(L) + "\n")
+
+
+def quantization_section(q: dict) -> list[str]:
+    models = ("vision_encoder", "llm_backbone", "action_head")
+    c = q["calibration"]
+    L = ["", "## 9. Integer precisions (full preset, ort-qnn)", "",
+         f"Measured by `{q['command']}` on {q['date']}: the full default build of section 7 with "
+         f"{', '.join(p for p in q['precisions'] if p not in ('fp16', 'fp32'))} added (per channel, "
+         f"{c['samples']} calibration samples per graph), each task in its own `doit` process; single shots. "
+         "Validation inputs and gates are the build's own (`validate`: the action head over the 10-step rollout "
+         "with the same noise, judged on the final action chunk).", "",
+         f"Calibration set (`calibrate`, shared by every integer precision): {c['seconds']:.0f} s for "
+         f"{c['episodes']} LIBERO episodes of the fp32 reference policy, peak RSS {c['peak_rss_mb']:.0f} MB.", "",
+         "| model | precision | context MB | vs fp16 | quantize s | quantize peak MB | cosine | max abs | PSNR dB | "
+         "emulated s/call | status |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        fp16 = q["models"][m]["fp16"]["context_mb"]
+        for p in q["precisions"]:
+            v = q["models"][m].get(p)
+            if not v:
+                continue
+            qs = v.get("steps", {}).get("quantize")
+            met = v["metrics"]
+            L.append(f"| {m} | {p} | {v['context_mb']:.1f} | {100 * v['context_mb'] / fp16:.0f}% | "
+                     f"{qs['seconds']:.0f} | {qs['peak_rss_mb']:.0f} | " if qs else
+                     f"| {m} | {p} | {v['context_mb']:.1f} | {100 * v['context_mb'] / fp16:.0f}% | - | - | ")
+            L[-1] += (f"{met['cosine']:.6f} | {met['max_abs']:.3g} | {met['psnr_db']:.1f} | "
+                      f"{v['htp_seconds_per_call']:.1f} | {v['status']} |")
+    return L

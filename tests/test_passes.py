@@ -253,3 +253,26 @@ def test_cli_on_a_model_that_is_not_smolvla(tmp_path):
     chk = subprocess.run([sys.executable, "-m", "smolvla_build", "check", str(tmp_path / "other.onnx")],
                          capture_output=True, text=True)
     assert chk.returncode == 1 and "And" in chk.stdout
+
+
+def test_shape_inference_never_copies_the_weights():
+    """import_graph infers types on a skeleton (large initializers as dims and type only) and leaves
+    the model it reads unchanged: a full-size model is not copied once per pass."""
+    from smolvla_build.passes._graph import SKELETON_BYTES, import_graph, skeleton
+    w = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+    shape = np.array([1, 4096], np.int64)
+    g = oh.make_graph([oh.make_node("MatMul", ["x", "w"], ["y"]), oh.make_node("Reshape", ["y", "shape"], ["r"]),
+                       oh.make_node("Relu", ["r"], ["z"])], "g",
+                      [oh.make_tensor_value_info("x", T.FLOAT, [1, 64, 64])], [oh.make_tensor_value_info("z", T.FLOAT, None)],
+                      [onnx.numpy_helper.from_array(w, "w"), onnx.numpy_helper.from_array(shape, "shape")])
+    model = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    before = model.SerializeToString()
+    sk = skeleton(model)
+    inits = {t.name: t for t in sk.graph.initializer}
+    assert w.nbytes > SKELETON_BYTES and not inits["w"].raw_data and list(inits["w"].dims) == [64, 64]
+    assert inits["shape"].raw_data                           # small constants keep their values (data propagation)
+    graph = import_graph(model)
+    assert model.SerializeToString() == before
+    r = graph.tensors()["r"]
+    assert r.dtype == np.float32 and list(r.shape) == [1, 4096]   # inferred through the Reshape's constant
+    np.testing.assert_array_equal(graph.tensors()["w"].values, w)

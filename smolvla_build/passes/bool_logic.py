@@ -42,7 +42,7 @@ def eliminate_bool_logic(model: onnx.ModelProto) -> onnx.ModelProto:
         if is_bool(inp):
             inp.dtype = I32
     for t in list(graph.tensors().values()):
-        if isinstance(t, gs.Constant) and t.values.dtype == np.bool_:
+        if isinstance(t, gs.Constant) and is_bool(t):      # dtype only: weights are not loaded
             t.values = t.values.astype(I32)
 
     for node in list(graph.nodes):

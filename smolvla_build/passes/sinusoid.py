@@ -7,7 +7,7 @@ import onnx
 import onnx.utils
 import onnx_graphsurgeon as gs
 
-from ._graph import export_graph, import_graph
+from ._graph import skeleton, export_graph, import_graph
 
 MAX_SOURCE_ELEMENTS = 16   # a timestep embedding hangs off tiny inputs (a timestep), never activations
 # RoPE angle tables hang off the 0/1 padding masks positions come from ([1,48] language, [1,177] prefix)
@@ -136,5 +136,12 @@ def sinusoid_cpu_model(model: onnx.ModelProto) -> onnx.ModelProto | None:
         return None
     inputs = sorted({s.name for _, _, srcs in found for s in srcs})
     outputs = [t.name for t, _, _ in found]
-    inferred = onnx.shape_inference.infer_shapes(model)
-    return onnx.utils.Extractor(inferred).extract_model(inputs, outputs)
+    # extracted from the weight-less skeleton (no copy of the weights), then the few constants it
+    # reads get their data back
+    inferred = onnx.shape_inference.infer_shapes(skeleton(model))
+    sub = onnx.utils.Extractor(inferred).extract_model(inputs, outputs)
+    real = {t.name: t for t in model.graph.initializer}
+    for t in sub.graph.initializer:
+        if t.name in real:
+            t.CopyFrom(real[t.name])
+    return sub
