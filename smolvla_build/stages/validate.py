@@ -84,7 +84,8 @@ def run_validate(model_name: str, precision_name: str, reference: str, sidecar: 
     # activation ranges are calibrated scales instead
     flagged = [] if "quantization" in precision else over_fp16(ranges)
     report["intermediates_beyond_fp16"] = flagged
-    reasons = judge(metrics, flagged, model_name, {**options, **gates})
+    gates = {"cosine_min": options["cosine_min"], "max_abs": options["max_abs"], **(gates or {})}
+    reasons = judge(metrics, flagged, model_name, gates)
     report["gates"] = gates
     report["reasons"] = reasons
     policy = options["on_saturation"]
