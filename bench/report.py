@@ -148,7 +148,10 @@ def quantization_section(q: dict) -> list[str]:
          f"{', '.join(p for p in q['precisions'] if p not in ('fp16', 'fp32'))} added (per channel, "
          f"{c['samples']} calibration samples per graph), each task in its own `doit` process; single shots. "
          "Validation inputs and gates are the build's own (`validate`: the action head over the 10-step rollout "
-         "with the same noise, judged on the final action chunk).", "",
+         "with the same noise, judged on the final action chunk; integer gates cosine >= 0.999, action max abs < 0.05 "
+         "were set from this run; this run's own integer validations used 0.99). The fp16/fp32 validations, the "
+         "calibration and the w8a16 rows ran while the test suite and a profiling run shared the 2 cores: their "
+         "seconds are upper bounds.", "",
          f"Calibration set (`calibrate`, shared by every integer precision): {c['seconds']:.0f} s for "
          f"{c['episodes']} LIBERO episodes of the fp32 reference policy, peak RSS {c['peak_rss_mb']:.0f} MB.", "",
          "| model | precision | context MB | vs fp16 | quantize s | quantize peak MB | cosine | max abs | PSNR dB | "
@@ -166,4 +169,10 @@ def quantization_section(q: dict) -> list[str]:
                      f"| {m} | {p} | {v['context_mb']:.1f} | {100 * v['context_mb'] / fp16:.0f}% | - | - | ")
             L[-1] += (f"{met['cosine']:.6f} | {met['max_abs']:.3g} | {met['psnr_db']:.1f} | "
                       f"{v['htp_seconds_per_call']:.1f} | {v['status']} |")
+    why = [f"{m}-{p}: {'; '.join(v['reasons'])}" for m in models for p, v in q["models"][m].items() if v["reasons"]]
+    L += ["", "Reasons given for any status other than pass: " + ("; ".join(why) if why else "none") + ".", "",
+          "The LLM's fp16 fallback is new in this run: validation now feeds the LLM the reference vision encoder's "
+          "image embeddings instead of N(0, 1) stand-ins, and on those the fp32 reference's RMSNorm `Pow` reaches "
+          "beyond the fp16 range (the saturation the guard exists for). W16A16 keeps 2 bytes per weight, so its "
+          "contexts are the size of fp16's."]
     return L

@@ -35,12 +35,13 @@ def size_vs_error_chart(stages: dict, models: list, precisions: list, path: str)
 
     from ..fsutil import atomic_path
     fig, ax = plt.subplots(figsize=(6, 4))
-    for p in precisions:
+    for i, p in enumerate(precisions):
         mb = sum(stages[f"{m}-{p}"]["context_bytes"] for m in models) / 1e6
         err = stages[f"action_head-{p}"]["metrics"]["max_abs"] if "action_head" in models else \
             max(stages[f"{m}-{p}"]["metrics"]["max_abs"] for m in models)
         ax.scatter([mb], [max(err, 1e-9)], s=40)
-        ax.annotate(p, (mb, max(err, 1e-9)), textcoords="offset points", xytext=(5, 5), fontsize=9)
+        ax.annotate(p, (mb, max(err, 1e-9)), textcoords="offset points", xytext=(6, 6 if i % 2 == 0 else -12),
+                    fontsize=9)        # alternate sides: fp16 and fp32 often sit on the same point
     ax.set_yscale("log")
     ax.set_xlabel("HTP contexts, total MB (" + ", ".join(models) + ")")
     ax.set_ylabel("max abs error, action chunk after the rollout" if "action_head" in models else "max abs error")
