@@ -56,6 +56,8 @@ def chain(model: str, precisions=("fp16", "fp32")) -> set[str]:
         out |= {f"context:{model}-{p}", f"validate:{model}-{p}"}
     if model == "llm_backbone":   # the action head's validation uses the LLM's KV cache
         out |= {f"validate:action_head-{p}" for p in precisions}
+    if model == "vision_encoder":  # the LLM's (and so the head's) validation inputs: its image embeddings
+        out |= {f"validate:{m}-{p}" for m in ("llm_backbone", "action_head") for p in precisions}
     return out | {"report"}
 
 

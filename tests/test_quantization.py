@@ -15,7 +15,7 @@ from smolvla_build.config import ConfigError, load_pipeline
 
 from conftest import ROOT, doit, write_pipeline
 
-W8A16 = {"quantization": {"weights": 8, "activations": 16, "per_channel": True, "calibration": {"samples": 4}}}
+W8A16 = {"quantization": {"weights": 8, "activations": 16, "per_channel": True, "calibration": {"samples": 8}}}
 
 
 def quantized_pipeline(folder, **changes):
@@ -36,10 +36,10 @@ def quant_build(tmp_path_factory):
 def test_w8a16_builds_calibrates_validates_and_reports(quant_build):
     folder, pipe, first = quant_build
     art = folder / "artifacts"
-    assert {"calibrate:libero_spatial-n4"} | {f"quantize:{m}-w8a16" for m in MODELS} <= first.ran
-    cal = json.loads((art / "calibration" / "libero_spatial-n4" / "calibration.json").read_text())
-    assert cal["samples"] == 4 and [e["task"] for e in cal["episodes"]] == [0, 1]
-    assert cal["models"]["action_head"]["calls"] == 40 and cal["models"]["vision_encoder"]["calls"] == 8
+    assert {"calibrate:libero_spatial-n8"} | {f"quantize:{m}-w8a16" for m in MODELS} <= first.ran
+    cal = json.loads((art / "calibration" / "libero_spatial-n8" / "calibration.json").read_text())
+    assert cal["samples"] == 8 and [e["task"] for e in cal["episodes"]] == [0, 1]
+    assert cal["models"]["action_head"]["calls"] == 80 and cal["models"]["vision_encoder"]["calls"] == 16
     for m in MODELS:
         qdq = onnx.load(str(art / "quantized" / "w8a16" / f"{m}.qdq.onnx"), load_external_data=False)
         ops = {n.op_type for n in qdq.graph.node}
@@ -69,15 +69,15 @@ def test_calibration_set_is_deterministic_for_a_seed(quant_build, tmp_path):
     p = load_pipeline(pipe)
     layout = Layout(p)
     policy = Policy.from_artifacts(layout, "reference", p.soc, p.precisions, p.requested_precisions(), 10, seed=0)
-    record(policy, "libero_spatial", [0, 1], 4, 0, tmp_path / "libero-config", tmp_path)
+    record(policy, "libero_spatial", [0, 1], 8, 0, tmp_path / "libero-config", tmp_path)
     for m in MODELS:
-        a = np.load(layout.calibration_set(4, m))
+        a = np.load(layout.calibration_set(8, m))
         b = np.load(tmp_path / f"{m}.npz")
         assert sorted(a.files) == sorted(b.files)
         for k in a.files:
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"{m} {k}")
     # the action head's samples come from several flow-matching steps, not one
-    t = np.load(layout.calibration_set(4, "action_head"))["/Concat_output_0"]
+    t = np.load(layout.calibration_set(8, "action_head"))["/Concat_output_0"]
     assert len({row.tobytes() for row in t}) > 1
 
 
