@@ -58,10 +58,13 @@ class ReferenceRunner(Runner):
 
     name = "reference"
 
-    def __init__(self, model: str | Path | bytes, threads: int = 0):
+    def __init__(self, model: str | Path | bytes, threads: int = 0, priority_order: bool = False):
+        """`priority_order`: onnxruntime's PRIORITY_BASED execution order, which frees activations
+        early in graphs with many outputs (validation's range probes: 1.2 GB instead of 5 GB)."""
         super().__init__()
         self.model = model
         self.threads = threads
+        self.priority_order = priority_order
 
     def _load(self):
         import onnxruntime as ort
@@ -69,6 +72,8 @@ class ReferenceRunner(Runner):
         so.log_severity_level = 3
         if self.threads:
             so.intra_op_num_threads = self.threads
+        if self.priority_order:
+            so.execution_order = ort.ExecutionOrder.PRIORITY_BASED
         if isinstance(self.model, bytes):
             return ort.InferenceSession(self.model, sess_options=so, providers=["CPUExecutionProvider"])
         from .files import onnxruntime_session
