@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
 
 import numpy as np
@@ -122,6 +123,9 @@ def preprocess(model: onnx.ModelProto, *, embedding_cpu: bool = False, sinusoid_
             cpu_model = sinusoid_cpu_model(current)
         current = fn(current)
         after_counts = census(current)
+        # graphsurgeon graphs are reference cycles holding TensorProtos, and a TensorProto keeps its
+        # whole model alive: without a collection every pass's copy of the weights stays in memory
+        gc.collect()
         delta = {k: after_counts[k] - before_counts[k] for k in after_counts if after_counts[k] != before_counts[k]}
         report["passes"].append({"pass": name, "changed": delta, "seconds": round(time.time() - t0, 3)})
         say(f"pass {i}/{len(passes)} {name}: {time.time() - t0:.1f} s, {delta or 'no change'}")

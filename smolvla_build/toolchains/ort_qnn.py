@@ -81,14 +81,15 @@ def quantize_qdq(src: Path, dst: Path, calibration: Path, quantization: dict) ->
     dst.parent.mkdir(parents=True, exist_ok=True)
     cal = CalibrationSet(calibration)
     model = load_onnx(src, load_external_data=False)      # a readable model, and its input names
+    inits = {t.name for t in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    del model, inits                                      # onnxruntime's quantizer loads it again
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix=".qdq-", dir=dst.parent) as tmp:
         pre = Path(tmp) / "preprocessed.onnx"
         # fuses what QNN has single ops for (e.g. LayerNormalization, Gelu); False: nothing to change
         model_in = pre if qnn_preprocess_model(str(src), pre) else Path(src)
         types = quant_types(quantization)
-        inits = {t.name for t in model.graph.initializer}
-        names = [i.name for i in model.graph.input if i.name not in inits]
         config = get_qnn_qdq_config(model_in, cal.reader(names), **types)
         with atomic_path(dst, suffix=".onnx") as out, calibration_in_priority_order():
             quantize(model_in, out, config)
