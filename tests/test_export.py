@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 
 from smolvla_build.export.checkpoint import CheckpointError, load_checkpoint, random_model
 from smolvla_build.export.model import apply_rope, prefix_pad_mask, sinusoidal_time_embedding
-from smolvla_build.export.onnx_export import example_inputs, export_all, stage_io
+from smolvla_build.export.onnx_export import example_inputs, export_all
+from smolvla_build.export.presets import stage_io
 from smolvla_build.export.presets import PRESETS
 
 TINY = PRESETS["tiny"]

@@ -23,7 +23,7 @@ from ..fsutil import atomic_dir
 from ..progress import heartbeat
 from .checkpoint import CheckpointError, hub_snapshot, inspect_checkpoint, load_checkpoint, random_model
 from .model import SmolVLA
-from .presets import Preset, get_preset
+from .presets import Preset, get_preset, stage_io
 from .tokenizer import TokenizerNotFound, find_tokenizer, write_tokenizer
 
 log = logging.getLogger("smolvla_build.export")
@@ -31,25 +31,6 @@ log = logging.getLogger("smolvla_build.export")
 OPSET = 17
 RANDOM_WARNING = ("RANDOM WEIGHTS: this build uses randomly initialised SmolVLA weights; its actions "
                   "are MEANINGLESS. Set source.weights to checkpoint or hub for a real policy.")
-
-
-def stage_io(p: Preset) -> dict[str, dict]:
-    """Expected graph I/O of each raw stage: name -> (shape, elem type name)."""
-    return {
-        "vision_encoder": {"inputs": {"pixel_values": ([1, 3, p.image_size, p.image_size], "float")},
-                           "outputs": {"image_embeddings": ([1, p.image_tokens, p.text_hidden], "float")}},
-        "llm_backbone": {"inputs": {"img_emb0": ([1, p.image_tokens, p.text_hidden], "float"),
-                                    "img_emb1": ([1, p.image_tokens, p.text_hidden], "float"),
-                                    "lang_tokens": ([1, p.tokenizer_max_length], "int64"),
-                                    "lang_mask": ([1, p.tokenizer_max_length], "bool"),
-                                    "state": ([1, p.max_state_dim], "float")},
-                         "outputs": {"kv": (list(p.kv_shape), "float")}},
-        "action_head": {"inputs": {"x_t": ([1, p.chunk_size, p.max_action_dim], "float"),
-                                   "timestep": ([1], "float"),
-                                   "kv": (list(p.kv_shape), "float"),
-                                   "prefix_pad_mask": ([1, p.prefix_len], "bool")},
-                        "outputs": {"v_t": ([1, p.chunk_size, p.max_action_dim], "float")}},
-    }
 
 
 def example_inputs(p: Preset, seed: int = 0) -> dict[str, tuple]:

@@ -9,13 +9,6 @@ class SignatureError(Exception):
     pass
 
 
-def raw_stage_io(preset) -> dict:
-    """Expected I/O of the raw stage models (name -> [shape, dtype]) for a preset."""
-    from ..export.onnx_export import stage_io
-    return {m: {side: {k: [list(v[0]), v[1]] for k, v in d.items()} for side, d in io.items()}
-            for m, io in stage_io(preset).items()}
-
-
 def check_signature(model: onnx.ModelProto, expected: dict, where: str) -> None:
     """Raise SignatureError naming the file, the tensor and what was expected."""
     for side, values in (("inputs", model.graph.input), ("outputs", model.graph.output)):

@@ -67,8 +67,7 @@ def gen_tasks(pipe, layout, toolchain):
     code = code_digest("passes")
     expected = None
     if pipe.source["weights"] == "onnx":
-        from ..export.presets import get_preset
-        from ..passes.signature import raw_stage_io
+        from ..export.presets import get_preset, raw_stage_io     # data only: no torch, onnx or passes
         expected = raw_stage_io(get_preset(pipe.source["preset"]))
     for m in pipe.models:
         options = {"embedding_on_cpu": m in EMBEDDING_ON_CPU, "sinusoid_on_cpu": m in SINUSOID_ON_CPU,
