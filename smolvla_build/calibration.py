@@ -11,7 +11,6 @@ every quantized precision.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -148,7 +147,3 @@ class CalibrationSet:
         folder.mkdir(parents=True, exist_ok=True)
         return [write_raw_inputs(self[i], inputs, folder, prefix=f"{i:04d}_", all_float32=True)[0]
                 for i in range(len(self))]
-
-
-def read_info(folder: Path) -> dict:
-    return json.loads((Path(folder) / "calibration.json").read_text())

@@ -102,10 +102,6 @@ class Layout:
     def calibration_info(self, samples: int) -> Path:
         return self.calibration_dir(samples) / "calibration.json"
 
-    def calibration_for(self, precision: str) -> Path:
-        """The calibration folder an integer precision uses."""
-        return self.calibration_dir(self.pipe.precisions[precision]["quantization"]["calibration"]["samples"])
-
     # ort-qnn: the QDQ model an integer precision compiles (onnxruntime's QNN quantizer)
     def quantized(self, model: str, precision: str) -> Path:
         return self.root / "quantized" / precision / f"{model}.qdq.onnx"
