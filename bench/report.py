@@ -181,4 +181,10 @@ def quantization_section(q: dict) -> list[str]:
           "image embeddings instead of N(0, 1) stand-ins, and on those the fp32 reference's RMSNorm `Pow` reaches "
           "beyond the fp16 range (the saturation the guard exists for). W16A16 keeps 2 bytes per weight, so its "
           "contexts are the size of fp16's."]
+    after = q.get("quantize_after_priority_order")
+    if after:
+        L += ["", "The quantize peaks above are onnxruntime's calibration session in its default execution order, "
+              "which keeps every activation alive. The quantize task now runs it in PRIORITY_BASED order (the same "
+              f"ranges). Measured afterwards on {after['date']} (`{after['command']}`): "
+              + ", ".join(f"{m} {after['peak_rss_mb'][m]:.0f} MB in {after['seconds'][m]:.0f} s" for m in models) + "."]
     return L
