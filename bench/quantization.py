@@ -21,6 +21,15 @@ INTEGER = {"w8a8": {"weights": 8, "activations": 8}, "w8a16": {"weights": 8, "ac
            "w16a16": {"weights": 16, "activations": 16}}
 
 
+def built(root, model: str, precision: str) -> dict:
+    """What the build's own files say of one model x precision: its context and its validation."""
+    v = json.loads((root / "validation" / f"{model}-{precision}.json").read_text())
+    c = json.loads((root / "ort-qnn" / precision / f"{model}_ctx.json").read_text())
+    return {"context_mb": c["context_bytes"] / 1e6, "compile_seconds": c["compile_seconds"],
+            "metrics": {k: v["metrics"][k] for k in ("cosine", "max_abs", "psnr_db")}, "status": v["status"],
+            "reasons": v["reasons"], "htp_seconds_per_call": v["htp_seconds_per_call"]}
+
+
 def quantization(log, precisions=("w8a16", "w8a8", "w16a16")) -> dict:
     from .build import write_pipeline
     folder = ROOT / "artifacts" / "bench-bundle"
@@ -48,22 +57,12 @@ def quantization(log, precisions=("w8a16", "w8a8", "w16a16")) -> dict:
                 r = run_measured(doit_cmd(pipe_path, task))
                 steps[task.split(":")[0]] = {"seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"]}
             q = json.loads((root / "quantized" / p / f"{m}.qdq.json").read_text())
-            v = json.loads((root / "validation" / f"{m}-{p}.json").read_text())
-            c = json.loads((root / "ort-qnn" / p / f"{m}_ctx.json").read_text())
-            out["models"].setdefault(m, {})[p] = {
-                "context_mb": c["context_bytes"] / 1e6, "quantize_seconds": q["seconds"], "compile_seconds": c["compile_seconds"],
-                "steps": steps, "metrics": {k: v["metrics"][k] for k in ("cosine", "max_abs", "psnr_db")},
-                "status": v["status"], "reasons": v["reasons"], "htp_seconds_per_call": v["htp_seconds_per_call"]}
-            log(f"  {m} {p}: {c['context_bytes'] / 1e6:.0f} MB, cosine {v['metrics']['cosine']:.6f}, "
-                f"max abs {v['metrics']['max_abs']:.3g}, {v['htp_seconds_per_call']:.1f} s/call emulated")
+            row = out["models"].setdefault(m, {})[p] = dict(built(root, m, p), quantize_seconds=q["seconds"], steps=steps)
+            log(f"  {m} {p}: {row['context_mb']:.0f} MB, cosine {row['metrics']['cosine']:.6f}, "
+                f"max abs {row['metrics']['max_abs']:.3g}, {row['htp_seconds_per_call']:.1f} s/call emulated")
     for p in ("fp16", "fp32"):
         for m in MODELS:
-            v = json.loads((root / "validation" / f"{m}-{p}.json").read_text())
-            c = json.loads((root / "ort-qnn" / p / f"{m}_ctx.json").read_text())
-            out["models"].setdefault(m, {})[p] = {
-                "context_mb": c["context_bytes"] / 1e6, "compile_seconds": c["compile_seconds"],
-                "metrics": {k: v["metrics"][k] for k in ("cosine", "max_abs", "psnr_db")}, "status": v["status"],
-                "reasons": v["reasons"], "htp_seconds_per_call": v["htp_seconds_per_call"]}
+            out["models"].setdefault(m, {})[p] = built(root, m, p)
     rep = run_measured(doit_cmd(pipe_path, "report"))
     out["report_seconds"] = rep["seconds"]
     return out

@@ -169,12 +169,11 @@ def quantization_section(q: dict) -> list[str]:
             if not v:
                 continue
             qs = v.get("steps", {}).get("quantize")
+            quantize = f"{qs['seconds']:.0f} | {qs['peak_rss_mb']:.0f}" if qs else "- | -"
             met = v["metrics"]
-            L.append(f"| {m} | {p} | {v['context_mb']:.1f} | {100 * v['context_mb'] / fp16:.0f}% | "
-                     f"{qs['seconds']:.0f} | {qs['peak_rss_mb']:.0f} | " if qs else
-                     f"| {m} | {p} | {v['context_mb']:.1f} | {100 * v['context_mb'] / fp16:.0f}% | - | - | ")
-            L[-1] += (f"{met['cosine']:.6f} | {met['max_abs']:.3g} | {met['psnr_db']:.1f} | "
-                      f"{v['htp_seconds_per_call']:.1f} | {v['status']} |")
+            L.append(f"| {m} | {p} | {v['context_mb']:.1f} | {100 * v['context_mb'] / fp16:.0f}% | {quantize} | "
+                     f"{met['cosine']:.6f} | {met['max_abs']:.3g} | {met['psnr_db']:.1f} | "
+                     f"{v['htp_seconds_per_call']:.1f} | {v['status']} |")
     why = [f"{m}-{p}: {'; '.join(v['reasons'])}" for m in models for p, v in q["models"][m].items() if v["reasons"]]
     L += ["", "Reasons given for any status other than pass: " + ("; ".join(why) if why else "none") + ".", "",
           "The LLM's fp16 fallback is new in this run: validation now feeds the LLM the reference vision encoder's "
