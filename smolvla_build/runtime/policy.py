@@ -11,6 +11,7 @@ from smolvla_runtime.preprocessing import Normalizer, Tokenizer
 from smolvla_runtime.runners import ReferenceRunner
 from smolvla_runtime.stage import StageRunner
 
+from ..config.loader import requested_precisions
 from .contexts import htp_runner
 
 
@@ -27,7 +28,7 @@ def runtime_precisions(layout, wanted: dict[str, str]) -> dict[str, str]:
 
 def stage_runners(layout, runtime: str, soc: dict, precisions: dict, wanted, models) -> dict[str, StageRunner]:
     """`wanted`: a precision name, or {model: precision} (Pipeline.requested_precisions)."""
-    wanted = {m: wanted for m in models} if isinstance(wanted, str) else dict(wanted)
+    wanted = requested_precisions(wanted, models)
     chosen = runtime_precisions(layout, wanted)
     out = {}
     for m in models:
