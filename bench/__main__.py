@@ -57,7 +57,7 @@ def main() -> int:
     log("scenario 1: cold build per stage (full preset)")
     results["cold_build"] = build.cold_build(pipe_path, ("fp16",), log)
     results["validation_full"] = collect_validation(folder / "artifacts" / "validation")
-    build_targets = ("export", "preprocess", "context")
+    build_targets = ("export", "preprocess", "reference", "context")
     log("scenario 1b: the cold main job (bash scripts/build.sh), then the no-op of a bare doit")
     results["main_job"] = build.main_job(log, args.reps)
     log("scenario 2: no-op doit, rebuild after a change of fp32's options")

@@ -33,7 +33,7 @@ def cold_build(pipe: Path, validate_precisions: tuple[str, ...], log) -> dict:
     """Each stage in its own `doit` process, in dependency order, from an empty artifacts folder."""
     shutil.rmtree(pipe.parent / "artifacts", ignore_errors=True)
     data = yaml.safe_load(pipe.read_text())
-    stages = ["export"] + [f"preprocess:{m}" for m in MODELS]
+    stages = ["export"] + [f"preprocess:{m}" for m in MODELS] + [f"reference:{m}" for m in MODELS]
     stages += [f"context:{m}-{p}" for p in data["precisions"] for m in MODELS]
     stages += [f"validate:{m}-{p}" for p in validate_precisions for m in MODELS]
     out = {}

@@ -22,25 +22,43 @@ def _observation():
     return [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(2)], rng.normal(0, 0.3, 8).astype(np.float32)
 
 
-def control_step(layout, pipe, reps: int = 5) -> dict:
-    from smolvla_build.runtime.policy import Policy
-    ev = pipe.section("evaluation")
-    policy = Policy.from_artifacts(layout, "reference", pipe.soc, pipe.precisions, ev["precision"], 10)
+def _timed_steps(policy, reps: int) -> list[dict]:
     images, state = _observation()
     noise = np.random.default_rng(1).standard_normal((1, 50, 32)).astype(np.float32)
     policy.predict_chunk(images, state, TASK, noise=noise.copy())          # warm-up
     policy.timings.clear()
     for _ in range(reps):
         policy.predict_chunk(images, state, TASK, noise=noise.copy())
-    rows = policy.timings
+    return list(policy.timings)
+
+
+def control_step(layout, pipe, reps: int = 5) -> dict:
+    """The reference runtime's control step as it runs (the CPU copies of `doit reference`), then
+    the same with the unfused preprocessed models in the same run: what the copies change."""
+    import os
+
+    from smolvla_build.runtime.policy import Policy
+    from smolvla_runtime.runners import ReferenceRunner
+    ev = pipe.section("evaluation")
+    os.sync()                    # the build's written files are on disk: no writeback during the timing
+    policy = Policy.from_artifacts(layout, "reference", pipe.soc, pipe.precisions, ev["precision"], 10)
+    rows = _timed_steps(policy, reps)
+    for m in MODELS:
+        policy.stages[m].runner = ReferenceRunner(layout.preprocessed(m)).activate()
+    unfused = _timed_steps(policy, reps)
     bare = [sum(sum(v) for v in r["session_run_s"].values()) for r in rows]
     total = [r["total_s"] for r in rows]
     overhead = [t - b for t, b in zip(total, bare)]
+    copies = {m: json.loads(layout.reference_info(m).read_text()) for m in MODELS}
     return {
         "vision_x2_s": stats([r["vision_s"] for r in rows]), "llm_s": stats([r["llm_s"] for r in rows]),
         "action_head_x10_s": stats([r["action_head_s"] for r in rows]), "total_s": stats(total),
         "bare_session_run_s": stats(bare), "overhead_s": stats(overhead),
         "overhead_pct": stats([100 * o / t for o, t in zip(overhead, total)]),
+        "unfused": {"vision_x2_s": stats([r["vision_s"] for r in unfused]), "llm_s": stats([r["llm_s"] for r in unfused]),
+                    "action_head_x10_s": stats([r["action_head_s"] for r in unfused]),
+                    "total_s": stats([r["total_s"] for r in unfused])},
+        "cpu_copies": {m: {k: c.get(k) for k in ("uses", "fusions", "relative_error", "reason")} for m, c in copies.items()},
     }
 
 

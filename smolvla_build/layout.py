@@ -92,6 +92,17 @@ class Layout:
     def embed_table_fp16(self) -> Path:
         return self.preprocessed_dir / "embed_tokens.fp16.npy"
 
+    # the reference runtime's CPU copies (fused onnxruntime ops where checked; else the preprocessed model)
+    @property
+    def reference_dir(self) -> Path:
+        return self.root / "reference"
+
+    def reference_model(self, model: str) -> Path:
+        return self.reference_dir / f"{model}.onnx"
+
+    def reference_info(self, model: str) -> Path:
+        return self.reference_dir / f"{model}.json"
+
     # calibration sets (integer precisions), one per (suite, sample count)
     def calibration_dir(self, samples: int) -> Path:
         return self.root / "calibration" / f"{self.pipe.calibration_suite()}-n{samples}"

@@ -51,7 +51,7 @@ def doit(pipeline: Path, *args: str, check: bool = True, env=None) -> DoitResult
 
 def chain(model: str, precisions=("fp16", "fp32")) -> set[str]:
     """The tasks downstream of one model's source ONNX."""
-    out = {f"preprocess:{model}"}
+    out = {f"preprocess:{model}", f"reference:{model}"}
     for p in precisions:
         out |= {f"context:{model}-{p}", f"validate:{model}-{p}"}
     if model == "llm_backbone":   # the action head's validation uses the LLM's KV cache

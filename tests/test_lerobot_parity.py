@@ -45,7 +45,7 @@ def test_the_built_policy_equals_lerobots(lerobot, tmp_path):
     from smolvla_build.runtime.policy import Policy
     out, spec, saved, want = lerobot
     pipe_path = write_pipeline(tmp_path, source={"preset": "tiny", "weights": "checkpoint", "path": saved["checkpoint"]})
-    res = doit(pipe_path, "preprocess")                       # export + preprocess from the folder as saved
+    res = doit(pipe_path, "reference")                        # export, preprocess, CPU copy from the folder as saved
     assert "export" in res.ran and "tokenizer from policy_preprocessor.json tokenizer_name" in res.stderr
     pipe = load_pipeline(pipe_path)
     policy = Policy.from_artifacts(Layout(pipe, "ort-qnn"), "reference", pipe.soc, pipe.precisions, "fp16", 10)

@@ -21,7 +21,7 @@ from smolvla_build import MODELS
 from conftest import ROOT, chain, doit, write_pipeline
 
 PRECISIONS = ("fp16", "fp32")
-ALL_TASKS = ({"export", "report"} | {f"preprocess:{m}" for m in MODELS}
+ALL_TASKS = ({"export", "report"} | {f"{s}:{m}" for s in ("preprocess", "reference") for m in MODELS}
              | {f"{s}:{m}-{p}" for s in ("context", "validate") for m in MODELS for p in PRECISIONS})
 
 

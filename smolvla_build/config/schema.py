@@ -159,6 +159,15 @@ PIPELINE_SCHEMA = {
                 "seed": {"type": "integer", "minimum": 0},
             },
         },
+        # the reference runtime's CPU copy of each preprocessed model (`doit reference`)
+        "reference": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "cpu_fusions": {"type": "boolean"},
+                "max_relative_error": {"type": "number", "exclusiveMinimum": 0},
+            },
+        },
         "validation": {
             "type": "object",
             "additionalProperties": False,
@@ -239,6 +248,7 @@ DEFAULTS = {
         "python": None,
     },
     "preprocess": {"mask_bound": -1.0e4, "equivalence_rtol": 1.0e-5, "seed": 0},
+    "reference": {"cpu_fusions": True, "max_relative_error": 1.0e-5},
     "validation": {"on_saturation": "fallback-fp32", "on_fallback_miss": "fail", "cosine_min": 0.999, "max_abs": 5.0e-3,
                    "seed": 0, "gates": {}},
     "calibration": {"suite": None, "tasks": "all", "seed": 0},

@@ -26,6 +26,16 @@ def runtime_precisions(layout, wanted: dict[str, str]) -> dict[str, str]:
     return dict(wanted)
 
 
+def reference_model(layout, model: str):
+    """The model the reference runtime runs: the checked CPU copy `doit reference` writes."""
+    path = layout.reference_model(model)
+    if not path.is_file():
+        from ..model_files import ModelFileError
+        raise ModelFileError(f"{path}: missing; the reference runtime runs the CPU copy `doit reference:{model}` "
+                             f"makes from {layout.preprocessed(model)}")
+    return path
+
+
 def stage_runners(layout, runtime: str, soc: dict, precisions: dict, wanted, models) -> dict[str, StageRunner]:
     """`wanted`: a precision name, or {model: precision} (Pipeline.requested_precisions)."""
     wanted = requested_precisions(wanted, models)
@@ -33,7 +43,7 @@ def stage_runners(layout, runtime: str, soc: dict, precisions: dict, wanted, mod
     out = {}
     for m in models:
         if runtime == "reference":
-            runner = ReferenceRunner(layout.preprocessed(m))
+            runner = ReferenceRunner(reference_model(layout, m))
         elif runtime in ("ort-qnn", "qnn-net-run"):
             p = chosen[m]
             runner = htp_runner(layout, m, p, soc, precisions[p], runtime)

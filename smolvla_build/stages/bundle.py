@@ -66,7 +66,7 @@ def _files(layout, toolchain: str, chosen: dict) -> dict[str, dict]:
             ctx, ctx_bins = q.ctx_onnx, [q.serialized]
         else:
             ctx, ctx_bins = layout.ort_qnn_context(m, p), [layout.ort_qnn_context_bin(m, p)]
-        ref = layout.preprocessed(m)
+        ref = layout.reference_model(m)             # the reference runtime's CPU copy (fused where checked)
         copies = {ctx: ctx.name, ref: ref.name, layout.io_sidecar(m): layout.io_sidecar(m).name,
                   **{b: b.name for b in ctx_bins}}
         data = ref.with_name(ref.name + ".data")
@@ -164,7 +164,7 @@ def gen_tasks(pipe, layout, toolchain):
     deps = [layout.export_dir / n for n in ("tokenizer.json", "tokenizer_config.json", "normalization.json")]
     deps += [layout.report_json]
     for m in MODELS:
-        deps += [layout.preprocessed(m), layout.io_sidecar(m)]
+        deps += [layout.preprocessed(m), layout.reference_model(m), layout.reference_info(m), layout.io_sidecar(m)]
         deps += [f for p in pipe.precisions for f in layout.context_files(m, p) + [layout.validation(m, p)]]
         deps += [layout.cpu_model(m)] if m in SINUSOID_ON_CPU else []
     deps += [layout.embed_table]

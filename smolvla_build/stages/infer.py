@@ -48,7 +48,7 @@ def infer_inputs(pipe, layout, runtime: str) -> list:
     """The built files the episode reads, for the runtime it will use."""
     files = [layout.export_dir / "tokenizer.json", layout.export_dir / "normalization.json"]
     for m in MODELS:
-        files += [layout.preprocessed(m), layout.io_sidecar(m)]
+        files += [layout.reference_model(m), layout.reference_info(m), layout.io_sidecar(m)]
         if runtime in ("ort-qnn", "qnn-net-run"):
             files += [f for p in pipe.precisions for f in layout.context_files(m, p)]
     files += [layout.embed_table] + [layout.cpu_model(m) for m in sorted(SINUSOID_ON_CPU)]
