@@ -111,7 +111,8 @@ def write_markdown(r: dict, out: str) -> None:
               "threads, in the environment of `scripts/lerobot_env.sh`) at the smolvla-libero size with random weights, "
               "saved by LeRobot's `save_pretrained`, built by `doit reference` (export, preprocess, CPU copies) from that folder as saved "
               f"({lp['build_seconds']:.0f} s, peak RSS {lp['build_peak_rss_mb']:.0f} MB), same observation, same noise. "
-              "Both control steps are timed after the files each side wrote are synced to disk.", "",
+              "Both control steps are timed the same way: in a fresh process, after the files it reads are synced to "
+              "disk and one untimed step.", "",
               "| check | result |", "|---|---|",
               f"| language tokens and mask equal | {c['tokens_equal']} |",
               f"| pixel values, max abs | {c['pixels_max_abs']:.2e} |",
@@ -121,6 +122,8 @@ def write_markdown(r: dict, out: str) -> None:
               "| control step (CPU, this machine) | seconds |", "|---|---|",
               f"| LeRobot (processors + predict_action_chunk, PyTorch) | {fmt(lp['lerobot_control_step_s'])} |",
               f"| ours (`reference` runtime, onnxruntime) | {fmt(lp['ours_control_step_s'])} |",
+              *([f"| ours: vision x2 / LLM / action head x10 | " + " / ".join(f"{lp['ours_parts_s'][k]['median']:.3f}"
+                 for k in ("vision_s", "llm_s", "action_head_s")) + " s (medians) |"] if "ours_parts_s" in lp else []),
               f"| ratio LeRobot / ours | {lp['ratio_lerobot_over_ours']:.2f}x |",
               f"| ours / LeRobot | {1 / lp['ratio_lerobot_over_ours']:.3f} (goal <= 0.5) |"]
         if lp.get("date") and lp["date"] != r["date"]:
