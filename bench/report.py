@@ -89,6 +89,10 @@ def write_markdown(r: dict, out: str) -> None:
               f"| LLM backbone x1 | {fmt(c['llm_s'])} | {fmt(u['llm_s'])} |",
               f"| action head x10 | {fmt(c['action_head_x10_s'])} | {fmt(u['action_head_x10_s'])} |",
               f"| total | {fmt(c['total_s'])} | {fmt(u['total_s'])} |", ""]
+        same = [m for m, v in c["cpu_copies"].items() if v["uses"] != "fused"]
+        if same:
+            L += [f"The copies of {', '.join(same)} are the preprocessed models themselves, so their two columns ran "
+                  "the same model: their difference is this machine's run-to-run noise (the unfused column ran second).", ""]
     L += ["## 4. Persistent sessions vs one process per call", ""]
     p = r["process_per_call"]
     L += [f"Same engine (onnxruntime CPU), same inputs, same run; {p['calls_per_control_step']} stage calls per control "

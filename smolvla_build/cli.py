@@ -5,6 +5,10 @@
       prints the report and writes OUT.onnx, OUT.report.json and OUT.io.json.
   check IN.onnx
       the converter-clean check alone (exit 1 when not clean).
+  cpu-copy IN.onnx OUT.onnx [--max-relative-error 1e-5] [--seed 0]
+      the reference runtime's CPU copy of a model (`doit reference`): onnxruntime's fused CPU ops
+      where a pattern matches, checked against IN; writes OUT.onnx only if the check passes
+      (exit 1 when it fails, 0 with nothing written when no pattern matched) and prints the report.
   export OUT_DIR [--preset tiny|smolvla-libero] [--weights random|checkpoint|hub] [--path P] [--repo-id R]
       export the three stage ONNX models and the runtime side files.
   libero-check [--config-dir DIR]
@@ -65,6 +69,21 @@ def _check(args) -> int:
     return 0 if not problems else 1
 
 
+def _cpu_copy(args) -> int:
+    from . import onnx_io
+    from .cpu_passes import cpu_copy
+    result = cpu_copy(onnx_io.load(args.input), args.max_relative_error, args.seed)
+    print(json.dumps(result.report, indent=2, default=str))
+    if result.model is None:
+        failed = result.report["reason"].startswith("fused copy")
+        print(f"{'error' if failed else 'note'}: {args.input}: {result.report['reason']}; {args.output} not written",
+              file=sys.stderr)
+        return 1 if failed else 0
+    onnx_io.save(result.model, args.output)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
 def _export(args) -> int:
     from .export.checkpoint import CheckpointError
     from .export.onnx_export import export_all
@@ -105,6 +124,12 @@ def main(argv=None) -> int:
     c = sub.add_parser("check", help="converter-clean check only")
     c.add_argument("input")
     c.set_defaults(fn=_check)
+    cc = sub.add_parser("cpu-copy", help="onnxruntime's fused CPU ops where they match, checked against the input")
+    cc.add_argument("input")
+    cc.add_argument("output")
+    cc.add_argument("--max-relative-error", type=float, default=1.0e-5)
+    cc.add_argument("--seed", type=int, default=0)
+    cc.set_defaults(fn=_cpu_copy)
     e = sub.add_parser("export", help="export the three SmolVLA stage models")
     e.add_argument("out_dir")
     e.add_argument("--preset", default="tiny", choices=["tiny", "smolvla-libero"])

@@ -176,3 +176,19 @@ def test_doit_reference_on_the_tiny_build(tmp_path):
     assert res.ran == {"reference:vision_encoder", "reference:llm_backbone", "reference:action_head"}
     assert json.loads(layout.reference_info("vision_encoder").read_text())["reason"] == "reference.cpu_fusions is false"
     assert layout.reference_model("vision_encoder").read_bytes() == layout.preprocessed("vision_encoder").read_bytes()
+
+
+def test_cli_cpu_copy(tmp_path):
+    """`python -m smolvla_build cpu-copy` mirrors the stage: fused and checked, or nothing written."""
+    import subprocess
+    import sys
+    src, out = tmp_path / "attn.onnx", tmp_path / "attn.cpu.onnx"
+    onnx.save(attention_model(), str(src))
+    ok = subprocess.run([sys.executable, "-m", "smolvla_build", "cpu-copy", str(src), str(out)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["uses"] == "fused" and ops(onnx.load(str(out)))["MultiHeadAttention"] == 1
+    out.unlink()
+    bad = subprocess.run([sys.executable, "-m", "smolvla_build", "cpu-copy", str(src), str(out), "--max-relative-error", "1e-30"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and not out.exists()
+    assert "error:" in bad.stderr and "fused copy's relative error" in bad.stderr and "not written" in bad.stderr
