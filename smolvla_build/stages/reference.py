@@ -41,8 +41,7 @@ def run_reference(model_name: str, src: str, out: str, info: str, options: dict)
     report = dict(result.report, model=model_name, source=src, seconds=round(time.perf_counter() - t0, 2))
     if not options["cpu_fusions"]:
         report["reason"] = "reference.cpu_fusions is false"
-    for stale in (Path(out + ".data"),):
-        stale.unlink(missing_ok=True)
+    Path(out + ".data").unlink(missing_ok=True)          # a previous copy's external weights
     if result.model is not None:
         onnx_io.save(result.model, out)
     else:
