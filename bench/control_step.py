@@ -22,14 +22,23 @@ def _observation():
     return [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(2)], rng.normal(0, 0.3, 8).astype(np.float32)
 
 
+def timed_steps(policy, reps: int, images, state, task: str, noise) -> tuple[list[float], list[dict]]:
+    """One untimed control step, then `reps` timed ones on the same observation and noise: the wall
+    seconds of each predict_chunk and the policy's own per-stage timings of each."""
+    policy.predict_chunk(images, state, task, noise=noise.copy())          # warm-up
+    policy.timings.clear()
+    wall = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        policy.predict_chunk(images, state, task, noise=noise.copy())
+        wall.append(time.perf_counter() - t0)
+    return wall, list(policy.timings)
+
+
 def _timed_steps(policy, reps: int) -> list[dict]:
     images, state = _observation()
     noise = np.random.default_rng(1).standard_normal((1, 50, 32)).astype(np.float32)
-    policy.predict_chunk(images, state, TASK, noise=noise.copy())          # warm-up
-    policy.timings.clear()
-    for _ in range(reps):
-        policy.predict_chunk(images, state, TASK, noise=noise.copy())
-    return list(policy.timings)
+    return timed_steps(policy, reps, images, state, TASK, noise)[1]
 
 
 def control_step(layout, pipe, reps: int = 5) -> dict:

@@ -35,23 +35,12 @@ def time_ours(pipe_path: str, spec_path: str, reps: int) -> dict:
     """Our control step as LeRobot's is timed: in a fresh process, after one untimed step, on the
     same observation and noise: `reps` x predict_chunk from the raw frames (its own stage split too)."""
     import json
-    import time
 
-    import numpy as np
-    spec = json.loads(Path(spec_path).read_text())
-    policy = _policy(pipe_path)
-    images = [np.load(p) for p in spec["observation"]["images"]]
-    state = np.asarray(spec["observation"]["state"], np.float32)
-    task, noise = spec["observation"]["task"], np.load(spec["noise"])
-    policy.predict_chunk(images, state, task, noise=noise.copy())
-    policy.timings.clear()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        policy.predict_chunk(images, state, task, noise=noise.copy())
-        times.append(time.perf_counter() - t0)
-    parts = {k: [t[k] for t in policy.timings] for k in ("vision_s", "llm_s", "action_head_s")}
-    return {"seconds_per_step": times, "parts": parts}
+    from lerobot_parity import observation
+
+    from .control_step import timed_steps
+    wall, rows = timed_steps(_policy(pipe_path), reps, *observation(json.loads(Path(spec_path).read_text())))
+    return {"seconds_per_step": wall, "parts": {k: [r[k] for r in rows] for k in ("vision_s", "llm_s", "action_head_s")}}
 
 
 def lerobot_parity(reps: int, log) -> dict:
@@ -77,7 +66,6 @@ def lerobot_parity(reps: int, log) -> dict:
     build = run_measured(doit_cmd(pipe_path, "reference"))
     log(f"  our export + preprocess + reference copy from LeRobot's folder: {build['seconds']:.0f} s")
     got = compare_built_policy(_policy(pipe_path), spec, want)         # equality, untimed
-    got.pop("seconds_per_step", None)
     os.sync()                        # our build's files are on disk: no writeback during the timing
     ours = json.loads(run_measured([sys.executable, "-m", "bench.lerobot_parity", "--time-ours", str(pipe_path),
                                     str(folder / "lerobot" / "spec.json"), "--reps", str(reps)])["output"].strip().splitlines()[-1])

@@ -47,6 +47,16 @@ def atomic_dir(final_dir: str | Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def link_or_copy(src: str | Path, target: str | Path) -> None:
+    """target becomes src's content, atomically: a hard link where the file system allows, else a copy."""
+    with atomic_path(target) as tmp:
+        os.unlink(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -12,6 +12,13 @@ from ..passes._graph import const_value, export_graph, import_graph
 MS_DOMAIN = "com.microsoft"
 
 
+def with_ms_opset(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model`, importing the com.microsoft opset if a node uses it and it is not imported yet."""
+    if any(n.domain == MS_DOMAIN for n in model.graph.node) and not any(o.domain == MS_DOMAIN for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid(MS_DOMAIN, 1))
+    return model
+
+
 def _is_float_cast(node) -> bool:
     """A float32 -> float32 Cast (the exporter's `softmax(..., dtype=float32).to(dtype)` and
     `.to(q.dtype)` on a float32 graph): a no-op the matcher looks through."""
@@ -115,7 +122,6 @@ def fuse_attention_to_multihead(model: onnx.ModelProto) -> onnx.ModelProto:
     CPU-only: the HTP graphs keep the standard ops; this runs on the reference runtime's copy.
     """
     graph = import_graph(model)
-    fused = 0
     for softmax in [n for n in graph.nodes if n.op == "Softmax"]:
         if softmax.attrs.get("axis", -1) not in (-1, 3) or not softmax.inputs[0].inputs:
             continue
@@ -145,8 +151,4 @@ def fuse_attention_to_multihead(model: onnx.ModelProto) -> onnx.ModelProto:
         merge.outputs.clear()
         graph.nodes.append(gs.Node("MultiHeadAttention", name=f"{name}/multihead", domain=MS_DOMAIN,
                                    attrs={"num_heads": int(n), "scale": float(scale)}, inputs=inputs, outputs=[out]))
-        fused += 1
-    out = export_graph(graph, model)
-    if fused and not any(o.domain == MS_DOMAIN for o in out.opset_import):
-        out.opset_import.append(onnx.helper.make_opsetid(MS_DOMAIN, 1))
-    return out
+    return with_ms_opset(export_graph(graph, model))

@@ -62,17 +62,16 @@ def compare_models(unfused: onnx.ModelProto, fused: onnx.ModelProto, seed: int, 
             "seconds_per_call": {"unfused": seconds[0], "fused": seconds[1]}}
 
 
-def cpu_copy(model: onnx.ModelProto, max_relative_error: float, seed: int = 0, fusions=None) -> CpuCopy:
-    """`model` with every fusion of `fusions` (default CPU_FUSIONS) applied, if any matched and the
-    fused model's outputs stay within `max_relative_error` of the unfused model's."""
-    fusions = CPU_FUSIONS if fusions is None else fusions
+def cpu_copy(model: onnx.ModelProto, max_relative_error: float, seed: int = 0) -> CpuCopy:
+    """`model` with every fusion of CPU_FUSIONS applied, if any matched and the fused model's
+    outputs stay within `max_relative_error` of the unfused model's."""
     before = _ops(model)
     fused = model
-    for fuse in fusions.values():
+    for fuse in CPU_FUSIONS.values():
         fused = fuse(fused)
         gc.collect()
     after = _ops(fused)
-    counts = {op: after.get(op, 0) - before.get(op, 0) for op in fusions}
+    counts = {op: after.get(op, 0) - before.get(op, 0) for op in CPU_FUSIONS}
     report = {"fusions": counts, "ops_before": sum(before.values()), "ops_after": sum(after.values()),
               "max_relative_error": max_relative_error}
     if not any(counts.values()):

@@ -6,7 +6,7 @@ import logging
 
 import onnx
 
-from .attention import MS_DOMAIN
+from .attention import with_ms_opset
 
 
 def fuse_tanh_gelu(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -31,7 +31,4 @@ def fuse_tanh_gelu(model: onnx.ModelProto) -> onnx.ModelProto:
     FusionFastGelu(wrapped).apply()
     FusionBiasGelu(wrapped, is_fastgelu=True).apply()
     wrapped.topological_sort()
-    out = wrapped.model
-    if any(n.domain == MS_DOMAIN for n in out.graph.node) and not any(o.domain == MS_DOMAIN for o in out.opset_import):
-        out.opset_import.append(onnx.helper.make_opsetid(MS_DOMAIN, 1))
-    return out
+    return with_ms_opset(wrapped.model)

@@ -11,36 +11,22 @@ FAMILY = "reference"
 log = logging.getLogger("smolvla_build.reference")
 
 
-def link_or_copy(src, dst) -> None:
-    """dst becomes src's content, atomically: a hard link where the file system allows, else a copy."""
-    import os
-    import shutil
-
-    from ..fsutil import atomic_path
-    with atomic_path(dst) as tmp:
-        os.unlink(tmp)
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-
-
 def run_reference(model_name: str, src: str, out: str, info: str, options: dict):
     import time
     from pathlib import Path
 
     from .. import onnx_io
-    from ..fsutil import write_json
-    from ..cpu_passes import CPU_FUSIONS, cpu_copy
+    from ..cpu_passes import CpuCopy, cpu_copy
+    from ..fsutil import link_or_copy, write_json
     from ..progress import heartbeat
     t0 = time.perf_counter()
-    model = onnx_io.load(src)
-    fusions = CPU_FUSIONS if options["cpu_fusions"] else {}
-    with heartbeat(f"reference {model_name}", log):
-        result = cpu_copy(model, options["max_relative_error"], options["seed"], fusions)
+    if options["cpu_fusions"]:
+        with heartbeat(f"reference {model_name}", log):
+            result = cpu_copy(onnx_io.load(src), options["max_relative_error"], options["seed"])
+    else:                                                # nothing to try: the copy is the model itself
+        result = CpuCopy(None, {"fusions": {}, "max_relative_error": options["max_relative_error"], "uses": "unfused",
+                                "reason": "reference.cpu_fusions is false"})
     report = dict(result.report, model=model_name, source=src, seconds=round(time.perf_counter() - t0, 2))
-    if not options["cpu_fusions"]:
-        report["reason"] = "reference.cpu_fusions is false"
     Path(out + ".data").unlink(missing_ok=True)          # a previous copy's external weights
     if result.model is not None:
         onnx_io.save(result.model, out)
