@@ -141,9 +141,9 @@ class CalibrationSet:
         return Reader()
 
     def write_raw(self, folder: Path, inputs: list[tuple[str, str, list[int]]]) -> list[list[tuple[str, str]]]:
-        """The set as .raw files for the SDK converter's quantizer (toolchains.qairt.write_raw_inputs;
+        """The set as .raw files for the SDK converter's quantizer (toolchains.qairt.qnn_io.write_raw_inputs;
         all float32, its default reading) and the lines of its input list, one per sample."""
-        from .toolchains.qairt import write_raw_inputs
+        from .toolchains.qairt.qnn_io import write_raw_inputs
         folder.mkdir(parents=True, exist_ok=True)
         return [write_raw_inputs(self[i], inputs, folder, prefix=f"{i:04d}_", all_float32=True)[0]
                 for i in range(len(self))]

@@ -13,6 +13,10 @@
       export the three stage ONNX models and the runtime side files.
   libero-check [--config-dir DIR]
       check the LIBERO install: import, build a task, render one frame headless.
+  doctor [--host aarch64-windows-msvc|x86_64-linux-clang] [--pipeline pipeline.yaml] [--json]
+      what the qairt chain and the runtimes would use on a host (SDK root and version, each tool, the
+      environment, the converter's Python, compilers, MSVC folders, HTP libraries, onnxruntime-qnn,
+      what `runtime: auto` picks); exit 0 only if the chain can run.
 """
 
 from __future__ import annotations
@@ -107,6 +111,19 @@ def _libero_check(args) -> int:
     return 0
 
 
+def _doctor(args) -> int:
+    from .config import ConfigError, load_pipeline
+    from .toolchains import ToolchainError
+    from .toolchains.qairt.doctor import render_text, report
+    try:
+        r = report(load_pipeline(args.pipeline), args.host)
+    except (ConfigError, ToolchainError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(r, indent=2) if args.json else render_text(r))
+    return 0 if not r["problems"] else 1
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     ap = argparse.ArgumentParser(prog="python -m smolvla_build", description=__doc__,
@@ -143,6 +160,12 @@ def main(argv=None) -> int:
     lc = sub.add_parser("libero-check", help="import LIBERO, build a task, render one frame headless")
     lc.add_argument("--config-dir", default="artifacts/libero-config")
     lc.set_defaults(fn=_libero_check)
+    d = sub.add_parser("doctor", help="what the qairt chain and the runtimes would use on a host, checked")
+    d.add_argument("--host", choices=["aarch64-windows-msvc", "x86_64-linux-clang"],
+                   help="the SDK host layout to check (default: toolchain.host, else this machine's)")
+    d.add_argument("--pipeline", default="pipeline.yaml", help="the pipeline whose toolchain and soc are checked")
+    d.add_argument("--json", action="store_true", help="one JSON object")
+    d.set_defaults(fn=_doctor)
     args = ap.parse_args(argv)
     from .model_files import ModelFileError
     try:

@@ -138,6 +138,10 @@ class Layout:
         return QairtPaths(self.root, model, precision)
 
     # the built context of the pipeline's toolchain (validate, report, runtime)
+    def qnn_net_run_dir(self, model: str, precision: str) -> Path:
+        """qnn-net-run's working folder: the staged HTP libraries, its configs and each call's files."""
+        return self.root / ".qnn-net-run" / f"{model}-{precision}"
+
     def context(self, model: str, precision: str) -> Path:
         """The EPContext ONNX model onnxruntime-qnn loads."""
         if self.toolchain == "qairt":

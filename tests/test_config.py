@@ -78,7 +78,17 @@ def test_qairt_without_sdk_fails_at_once(tmp_path, monkeypatch):
     p = write_pipeline(tmp_path, toolchain={"kind": "qairt"})
     env = dict(__import__("os").environ)
     env.pop("QNN_SDK_ROOT", None)
+    env.pop("QAIRT_SDK_ROOT", None)
     res = doit(p, "list", check=False, env=env)
     assert res.returncode != 0 and "Traceback" not in res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "QNN_SDK_ROOT" in lines[0] and "install" in lines[0]
+    assert len(lines) == 1 and "set QAIRT_SDK_ROOT (or QNN_SDK_ROOT" in lines[0] and "install" in lines[0]
+
+
+def test_the_default_pipeline_builds_the_cards_converter():
+    """The card's qnn-onnx-converter is patched (matmul_to_fc disabled): every precision of the
+    default pipeline gets the patch unless it says otherwise."""
+    from smolvla_build.config import load_pipeline
+    pipe = load_pipeline(ROOT / "pipeline.yaml")
+    assert all(p["converter"]["disable_matmul_to_fc"] for p in pipe.precisions.values())
+    assert pipe.section("evaluation")["qnn_net_run"]["perf_profile"] == "burst"

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto as T
 
 from smolvla_build.passes import (bound_mask_constants, check_htp_clean, cumsum_to_matmul, eliminate_bool_logic,
-                                  embedding_on_cpu, fold_constant_subgraphs, preprocess, sinusoid_on_cpu)
+                                  embedding_on_cpu, fold_constant_subgraphs, gemm_to_matmul, preprocess, sinusoid_on_cpu)
 from smolvla_build.passes.checker import census
 
 
@@ -276,3 +276,27 @@ def test_shape_inference_never_copies_the_weights():
     r = graph.tensors()["r"]
     assert r.dtype == np.float32 and list(r.shape) == [1, 4096]   # inferred through the Reshape's constant
     np.testing.assert_array_equal(graph.tensors()["w"].values, w)
+
+
+@pytest.mark.parametrize("trans_b,alpha,beta,bias", [(1, 1.0, 1.0, "const"), (0, 0.5, 2.0, "const"),
+                                                      (1, 1.0, 3.0, "input"), (1, 1.0, 1.0, None)])
+def test_gemm_with_a_constant_weight_becomes_matmul(trans_b, alpha, beta, bias):
+    """nn.Linear on a 2-D input (Gemm, transB=1): QAIRT would make it FullyConnected whatever
+    MATMUL_TO_FC says; as MatMul (+ Add) it is the same function."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((5, 3) if trans_b else (3, 5)).astype(np.float32)
+    inits = [oh.make_tensor("w", T.FLOAT, w.shape, w.ravel())]
+    inputs = [vi("x", T.FLOAT, [2, 3])]
+    if bias == "const":
+        inits.append(oh.make_tensor("b", T.FLOAT, [5], rng.standard_normal(5).astype(np.float32)))
+    elif bias == "input":
+        inputs.append(vi("b", T.FLOAT, [2, 5]))
+    node = oh.make_node("Gemm", ["x", "w"] + (["b"] if bias else []), ["y"], transB=trans_b, alpha=alpha, beta=beta)
+    m = model([node], inputs, [vi("y", T.FLOAT, [2, 5])], inits)
+    out = gemm_to_matmul(m)
+    assert [n.op_type for n in out.graph.node] == ["MatMul"] + (["Add"] if bias == "const" else
+                                                                ["Mul", "Add"] if bias == "input" else [])
+    feeds = {"x": rng.standard_normal((2, 3)).astype(np.float32), "b": rng.standard_normal((2, 5)).astype(np.float32)}
+    np.testing.assert_allclose(run(out, feeds)[0], run(m, feeds)[0], rtol=1e-6, atol=1e-6)
+    assert same_serialization(gemm_to_matmul(out), out)
+    assert gemm_to_matmul(m).graph.node[0].op_type == "MatMul" and m.graph.node[0].op_type == "Gemm"   # pure

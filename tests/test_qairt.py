@@ -19,8 +19,10 @@ import yaml
 from smolvla_build import MODELS
 from smolvla_build.templates import render, render_command
 from smolvla_build.toolchains import ToolchainError
-from smolvla_build.toolchains.qairt import (Sdk, check_crt, coff_directives, converter_python, native_names_arg,
-                                            read_version, sanitize, version_matches)
+from smolvla_build.toolchains.qairt.compilers import check_crt, coff_directives
+from smolvla_build.toolchains.qairt.python import converter_python
+from smolvla_build.toolchains.qairt.qnn_io import native_names_arg, sanitize
+from smolvla_build.toolchains.qairt.sdk import Sdk, read_version, version_matches
 
 from conftest import ROOT, doit, write_pipeline
 
@@ -51,12 +53,12 @@ def test_converter_command_golden():
                          onnx="/my models/llm.onnx", cpp="/out/llm.cpp", float_bitwidth=16, float_bias_bitwidth=32,
                          extra_args=[])
     assert cmd == ("/usr/bin/python3.10 /sdk/bin/x86_64-linux-clang/qnn-onnx-converter --input_network '/my models/llm.onnx' "
-                   "--output_path /out/llm.cpp --float_bitwidth 16 --float_bias_bitwidth 32 --preserve_io layout")
+                   "--output_path /out/llm.cpp --float_bitwidth 16 --float_bias_bitwidth 32 --preserve_io")
     patched = render_command("qairt/converter.j2", python="py", converter="conv", patch="/p/converter_patch.py",
                              onnx="m.onnx", cpp="m.cpp", float_bitwidth=32, float_bias_bitwidth=0,
                              extra_args=["--no_simplification"])
     assert patched == ("py /p/converter_patch.py conv --input_network m.onnx --output_path m.cpp "
-                       "--float_bitwidth 32 --preserve_io layout --no_simplification")
+                       "--float_bitwidth 32 --preserve_io --no_simplification")
     w8a16 = render_command("qairt/converter.j2", python="py", converter="conv", patch=None, onnx="m.onnx", cpp="m.cpp",
                            float_bitwidth=None, float_bias_bitwidth=0, extra_args=[], input_list="/s/input_list.txt",
                            quantization={"weights": 8, "activations": 16, "per_channel": True, "symmetric": True})
@@ -73,7 +75,8 @@ def test_commands_run_as_argument_lists_without_a_shell(tmp_path):
     argument on every host: the rendered line splits back into exactly the arguments (no sh, no
     cmd.exe), and a real tool (clang assembling a weight object) reads and writes there."""
     from smolvla_build.templates import argv
-    from smolvla_build.toolchains.qairt import TARGET, run
+    from smolvla_build.toolchains.qairt.compilers import TARGET
+    from smolvla_build.toolchains.qairt.run import run
     d = tmp_path / NASTY
     d.mkdir()
     raw = d / "w.raw"
@@ -106,24 +109,36 @@ def test_compile_link_context_golden():
         "/sdk/bin/qnn-context-binary-generator --model /o/libllm.so --backend /sdk/lib/libQnnHtp.so "
         "--binary_file libllm_backbone_htp_fp16.serialized --output_dir /o --config_file /o/htp_config.json")
     assert render_command("qairt/qnn_net_run.j2", netrun="qnn-net-run", context="/o/ctx.bin",
-                          backend="libQnnHtp.so", input_list="/o/input_list.txt", outdir="/o/out",
-                          native_inputs=native_names_arg("action_head", ["prefix_pad_mask", "lang_mask"])) == (
-        "qnn-net-run --retrieve_context /o/ctx.bin --backend libQnnHtp.so --input_list /o/input_list.txt "
-        "--output_dir /o/out --native_input_tensor_names action_head:prefix_pad_mask,lang_mask")
+                          backend="/o/htp/libQnnHtp.so", config="/o/htp_config.json", input_list="/o/input_list.txt",
+                          outdir="/o/out", native_inputs=native_names_arg("action_head", ["prefix_pad_mask", "lang_mask"]),
+                          log_level="warn", profiling_level=None) == (
+        "qnn-net-run --retrieve_context /o/ctx.bin --backend /o/htp/libQnnHtp.so --config_file /o/htp_config.json "
+        "--input_list /o/input_list.txt --output_dir /o/out --native_input_tensor_names action_head:prefix_pad_mask,lang_mask "
+        "--log_level warn")
     assert render("qairt/input_list.txt.j2", lines=[[("x_t", "/in/x.raw"), ("timestep", "/in/t.raw")]]) == \
         "x_t:=/in/x.raw timestep:=/in/t.raw\n"
 
 
-def test_htp_config_json_golden():
-    ext = json.loads(render("qairt/htp_backend_ext.json.j2", graph_name="llm_backbone", soc_model=60, htp_arch=73,
-                            vtcm_mb=8, fp16_relaxed_precision=True, optimization_level=3, hvx_threads=4))
+def test_backend_extension_configs_are_json_with_their_own_readers(tmp_path):
+    """The context generator's config holds the graph options (graph_names = the converter's graph);
+    qnn-net-run's holds the device's perf settings; both are written with json, so any path works."""
+    from smolvla_build.fsutil import write_json
+    from smolvla_build.toolchains.qairt.htp import backend_config, context_backend_extensions, netrun_backend_extensions
+    soc = {"soc_model": 60, "htp_arch": 73}
+    ext = context_backend_extensions("llm_backbone", soc, {"vtcm_mb": 8, "fp16_relaxed_precision": True,
+                                                            "optimization_level": 3, "hvx_threads": 4})
     assert ext["graphs"] == [{"graph_names": ["llm_backbone"], "vtcm_mb": 8, "fp16_relaxed_precision": 1, "O": 3,
                               "hvx_threads": 4}]
-    assert ext["devices"][0]["soc_model"] == 60 and ext["devices"][0]["dsp_arch"] == "v73"
-    cfg = json.loads(render("qairt/htp_config.json.j2", extensions_lib="/sdk/lib/libQnnHtpNetRunExtensions.so",
-                            backend_ext="/o/htp_backend_ext.json"))
-    assert cfg == {"backend_extensions": {"shared_library_path": "/sdk/lib/libQnnHtpNetRunExtensions.so",
-                                          "config_file_path": "/o/htp_backend_ext.json"}}
+    assert ext["devices"] == [{"soc_model": 60, "dsp_arch": "v73", "pd_session": "unsigned"}]
+    run = netrun_backend_extensions(soc, {"perf_profile": "high_performance", "rpc_control_latency": 250,
+                                          "rpc_polling_time": 9999})
+    assert run["devices"][0]["cores"] == [{"core_id": 0, "perf_profile": "high_performance", "rpc_control_latency": 250,
+                                           "rpc_polling_time": 9999}]
+    nasty = tmp_path / NASTY / "htp_backend_ext.json"
+    cfg = backend_config(Path("C:\\SDK\\lib\\QnnHtpNetRunExtensions.dll"), nasty)
+    write_json(tmp_path / "cfg.json", cfg)
+    assert json.loads((tmp_path / "cfg.json").read_text()) == {"backend_extensions": {
+        "shared_library_path": "C:\\SDK\\lib\\QnnHtpNetRunExtensions.dll", "config_file_path": str(nasty)}}
 
 
 # --- 1. the SDK version --------------------------------------------------------------------------------
@@ -153,9 +168,9 @@ def test_converter_python_is_the_one_the_sdk_modules_link(fake_sdk, tmp_path):
     assert converter_python(sdk) == sys.executable              # built for this interpreter's version
     other = fake_qairt_sdk(tmp_path / "sdk399", python=(3, 99))
     sdk399 = Sdk(other, read_version(other), "x86_64-linux-clang")
-    with pytest.raises(ToolchainError, match=r"need Python 3\.99, which is not installed here: install python3\.99"):
+    with pytest.raises(ToolchainError, match=r"need Python 3\.99, which is not installed here: install it"):
         converter_python(sdk399)
-    with pytest.raises(ToolchainError, match=r"toolchain.python: .* is Python 3\.\d+, but .* need Python 3\.99"):
+    with pytest.raises(ToolchainError, match=r"toolchain.python: .* is x64 Python 3\.\d+, but .* need Python 3\.99"):
         converter_python(sdk399, sys.executable)
     # and the double fails the way the real converter does under another Python: at its first import
     proc = subprocess.run([sys.executable, str(other / "bin" / "x86_64-linux-clang" / "qnn-onnx-converter"),
@@ -169,7 +184,7 @@ def _fc_probe(fake_sdk: Path, patch: str) -> str:
     """Run the double's optimizer on MatMul(x, W[4,4]) after `patch`; the op type it leaves."""
     code = f"""
 import sys
-sys.path.insert(0, {str(ROOT / 'smolvla_build' / 'toolchains')!r})
+sys.path.insert(0, {str(ROOT / 'smolvla_build' / 'toolchains' / 'qairt')!r})
 from qti.aisw.converters.common.converter_ir import op_graph_optimizations as opt
 from qti.aisw.converters.common.converter_ir.op_graph import IROpGraph, Node
 {patch}
@@ -204,18 +219,20 @@ def test_sanitized_names_follow_the_converter():
 @pytest.fixture(scope="module")
 def qairt_build(tmp_path_factory, fake_sdk, fake_msvc):
     """convert -> compile -> link -> hostlib -> context -> validate -> report for 3 models x fp16/fp32/w8a16,
-    fp16 with the card's MATMUL_TO_FC patch; in a folder whose name has a space."""
+    fp16 with the card's MATMUL_TO_FC patch (the default), fp32 without; in a folder whose name has a
+    space; the SDK named by QAIRT_SDK_ROOT alone."""
     folder = tmp_path_factory.mktemp("qairt with space")
     pipe = write_pipeline(folder, toolchain=qairt_toolchain(fake_msvc))
     cfg = yaml.safe_load(pipe.read_text())
-    cfg["precisions"]["fp16"]["converter"]["disable_matmul_to_fc"] = True
+    cfg["precisions"]["fp32"]["converter"]["disable_matmul_to_fc"] = False    # the default is the card's (True)
     # an integer precision: the converter's own quantizer on the recorded calibration set
     cfg["precisions"]["w8a16"] = {"quantization": {"weights": 8, "activations": 16, "calibration": {"samples": 4}}}
     cfg["calibration"] = {"tasks": [0, 1]}
     # 4 samples keep the suite short; the tiny LLM then reaches cosine 0.9988 (8 samples: 0.9995)
     cfg["validation"] = {"gates": {"w8a16": {"cosine_min": 0.995}}}
     pipe.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    env = dict(os.environ, QNN_SDK_ROOT=str(fake_sdk), FAKE_QAIRT_LOG=str(folder / "calls.jsonl"))
+    env = dict(os.environ, QAIRT_SDK_ROOT=str(fake_sdk), FAKE_QAIRT_LOG=str(folder / "calls.jsonl"))
+    env.pop("QNN_SDK_ROOT", None)
     first = doit(pipe, env=env)
     return folder, pipe, env, first
 
@@ -242,11 +259,14 @@ def test_full_chain_builds_validates_and_reports(qairt_build):
             assert info["graphName"] == m                                          # the converter's .cpp stem
             ctx = onnx.load(str(d / f"{m}_qairt_ctx.onnx"))
             assert ctx.graph.node[0].op_type == "EPContext" and ctx.graph.node[0].name == m
-            # I/O of the QNN graph: the converter's sanitized names, fp16 floats in the fp16 context
+            # I/O of the QNN graph: the converter's sanitized names, and the ONNX datatypes in every
+            # precision (--preserve_io): float32 in and out of the fp16 context too
             pre = onnx.load(str(folder / "artifacts" / "preprocessed" / f"{m}.onnx"), load_external_data=False)
             assert [i.name for i in ctx.graph.input] == [sanitize(i.name) for i in pre.graph.input]
-            float_type = onnx.TensorProto.FLOAT16 if p == "fp16" else onnx.TensorProto.FLOAT
-            assert [o.type.tensor_type.elem_type for o in ctx.graph.output] == [float_type] * len(pre.graph.output)
+            for ours, theirs in ((ctx.graph.input, pre.graph.input), (ctx.graph.output, pre.graph.output)):
+                assert ([v.type.tensor_type.elem_type for v in ours]
+                        == [onnx.TensorProto.INT32 if v.type.tensor_type.elem_type == onnx.TensorProto.INT64
+                            else v.type.tensor_type.elem_type for v in theirs])
     assert report["runtime_precision"] == {m: {"precision": "fp16", "requested": "fp16"} for m in MODELS}
     assert doit(pipe, env=env).ran == set()
 
@@ -260,6 +280,10 @@ def test_patched_converter_output_keeps_every_matmul(qairt_build):
         two_d = {sanitize(t.name) for t in pre.graph.initializer if len(t.dims) == 2}
         with_2d_weight = [n for n in nodes if n["type"] in ("MatMul", "FullyConnected") and n["input_names"][1] in two_d]
         assert with_2d_weight and {n["type"] for n in with_2d_weight} == {want}
+        # no Gemm reaches the converter (it would become FullyConnected whatever the patch says)
+        assert "Gemm" not in {n.op_type for n in pre.graph.node}
+        if p == "fp16":
+            assert "FullyConnected" not in {n["type"] for n in nodes}
 
 
 def test_recorded_arguments_and_working_folders(qairt_build):
@@ -268,7 +292,7 @@ def test_recorded_arguments_and_working_folders(qairt_build):
     conv = calls(log, "qnn-onnx-converter")
     floats = [c for c in conv if not c["args"]["input_list"]]
     assert {c["args"]["float_bitwidth"] for c in floats} == {16, 32}
-    assert all(c["args"]["preserve_io"] == ["layout"] for c in floats)
+    assert all(c["args"]["preserve_io"] == [] for c in floats)         # layout and datatype kept
     gens = calls(log, "qnn-context-binary-generator")
     assert all(c["args"]["model"].endswith(".so") and not c["args"]["binary_file"].endswith(".bin") for c in gens)
     libgen = calls(log, "qnn-model-lib-generator")
@@ -345,7 +369,8 @@ def test_qnn_net_run_runner_matches_the_epcontext_runner(qairt_build, fake_sdk, 
     from smolvla_build.layout import Layout
     from smolvla_build.runtime.contexts import graph_io, htp_runner
     folder, pipe_path, env, _ = qairt_build
-    monkeypatch.setenv("QNN_SDK_ROOT", str(fake_sdk))
+    monkeypatch.setenv("QAIRT_SDK_ROOT", str(fake_sdk))
+    monkeypatch.delenv("QNN_SDK_ROOT", raising=False)
     monkeypatch.setenv("FAKE_QAIRT_LOG", str(folder / "calls.jsonl"))
     pipe = load_pipeline(pipe_path)
     layout = Layout(pipe, "qairt")
@@ -361,6 +386,18 @@ def test_qnn_net_run_runner_matches_the_epcontext_runner(qairt_build, fake_sdk, 
     assert np.allclose(a["v_t"], b["v_t"], atol=2e-3)
     call = calls(folder / "calls.jsonl", "qnn-net-run")[-1]
     assert call["args"]["native_input_tensor_names"] == "action_head:prefix_pad_mask"
+    # its own backend-extension config, from evaluation.qnn_net_run, and the staged HTP libraries
+    assert call["args"]["cores"] == {"core_id": 0, "perf_profile": "burst", "rpc_control_latency": 100}
+    # artifacts/.qnn-net-run/ here has a space (input lists are space-separated): a temporary folder
+    backend = Path(call["args"]["backend"])
+    assert " " in str(layout.qnn_net_run_dir("action_head", "fp16")) and " " not in str(backend)
+    assert backend.name == "libQnnHtp.so" and backend.parent.name == "htp" and (backend.parent / "libQnnSystem.so").is_file()
+    net_run.deactivate()
+    assert not backend.parent.exists()
+    # the .raw files the runner writes have the sizes of the types the graph declares
+    net = json.loads(layout.qairt("action_head", "fp16").net_json.read_text())["graph"]["tensors"]
+    for n, dtype, dims in inputs:
+        assert net[sanitize(n)]["data_type"] == (0x0032 if dtype == "int32" else 0x0232)
 
 
 def test_qnn_net_run_double_rejects_bare_native_names(qairt_build, fake_sdk, tmp_path):
@@ -471,6 +508,12 @@ def test_windows_arm64_host_links_the_lib_generators_weight_objects(fake_sdk, fa
     gen = calls(tmp_path / "calls.jsonl", "qnn-context-binary-generator")
     assert gen[0]["args"]["model"].endswith("libaction_head_htp.dll")
     assert gen[0]["args"]["backend"].endswith("aarch64-windows-msvc/QnnHtp.dll")
+    # the 2.25 layout: the converter from arm64x-windows-msvc, and no qnn-context-binary-utility for
+    # Windows: the context is described from the converter's _net.json
+    net = json.loads((d / "action_head_net.json").read_text())
+    assert "/bin/arm64x-windows-msvc/qnn-onnx-converter " in net["converter_command"]
+    assert not calls(tmp_path / "calls.jsonl", "qnn-context-binary-utility")
+    assert json.loads((d / "action_head_context.json").read_text())["described_by"] == "_net.json"
     assert "exited 1 after making the weight objects" in res.stderr
     assert json.loads((tmp_path / "artifacts" / "validation" / "action_head-fp16.json").read_text())["status"] == "pass"
 
@@ -523,12 +566,123 @@ def test_epcontext_wrapper_runs_an_ort_qnn_context_binary(tiny_export, tmp_path)
 
 def test_auto_picks_qairt_when_an_sdk_is_found(tmp_path, fake_sdk):
     pipe = write_pipeline(tmp_path, toolchain={"kind": "auto", "sdk_version": SDK_VERSION})
-    with_sdk = doit(pipe, "list", env=dict(os.environ, QNN_SDK_ROOT=str(fake_sdk)))
-    assert "convert" in with_sdk.stdout.split() and "using qairt" in with_sdk.stderr
-    env = dict(os.environ)
-    env.pop("QNN_SDK_ROOT", None)
+    env = {k: v for k, v in os.environ.items() if k not in ("QNN_SDK_ROOT", "QAIRT_SDK_ROOT")}
+    for var in ("QNN_SDK_ROOT", "QAIRT_SDK_ROOT"):           # either variable, QAIRT_SDK_ROOT alone too
+        with_sdk = doit(pipe, "list", env=dict(env, **{var: str(fake_sdk)}))
+        assert "convert" in with_sdk.stdout.split() and f"({var}); using qairt" in with_sdk.stderr
+    both = doit(pipe, "list", env=dict(env, QAIRT_SDK_ROOT=str(fake_sdk), QNN_SDK_ROOT=str(tmp_path / "nowhere")))
+    assert "(QAIRT_SDK_ROOT); using qairt" in both.stderr
     without = doit(pipe, "list", env=env)
     assert "convert" not in without.stdout.split() and "using ort-qnn" in without.stderr
+
+
+# --- the laptop: host layouts, the HTP runtime libraries, doctor (docs/qairt-sdk.md) ----------------
+
+def test_tools_resolve_to_the_folders_the_public_tree_has_them_in(fake_sdk):
+    """2.25: no converter in bin/aarch64-windows-msvc (it is in arm64x and x86_64-windows-msvc), no
+    qnn-context-binary-utility for Windows; the ARM64 tools are .exe files."""
+    from smolvla_build.toolchains.qairt.sdk import missing_tool
+    win = Sdk(fake_sdk, "2.25.0.240728", "aarch64-windows-msvc")
+    rel = {t: win.find_tool(t) and win.find_tool(t).relative_to(fake_sdk).as_posix() for t in
+           ("qnn-onnx-converter", "qnn-model-lib-generator", "qnn-context-binary-generator", "qnn-net-run",
+            "qnn-context-binary-utility")}
+    assert rel == {"qnn-onnx-converter": "bin/arm64x-windows-msvc/qnn-onnx-converter",
+                   "qnn-model-lib-generator": "bin/aarch64-windows-msvc/qnn-model-lib-generator",
+                   "qnn-context-binary-generator": "bin/aarch64-windows-msvc/qnn-context-binary-generator.exe",
+                   "qnn-net-run": "bin/aarch64-windows-msvc/qnn-net-run.exe", "qnn-context-binary-utility": None}
+    assert missing_tool(win, "qnn-context-binary-utility") == (
+        f"qnn-context-binary-utility.exe is not in the SDK at {fake_sdk} (2.25.0.240728) for host aarch64-windows-msvc "
+        "(looked in bin/aarch64-windows-msvc, bin/x86_64-windows-msvc)")
+    paths = win.env_paths()
+    assert paths["PATH"][:2] == [str(fake_sdk / "lib" / "aarch64-windows-msvc"), str(fake_sdk / "bin" / "aarch64-windows-msvc")]
+    assert str(fake_sdk / "bin" / "arm64x-windows-msvc") in paths["PATH"] and "LD_LIBRARY_PATH" not in paths
+    env = win.env({"PATH": "/usr/bin"})
+    assert env["QAIRT_SDK_ROOT"] == env["QNN_SDK_ROOT"] == str(fake_sdk) and env["PATH"].endswith(os.pathsep + "/usr/bin")
+    linux = Sdk(fake_sdk, "2.25.0.240728", "x86_64-linux-clang")
+    assert {t: linux.find_tool(t).parent.name for t in rel} == {t: "x86_64-linux-clang" for t in rel}
+    assert linux.env_paths()["LD_LIBRARY_PATH"] == [str(fake_sdk / "lib" / "x86_64-linux-clang")]
+
+
+def test_qnn_net_run_needs_the_stub_and_the_skel_beside_its_catalogue(qairt_build, fake_sdk, tmp_path):
+    """On the Windows layout the double's qnn-net-run fails as the device does ("Unable to load Skel
+    Library") unless the V73 stub and the skel + .cat pair are loadable; staged they are."""
+    from smolvla_build.toolchains.qairt.htp import htp_runtime_libs, runtime_env, stage_htp_runtime
+    folder, _, _, _ = qairt_build
+    win = Sdk(fake_sdk, "2.25.0.240728", "aarch64-windows-msvc")
+    libs = htp_runtime_libs(win, 73)
+    assert {k: v.relative_to(fake_sdk).as_posix() for k, v in libs.items()} == {
+        "backend": "lib/aarch64-windows-msvc/QnnHtp.dll", "system": "lib/aarch64-windows-msvc/QnnSystem.dll",
+        "extensions": "lib/aarch64-windows-msvc/QnnHtpNetRunExtensions.dll",
+        "stub": "lib/aarch64-windows-msvc/QnnHtpV73Stub.dll", "skel": "lib/hexagon-v73/unsigned/libQnnHtpV73Skel.so",
+        "cat": "lib/hexagon-v73/unsigned/libqnnhtpv73.cat"}
+    with pytest.raises(ToolchainError, match=r"cat lib/hexagon-v75/unsigned/libqnnhtpv75.cat is not in the SDK"):
+        stage_htp_runtime(win, 75, tmp_path / "v75")              # 2.25 ships no catalogue for v75
+    x = tmp_path / "x.raw"
+    np.zeros((1, 3, 512, 512), np.float32).tofile(x)
+    (tmp_path / "il.txt").write_text(f"pixel_values:={x}\n")
+    binary = folder / "artifacts" / "qairt" / "fp32" / "vision_encoder" / "libvision_encoder_htp_fp32.serialized.bin"
+    netrun = str(win.tool("qnn-net-run"))
+
+    def run_with(backend, env):
+        return subprocess.run([sys.executable, netrun, "--retrieve_context", str(binary), "--backend", str(backend),
+                               "--input_list", str(tmp_path / "il.txt"), "--output_dir", str(tmp_path / "out")],
+                              capture_output=True, text=True, env=env)
+    bare = run_with(libs["backend"], win.env())
+    assert bare.returncode != 0 and "Unable to load Skel Library. transportStatus: 9" in bare.stderr
+    staged = stage_htp_runtime(win, 73, tmp_path / "htp")
+    assert sorted(p.name for p in (tmp_path / "htp").iterdir()) == sorted(p.name for p in libs.values())
+    ok = run_with(staged["backend"], runtime_env(win, tmp_path / "htp"))
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "out" / "Result_0" / "image_embeddings.raw").is_file()
+
+
+def _doctor(pipe, env, *args):
+    return subprocess.run([sys.executable, "-m", "smolvla_build", "doctor", "--pipeline", str(pipe), *args],
+                          capture_output=True, text=True, env=env)
+
+
+def test_doctor_checks_a_windows_layout_from_linux(fake_sdk, fake_msvc, tmp_path):
+    pipe = write_pipeline(tmp_path, toolchain=qairt_toolchain(fake_msvc))
+    env = {k: v for k, v in os.environ.items() if k != "QNN_SDK_ROOT"}
+    env["QAIRT_SDK_ROOT"] = str(fake_sdk)
+    proc = _doctor(pipe, env, "--host", "aarch64-windows-msvc", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["host"] == "aarch64-windows-msvc" and r["sdk"] == {"root": str(fake_sdk), "version": "2.25.0.240728",
+                                                                 "named_by": "QAIRT_SDK_ROOT"}
+    folders = {t: p and Path(p).relative_to(fake_sdk).parent.as_posix() for t, p in r["tools"].items()}
+    assert folders == {"qnn-onnx-converter": "bin/arm64x-windows-msvc", "qnn-model-lib-generator": "bin/aarch64-windows-msvc",
+                       "qnn-context-binary-generator": "bin/aarch64-windows-msvc", "qnn-net-run": "bin/aarch64-windows-msvc",
+                       "qnn-context-binary-utility": None}
+    assert {Path(p).name for p in r["htp_runtime_libs"]} >= {"QnnHtpV73Stub.dll", "libQnnHtpV73Skel.so", "libqnnhtpv73.cat"}
+    assert r["env"]["PATH"][0] == str(fake_sdk / "lib" / "aarch64-windows-msvc") and r["problems"] == []
+    assert any("qnn-context-binary-utility.exe is not in the SDK" in n and "_net.json instead" in n for n in r["notes"])
+    assert r["converter_python"]["needs"] == "x64 Python" and "not checked" in r["converter_python"]["path"]
+    # this machine: the converter's Python, the compilers and the MSVC folders are checked too
+    here = json.loads(_doctor(pipe, env, "--json").stdout)
+    assert here["host"] == "x86_64-linux-clang" and here["problems"] == [], here["problems"]
+    assert here["converter_python"]["path"] == sys.executable and here["runtime_auto"]["runtime"] == "reference"
+    bad = write_pipeline(tmp_path, name="bad.yaml", toolchain={"kind": "qairt", "sdk_version": SDK_VERSION})
+    text = _doctor(bad, env)
+    assert text.returncode == 1 and "PROBLEM MSVC include folders: none set (toolchain.msvc.include)" in text.stdout
+
+
+def test_a_missing_converter_python_is_one_line_in_the_tasks_that_need_it(tmp_path, fake_msvc, tiny_export):
+    """An SDK whose converter modules link a Python this host lacks: `doit list` and the stages that
+    do not run the converter work; convert fails with one line, no traceback."""
+    from make_fake_sdk import fake_qairt_sdk
+    sdk = fake_qairt_sdk(tmp_path / "sdk399", python=(3, 99))
+    pipe = write_pipeline(tmp_path, toolchain=qairt_toolchain(fake_msvc),
+                          source={"preset": "tiny", "weights": "onnx", "path": str(tiny_export)})
+    env = dict(os.environ, QAIRT_SDK_ROOT=str(sdk))
+    env.pop("QNN_SDK_ROOT", None)
+    listed = doit(pipe, "list", "--all", env=env)
+    assert "convert:action_head-fp16" in listed.stdout and "Traceback" not in listed.stderr
+    assert "preprocess:action_head" in doit(pipe, "preprocess:action_head", env=env).ran
+    res = doit(pipe, "convert:action_head-fp16", check=False, env=env)
+    assert res.returncode != 0 and "Traceback" not in res.stdout + res.stderr
+    assert "qairt: the SDK's converter modules (lib/python/qti/aisw/converters/common/linux-x86_64/libPyIrGraph.so) " \
+           "need Python 3.99, which is not installed here" in res.stdout + res.stderr
 
 
 # --- 14. layout -------------------------------------------------------------------------------------

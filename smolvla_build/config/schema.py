@@ -4,6 +4,8 @@ Every object is closed (`additionalProperties: false`) so a misspelt key is an e
 silently ignored setting.
 """
 
+from ..toolchains.qairt.htp import LOG_LEVELS, PERF_PROFILES, PROFILING_LEVELS
+
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 _converter = {
@@ -16,7 +18,7 @@ _converter = {
         "float_bias_bitwidth": {"enum": [0, 16, 32]},
         "extra_args": {"type": "array", "items": {"type": "string"}},
         # qairt: run the converter with its MATMUL_TO_FC optimization disabled (the card's patch),
-        # without editing the SDK (smolvla_build/toolchains/converter_patch.py)
+        # without editing the SDK (smolvla_build/toolchains/qairt/converter_patch.py)
         "disable_matmul_to_fc": {"type": "boolean"},
     },
 }
@@ -228,6 +230,18 @@ PIPELINE_SCHEMA = {
                 "n_action_steps": {"type": "integer", "minimum": 1, "maximum": 50},
                 "max_steps": {"type": ["integer", "null"], "minimum": 1},
                 "seed": {"type": "integer", "minimum": 0},
+                # qnn-net-run's backend-extension config (runtime qnn-net-run; docs/qairt-sdk.md)
+                "qnn_net_run": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "perf_profile": {"enum": list(PERF_PROFILES)},
+                        "rpc_control_latency": {"type": "integer", "minimum": 0},        # microseconds
+                        "rpc_polling_time": {"type": ["integer", "null"], "minimum": 0},  # microseconds
+                        "log_level": {"enum": [None, *LOG_LEVELS]},
+                        "profiling_level": {"enum": [None, *PROFILING_LEVELS]},
+                    },
+                },
             },
         },
     },
@@ -266,6 +280,8 @@ DEFAULTS = {
         "n_action_steps": 10,
         "max_steps": None,
         "seed": 0,
+        "qnn_net_run": {"perf_profile": "burst", "rpc_control_latency": 100, "rpc_polling_time": None,
+                        "log_level": None, "profiling_level": None},
     },
 }
 
@@ -276,6 +292,7 @@ QUANTIZED_GATES = {"cosine_min": 0.999, "max_abs": 0.05}
 QUANTIZATION_DEFAULTS = {"per_channel": True, "symmetric": False, "calibration": {"samples": 32}}
 
 PRECISION_DEFAULTS = {
-    "converter": {"float_bias_bitwidth": 0, "extra_args": []},
+    # the card's converter: MATMUL_TO_FC disabled (its "patched: matmul_to_fc disabled")
+    "converter": {"float_bias_bitwidth": 0, "extra_args": [], "disable_matmul_to_fc": True},
     "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3, "hvx_threads": 4},
 }

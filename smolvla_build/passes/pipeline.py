@@ -15,6 +15,7 @@ from .cumsum import cumsum_to_matmul
 from .embedding import EMBED_OUTPUT, embedding_on_cpu, embedding_table
 from .equivalence import ORT_DTYPES, relative_error, seeded_inputs, session
 from .fold import fold_constant_subgraphs
+from .gemm import gemm_to_matmul
 from .masks import bound_mask_constants
 from .sinusoid import sinusoid_cpu_model, sinusoid_on_cpu
 
@@ -107,6 +108,7 @@ def preprocess(model: onnx.ModelProto, *, embedding_cpu: bool = False, sinusoid_
     passes = [("fold_constant_subgraphs", fold_constant_subgraphs),
               ("cumsum_to_matmul", cumsum_to_matmul),
               ("eliminate_bool_logic", eliminate_bool_logic),
+              ("gemm_to_matmul", gemm_to_matmul),
               ("bound_mask_constants", lambda m: bound_mask_constants(m, mask_bound))]
     if embedding_cpu:
         passes.append(("embedding_on_cpu", embedding_on_cpu))

@@ -28,7 +28,7 @@ def qairt_names(binary_info, net_json, preprocessed) -> tuple[str, dict[str, str
     """(QNN graph name, {graph tensor name: context tensor name}) of a qairt context, checked against
     what the binary holds (qnn-context-binary-utility) and the converter's _net.json."""
     from ..toolchains.epcontext import context_graph
-    from ..toolchains.qairt import sanitize
+    from ..toolchains.qairt.qnn_io import sanitize
     graph, ctx_in, ctx_out = context_graph(binary_info, net_json)
     inputs, outputs = graph_io(preprocessed)
     have = {n for n, _, _ in ctx_in + ctx_out}
@@ -47,10 +47,12 @@ def htp_runner(layout, model: str, precision: str, soc: dict, precision_cfg: dic
     if runtime == "qnn-net-run":
         if layout.toolchain != "qairt":
             raise ValueError("runtime qnn-net-run runs the qairt toolchain's contexts: set toolchain.kind: qairt")
-        from ..toolchains.qairt import discover
+        from ..toolchains.qairt.sdk import discover
         graph, _ = qairt_names(q.binary_info, q.net_json, layout.preprocessed(model))
         inputs, outputs = graph_io(layout.preprocessed(model))
-        return QnnNetRunRunner(q.serialized, discover(layout.pipe), graph, inputs, [(n, dims) for n, _, dims in outputs])
+        return QnnNetRunRunner(q.serialized, discover(layout.pipe), graph, inputs, [(n, dims) for n, _, dims in outputs],
+                               soc=dict(layout.pipe.soc), net_run=layout.pipe.section("evaluation")["qnn_net_run"],
+                               work=layout.qnn_net_run_dir(model, precision))
     names = None
     if layout.toolchain == "qairt":
         names = qairt_names(q.binary_info, q.net_json, layout.preprocessed(model))[1]

@@ -61,7 +61,7 @@ def load_tasks(pipeline_path: str | Path) -> tuple[dict, dict]:
         pipe = load_pipeline(pipeline_path)
         toolchain = select_toolchain(pipe)
         if toolchain == "qairt":
-            from ..toolchains.qairt import discover
+            from ..toolchains.qairt.sdk import discover
             discover(pipe)            # SDK layout and version policy: fail at once, in one line
     except (ConfigError, ToolchainError) as exc:
         print(f"error: {exc}", file=sys.stderr)

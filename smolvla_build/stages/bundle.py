@@ -34,7 +34,7 @@ v{htp_arch}), the tools that built them and the validation status of each stage.
 ## Run it
 
 ```
-python -m venv venv                      # Windows: python -m venv venv & venv\\Scripts\\activate
+python -m venv venv                      # Windows: py -3.12 -m venv venv & venv\\Scripts\\activate
 . venv/bin/activate
 pip install -r requirements.txt          # numpy, onnxruntime, onnxruntime-qnn, tokenizers (exact pins)
 python -m smolvla_runtime .              # one synthetic observation: the action chunk and timings as JSON
@@ -49,11 +49,27 @@ policy = Policy.load("path/to/this/folder")           # checks hashes, versions 
 action = policy.select_action([agentview_rgb, wrist_rgb], state8, "open the drawer")   # 7-D, unnormalized
 ```
 
-`runtime="auto"` runs the HTP contexts on the Hexagon NPU of a Windows ARM64 machine (CPU fallback
-disabled), and the fp32 reference models with onnxruntime on the CPU elsewhere; `runtime="ort-qnn"`
+On the Windows ARM64 laptop use CPython 3.12, ARM64 or x64: pip resolves every requirement from wheels
+there, and an x64 Python before 3.12 makes onnxruntime-qnn load its x64 libraries, which cannot reach
+the NPU. `runtime="auto"` runs the HTP contexts on the Hexagon NPU of a Windows ARM64 machine (CPU
+fallback disabled) when onnxruntime-qnn's HTP libraries load, and the fp32 reference models with
+onnxruntime on the CPU elsewhere; the log says which and why; `runtime="ort-qnn"`
 forces the contexts (HTP emulation off the device: slow). Images are the raw 256x256 LIBERO camera
 frames (HWC uint8, turned 180 degrees inside, as LeRobot does); state is LIBERO's 8-D state.
 """
+
+
+def requirements_txt(pins: dict | None = None) -> str:
+    """The bundle's requirements.txt: the runtime's only dependencies, pinned to this environment's
+    versions. On the laptop they resolve from wheels alone on CPython 3.12, ARM64 or x64 (docs/laptop.md:
+    on win_arm64 CPython 3.11, tokenizers -> huggingface-hub -> pyyaml has no wheel)."""
+    pins = pins or {p: package_version(p) for p in REQUIREMENTS}
+    return ("# the runtime's only dependencies, at the versions this bundle was built and tested with;\n"
+            "# on the Windows ARM64 laptop: CPython 3.12 (ARM64, or x64 under emulation), see README.md\n"
+            f"numpy=={pins['numpy']}\nonnxruntime=={pins['onnxruntime']}\n"
+            f"onnxruntime-qnn=={pins['onnxruntime-qnn']}; platform_machine == 'x86_64' or platform_machine == 'AMD64' "
+            "or platform_machine == 'ARM64'\n"
+            f"tokenizers=={pins['tokenizers']}\n")
 
 
 def _files(layout, toolchain: str, chosen: dict) -> dict[str, dict]:
@@ -122,12 +138,7 @@ def run_bundle(pipeline_path: str, toolchain: str, wanted: str, out_dir: str, zi
             shutil.copyfile(layout.export_dir / name, tmp / name)
         shutil.copytree(RUNTIME_DIR, tmp / "smolvla_runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         pins = {p: package_version(p) for p in REQUIREMENTS}
-        (tmp / "requirements.txt").write_text(
-            "# the runtime's only dependencies, at the versions this bundle was built and tested with\n"
-            f"numpy=={pins['numpy']}\nonnxruntime=={pins['onnxruntime']}\n"
-            f"onnxruntime-qnn=={pins['onnxruntime-qnn']}; platform_machine == 'x86_64' or platform_machine == 'AMD64' "
-            "or platform_machine == 'ARM64'\n"
-            f"tokenizers=={pins['tokenizers']}\n")
+        (tmp / "requirements.txt").write_text(requirements_txt(pins))
         soc = dict(pipe.soc)
         (tmp / "README.md").write_text(README.format(precision=precision_label(wanted), toolchain=toolchain, soc_name=soc.get("name", ""),
                                                      soc_model=soc["soc_model"], htp_arch=soc["htp_arch"]))

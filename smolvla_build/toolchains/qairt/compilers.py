@@ -1,0 +1,142 @@
+"""The host compilers of the ARM64 model DLL (clang-cl, lld-link, clang, clang++), the MSVC STL/CRT
+and Windows SDK folders they need, and the C-runtime check of the link (docs/qairt-sdk.md, "The
+model DLL"). Looking tools up never fails: task generation and `doctor` record what is missing, and
+the tasks that run a tool fail with one line (`require`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+from .. import ToolchainError
+from .run import ToolFailed
+
+TARGET = "aarch64-pc-windows-msvc"
+INSTALL_HINT = {"clang": "LLVM's clang (Debian: apt-get install clang-16)",
+                "clang_cl": "LLVM's clang-cl (Debian: apt-get install clang-16)",
+                "lld_link": "LLVM's lld-link (Debian: apt-get install lld-16)",
+                "clangxx": "LLVM's clang++ (Debian: apt-get install clang-16)"}
+
+
+def _find(*names):
+    for n in names:
+        p = shutil.which(n)
+        if p:
+            return p
+    return None
+
+
+def host_tools() -> dict:
+    """clang-cl / lld-link / clang / clang++ on PATH (Debian's -16 names or plain names); None where
+    missing. clang-cl falls back to clang in cl mode."""
+    clang = _find("clang-16", "clang")
+    clang_cl = _find("clang-cl-16", "clang-cl")
+    return {"clang": clang, "clang_cl": [clang_cl] if clang_cl else ([clang, "--driver-mode=cl"] if clang else None),
+            "lld_link": _find("lld-link-16", "lld-link"), "clangxx": _find("clang++-16", "clang++")}
+
+
+def missing_tools(tools: dict, names=("clang", "clang_cl", "lld_link")) -> list[str]:
+    return [f"{n.replace('_', '-')} not found: install {INSTALL_HINT[n]}" for n in names if not tools.get(n)]
+
+
+def require(tools: dict, *names: str) -> None:
+    problems = missing_tools(tools, names)
+    if problems:
+        raise ToolchainError("qairt: " + "; ".join(problems))
+
+
+def tool_versions(tools: dict) -> dict:
+    out = {}
+    for k in ("clang", "lld_link"):
+        try:
+            out[k] = subprocess.run([tools[k], "--version"], capture_output=True, text=True, timeout=30).stdout.splitlines()[0]
+        except (OSError, IndexError, TypeError, subprocess.SubprocessError):
+            out[k] = "missing" if not tools.get(k) else "unknown"
+    return out
+
+
+def compiler_shim(folder: Path, clangxx: str | None) -> Path:
+    """A folder holding `clang++`, for the PATH of qnn-model-lib-generator: its Linux target looks up
+    only `clang++-9` or `clang++` (2.25 script: "Could not find compiler: clang++"), and Debian
+    installs clang++-16 alone."""
+    if not clangxx:
+        raise ToolchainError("qairt: qnn-model-lib-generator needs clang++ to build the host library: "
+                             "install clang (Debian: apt-get install clang-16)")
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "clang++"
+    if not (link.is_symlink() and os.readlink(link) == clangxx):
+        tmp = folder / ".clang++.tmp"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        tmp.symlink_to(clangxx)
+        os.replace(tmp, link)
+    return folder
+
+
+def msvc_dirs(pipe, host_is_windows: bool, environ=None) -> dict:
+    """The MSVC STL / CRT and Windows SDK folders for the cross-compile (toolchain.msvc), else, on a
+    Windows host, the Visual Studio developer environment's INCLUDE and LIB."""
+    environ = os.environ if environ is None else environ
+    cfg = pipe.toolchain.get("msvc") or {}
+    out = {k: [str(pipe.resolve(p)) for p in cfg.get(k, [])] for k in ("include", "lib")}
+    if host_is_windows:
+        for k, var in (("include", "INCLUDE"), ("lib", "LIB")):
+            if not out[k] and environ.get(var):
+                out[k] = [p for p in environ[var].split(";") if p]
+    return out
+
+
+def missing_header(output: str) -> str | None:
+    """The header clang reports missing (`fatal error: 'limits' file not found`), if any."""
+    m = re.search(r"fatal error: '([^']+)' file not found", output)
+    return m.group(1) if m else None
+
+
+# --- objects and the C runtime ---------------------------------------------------------------------
+
+def coff_directives(obj: Path) -> list[str]:
+    """The linker directives (.drectve section) of a COFF object: /DEFAULTLIB:..., /EXPORT:..."""
+    data = Path(obj).read_bytes()
+    if len(data) < 20:
+        return []
+    _machine, nsections, _ts, _sym, _nsym, opt_size, _ch = struct.unpack_from("<HHIIIHH", data, 0)
+    out = []
+    for i in range(nsections):
+        at = 20 + opt_size + 40 * i
+        name, _vs, _va, size, ptr = struct.unpack_from("<8sIIII", data, at)
+        if name.rstrip(b"\0") == b".drectve":
+            text = data[ptr: ptr + size].decode("latin-1").strip("\0 ")
+            out += re.findall(r'(?:"[^"]*"|\S)+', text)
+    return out
+
+
+STATIC_CRT = {"libcmt", "libcmtd", "libucrt", "libucrtd", "libvcruntime", "libvcruntimed"}
+DLL_CRT = {"msvcrt", "msvcrtd", "ucrt", "ucrtd", "vcruntime", "vcruntimed"}
+
+
+def _lib_key(name: str) -> str:
+    return re.sub(r"\.lib$", "", name.strip('"').lower())
+
+
+def check_crt(objects: list[str], libs: list[str], link_flags: list[str]) -> None:
+    """The C runtime the objects ask for (/DEFAULTLIB directives: /MT -> libcmt, /MD -> msvcrt) must be
+    the one on the link line: mixing the static CRT with msvcrt.lib (the DLL CRT's import library)
+    gives duplicate or missing CRT symbols at link or load time."""
+    linked = {_lib_key(x) for x in libs}
+    ignored = {_lib_key(f.split(":", 1)[1]) for f in link_flags if f.upper().startswith("/NODEFAULTLIB:")}
+    if any(f.upper() == "/NODEFAULTLIB" for f in link_flags):
+        return
+    for kind, crt, other in (("static CRT (/MT)", STATIC_CRT, DLL_CRT), ("DLL CRT (/MD)", DLL_CRT, STATIC_CRT)):
+        if not linked & other:
+            continue
+        for o in objects:
+            asked = {_lib_key(d.split(":", 1)[1]) for d in coff_directives(Path(o)) if d.upper().startswith("/DEFAULTLIB:")}
+            clash = sorted((asked & crt) - ignored)
+            if clash:
+                raise ToolFailed(f"{o} asks for the {kind} ({', '.join(c + '.lib' for c in clash)}) but the link line "
+                                 f"has {', '.join(sorted(x + '.lib' for x in linked & other))}: compile with the other "
+                                 "/MT|/MD or change toolchain.link.libs")

@@ -1,0 +1,139 @@
+"""`python -m smolvla_build doctor [--host H] [--json]`: what the qairt chain and the runtimes would
+use on a host, each item OK or one line saying what is missing.
+
+The SDK side (tools, libraries, environment) is a function of the SDK tree and the host name, so a
+Windows layout is checked from Linux. What only this machine can answer (the converter's Python,
+the compilers, the MSVC folders, onnxruntime-qnn, `runtime: auto`) is checked when `--host` is this
+machine's, and otherwise said to be unchecked (docs/laptop.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import ToolchainError, find_sdk
+from .sdk import HOSTS, OPTIONAL_TOOLS, REQUIRED_TOOLS, Sdk, missing_tool, read_version, version_matches
+
+UNCHECKED = "not checked: the host is not this machine"
+
+
+def onnxruntime_qnn_facts(htp_arch: int) -> dict:
+    """The onnxruntime-qnn this Python imports: version, the library folder its loader chose and its
+    kind (arm64 / arm64ec / amd64 for the Windows wheels), and whether the V<arch> stub is there."""
+    from importlib import metadata
+    try:
+        import onnxruntime_qnn
+        folder = Path(onnxruntime_qnn.get_qnn_htp_path()).parent
+    except Exception as exc:            # not installed, or its loader refuses this machine
+        return {"version": None, "library_folder": None, "problem": f"onnxruntime-qnn does not import: {exc}"}
+    kind = folder.name if folder.parent.name == "libs" else "package folder"
+    stub = folder / f"QnnHtpV{htp_arch}Stub.dll"
+    return {"version": metadata.version("onnxruntime-qnn"), "library_folder": str(folder), "kind": kind,
+            "htp_stub": str(stub) if stub.is_file() else None}
+
+
+def report(pipe, host: str | None = None, environ=None) -> dict:
+    from smolvla_runtime.host import choose_runtime, probe_onnxruntime_qnn, this_host
+
+    from . import python as converter
+    from .compilers import host_tools, missing_tools, msvc_dirs
+    from .htp import htp_runtime_libs
+    from .sdk import host_name
+    problems, notes = [], []
+    here = None
+    try:
+        here = host_name("auto")
+    except ToolchainError:
+        pass
+    host = host or pipe.toolchain.get("host", "auto")
+    host = here if host == "auto" else host
+    if host is None:
+        raise ToolchainError(f"doctor: this machine is no QAIRT host ({this_host().describe()}): "
+                             f"name one with --host ({', '.join(HOSTS)})")
+    on_this_machine = host == here
+    htp_arch = int(pipe.soc["htp_arch"])
+    out = {"host": host, "this_machine": on_this_machine, "sdk": {"root": None, "version": None},
+           "tools": {}, "env": {}, "converter_python": None, "msvc": None, "compilers": None,
+           "htp_runtime_libs": [], "onnxruntime_qnn": None, "runtime_auto": None}
+    found = find_sdk(pipe, environ)
+    if found is None:
+        problems.append("no QAIRT SDK: set QAIRT_SDK_ROOT (or QNN_SDK_ROOT, or toolchain.sdk_root)")
+        sdk = None
+    else:
+        sdk = Sdk(found[0].resolve(), read_version(found[0]), host)
+        out["sdk"] = {"root": str(sdk.root), "version": sdk.version, "named_by": found[1]}
+        want = pipe.toolchain["sdk_version"]
+        if not version_matches(sdk.version, want):
+            line = f"SDK version {sdk.version}, pipeline.yaml expects {want} (toolchain.sdk_version)"
+            (problems if pipe.toolchain["on_version_mismatch"] == "error" else notes).append(line)
+        for tool in REQUIRED_TOOLS + tuple(OPTIONAL_TOOLS):
+            path = sdk.find_tool(tool)
+            out["tools"][tool] = str(path) if path else None
+            if path is None:
+                line = missing_tool(sdk, tool)
+                if tool in OPTIONAL_TOOLS:
+                    needed = tool == "qnn-net-run" and pipe.section("evaluation")["runtime"] == "qnn-net-run"
+                    (problems if needed else notes).append(f"{line}: {OPTIONAL_TOOLS[tool]}")
+                else:
+                    problems.append(line)
+        out["env"] = sdk.env_paths()
+        libs = htp_runtime_libs(sdk, htp_arch)
+        out["htp_runtime_libs"] = [str(p) for p in libs.values() if p.is_file()]
+        for role, p in libs.items():
+            if not p.is_file():
+                line = f"qnn-net-run's {role} {p.relative_to(sdk.root).as_posix()} is not in the SDK (v{htp_arch})"
+                (problems if pipe.section("evaluation")["runtime"] == "qnn-net-run" else notes).append(line)
+        req = converter.requirement(sdk, pipe.toolchain.get("python"))
+        out["converter_python"] = {"needs": converter.describe(req, sdk), "module": req["module"], "path": None}
+        if on_this_machine:
+            try:
+                out["converter_python"]["path"] = converter.converter_python(sdk, pipe.toolchain.get("python"))
+            except ToolchainError as exc:
+                problems.append(str(exc).removeprefix("qairt: "))
+        else:
+            out["converter_python"]["path"] = UNCHECKED
+    if on_this_machine:
+        tools = host_tools()
+        out["compilers"] = {"clang-cl": tools["clang_cl"] and " ".join(tools["clang_cl"]), "lld-link": tools["lld_link"],
+                            "clang++": tools["clangxx"], "clang": tools["clang"]}
+        problems += missing_tools(tools, ("clang", "clang_cl", "lld_link") + (("clangxx",) if host == "x86_64-linux-clang" else ()))
+        msvc = msvc_dirs(pipe, HOSTS[host].windows, environ)
+        out["msvc"] = msvc
+        for k in ("include", "lib"):
+            if not msvc[k]:
+                problems.append(f"MSVC {k} folders: none set (toolchain.msvc.{k}"
+                                + (", or the VS developer prompt's " + k.upper() if HOSTS[host].windows else "") + ")")
+            problems += [f"MSVC {k} folder {d} does not exist (toolchain.msvc.{k})" for d in msvc[k] if not Path(d).is_dir()]
+        ort = onnxruntime_qnn_facts(htp_arch)
+        out["onnxruntime_qnn"] = ort
+        if ort.get("problem"):
+            notes.append(ort["problem"])
+        runtime, reason = choose_runtime(this_host(), probe_onnxruntime_qnn, htp_arch)
+        out["runtime_auto"] = {"runtime": runtime, "reason": reason}
+    else:
+        out["compilers"] = out["msvc"] = out["onnxruntime_qnn"] = UNCHECKED
+        out["runtime_auto"] = {"runtime": None, "reason": UNCHECKED}
+    out["problems"], out["notes"] = problems, notes
+    return out
+
+
+def render_text(r: dict) -> str:
+    def item(ok: bool, name: str, value) -> str:
+        return f"{'OK     ' if ok else 'MISSING'} {name}: {value}"
+    lines = [f"host {r['host']}" + ("" if r["this_machine"] else " (simulated: checked against the SDK tree only)"),
+             item(bool(r["sdk"]["root"]), "SDK", f"{r['sdk']['root']} ({r['sdk']['version']})")]
+    lines += [item(bool(p), t, p or "not found") if p or t not in OPTIONAL_TOOLS else f"absent  {t} (see note)"
+              for t, p in r["tools"].items()]
+    lines += [f"        env {var}: {' | '.join(v)}" for var, v in r["env"].items()]
+    if r["converter_python"]:
+        lines.append(item(r["converter_python"]["path"] is not None, "converter Python",
+                          f"{r['converter_python']['needs']}: {r['converter_python']['path'] or 'not found'}"))
+    lines += [item(True, "HTP runtime library", p) for p in r["htp_runtime_libs"]]
+    for key in ("compilers", "msvc", "onnxruntime_qnn"):
+        lines.append(item(True, key, r[key]))
+    ra = r["runtime_auto"]
+    lines.append(item(True, "runtime auto", f"{ra['runtime']}: {ra['reason']}" if ra["runtime"] else ra["reason"]))
+    lines += [f"note    {n}" for n in r["notes"]]
+    lines += [f"PROBLEM {p}" for p in r["problems"]]
+    lines.append("the qairt chain can run" if not r["problems"] else f"{len(r['problems'])} problem(s): the qairt chain cannot run")
+    return "\n".join(lines)
