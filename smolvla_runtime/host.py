@@ -5,8 +5,9 @@ machine (Snapdragon X), with onnxruntime-qnn's HTP libraries for this Python's a
 V<arch> stub among them) and a QNN device that registers. Everything else runs the fp32 reference on
 the CPU. The facts behind each rule, with their public sources, are in docs/laptop.md:
 
-- An x64 Python on Windows ARM64 runs under emulation; before Python 3.12 its platform.machine()
-  says AMD64, so the machine's own architecture comes from IsWow64Process2 (its native machine).
+- An x64 Python on Windows ARM64 runs under emulation; its platform.machine() says AMD64 before
+  Python 3.12 and ARM64 from 3.12 on, so the machine's own architecture comes from IsWow64Process2
+  (its native machine) and the interpreter's from its build (sysconfig).
 - onnxruntime-qnn's win_arm64 wheel keeps the HTP libraries in its package folder; its win_amd64
   wheel loads libs/arm64ec (ARM64X libraries with the stub) or libs/amd64 (no stub: no NPU), chosen
   by platform.machine() in its platform_loader.py, so an emulated x64 Python before 3.12 gets amd64.
@@ -73,8 +74,16 @@ def windows_native_machine() -> str | None:
     return IMAGE_FILE_MACHINE.get(native.value, hex(native.value))
 
 
+def interpreter_machine() -> str:
+    """This interpreter's own architecture, from its build (sysconfig: win-amd64, win-arm64,
+    linux-x86_64): emulation does not change it, while platform.machine() of an x64 Python 3.12+
+    under emulation says ARM64."""
+    import sysconfig
+    return machine_name(sysconfig.get_platform().rsplit("-", 1)[-1])
+
+
 def this_host() -> Host:
-    python_machine = machine_name(platform.machine())
+    python_machine = interpreter_machine()
     native = windows_native_machine() if platform.system() == "Windows" else None
     return Host(platform.system(), python_machine, native or python_machine, tuple(sys.version_info[:2]))
 
@@ -125,11 +134,6 @@ def choose_runtime(host: Host, probe: Callable[[], HtpProbe], htp_arch: int = 73
     if not found.device:
         return "reference", f"{host.describe()}, but {found.error}"
     return "ort-qnn", f"{host.describe()}; onnxruntime-qnn's HTP backend loads from {found.folder} ({stub.name})"
-
-
-def has_device_htp(htp_arch: int = 73) -> bool:
-    """A Hexagon NPU is reachable from this process (see choose_runtime)."""
-    return choose_runtime(this_host(), probe_onnxruntime_qnn, htp_arch)[0] == "ort-qnn"
 
 
 def resolve_runtime(kind: str, htp_arch: int = 73) -> str:

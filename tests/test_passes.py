@@ -300,3 +300,16 @@ def test_gemm_with_a_constant_weight_becomes_matmul(trans_b, alpha, beta, bias):
     np.testing.assert_allclose(run(out, feeds)[0], run(m, feeds)[0], rtol=1e-6, atol=1e-6)
     assert same_serialization(gemm_to_matmul(out), out)
     assert gemm_to_matmul(m).graph.node[0].op_type == "MatMul" and m.graph.node[0].op_type == "Gemm"   # pure
+
+
+def test_two_unnamed_gemms_keep_their_own_weights():
+    """Names of the new tensors come from each Gemm's output when the node has no name."""
+    rng = np.random.default_rng(1)
+    w1, w2 = (rng.standard_normal((4, 4)).astype(np.float32) for _ in range(2))
+    nodes = [oh.make_node("Gemm", ["x", "w1"], ["h"], transB=1), oh.make_node("Gemm", ["h", "w2"], ["y"], transB=1)]
+    m = model(nodes, [vi("x", T.FLOAT, [2, 4])], [vi("y", T.FLOAT, [2, 4])],
+              [oh.make_tensor("w1", T.FLOAT, [4, 4], w1.ravel()), oh.make_tensor("w2", T.FLOAT, [4, 4], w2.ravel())])
+    out = gemm_to_matmul(m)
+    assert [n.op_type for n in out.graph.node] == ["MatMul", "MatMul"] and len(out.graph.initializer) == 2
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(run(out, {"x": x})[0], run(m, {"x": x})[0], rtol=1e-6, atol=1e-6)

@@ -122,7 +122,6 @@ def test_compile_link_context_golden():
 def test_backend_extension_configs_are_json_with_their_own_readers(tmp_path):
     """The context generator's config holds the graph options (graph_names = the converter's graph);
     qnn-net-run's holds the device's perf settings; both are written with json, so any path works."""
-    from smolvla_build.fsutil import write_json
     from smolvla_build.toolchains.qairt.htp import backend_config, context_backend_extensions, netrun_backend_extensions
     soc = {"soc_model": 60, "htp_arch": 73}
     ext = context_backend_extensions("llm_backbone", soc, {"vtcm_mb": 8, "fp16_relaxed_precision": True,
@@ -134,11 +133,22 @@ def test_backend_extension_configs_are_json_with_their_own_readers(tmp_path):
                                           "rpc_polling_time": 9999})
     assert run["devices"][0]["cores"] == [{"core_id": 0, "perf_profile": "high_performance", "rpc_control_latency": 250,
                                            "rpc_polling_time": 9999}]
-    nasty = tmp_path / NASTY / "htp_backend_ext.json"
-    cfg = backend_config(Path("C:\\SDK\\lib\\QnnHtpNetRunExtensions.dll"), nasty)
-    write_json(tmp_path / "cfg.json", cfg)
-    assert json.loads((tmp_path / "cfg.json").read_text()) == {"backend_extensions": {
-        "shared_library_path": "C:\\SDK\\lib\\QnnHtpNetRunExtensions.dll", "config_file_path": str(nasty)}}
+    assert backend_config(Path("/sdk/lib/libQnnHtpNetRunExtensions.so"), Path("/o/ext.json")) == {
+        "backend_extensions": {"shared_library_path": "/sdk/lib/libQnnHtpNetRunExtensions.so",
+                               "config_file_path": "/o/ext.json"}}
+
+
+def test_without_the_utility_the_graph_is_named_by_the_converters_cpp(tmp_path):
+    """2.25 ships no qnn-context-binary-utility for Windows: the description comes from _net.json,
+    the graph name from the .cpp the converter recorded writing, not from the task's own setting."""
+    from smolvla_build.toolchains.epcontext import binary_info
+    from smolvla_build.toolchains.qairt.chain import describe_from_net_json
+    net = tmp_path / "m_net.json"
+    net.write_text(json.dumps({"model.cpp": "C:\\\\build\\\\other_name.cpp", "graph": {"tensors": {
+        "x": {"id": 1, "type": 0, "data_type": 0x0232, "dims": [1, 4]},
+        "y": {"id": 2, "type": 1, "data_type": 0x0232, "dims": [1, 4]}}}}))
+    describe_from_net_json(net, tmp_path / "info.json")
+    assert binary_info(tmp_path / "info.json") == {"other_name": (["x"], ["y"])}
 
 
 # --- 1. the SDK version --------------------------------------------------------------------------------
@@ -361,7 +371,7 @@ def test_edited_model_cpp_recompiles_relinks_and_regenerates_not_reconverts(qair
     assert rebuilt <= ran <= rebuilt | {"validate:action_head-fp32", "report"}    # validate: if the binary changed
 
 
-def test_qnn_net_run_runner_matches_the_epcontext_runner(qairt_build, fake_sdk, monkeypatch):
+def test_qnn_net_run_runner_matches_the_epcontext_runner(qairt_build, fake_sdk, monkeypatch, tmp_path):
     """One qnn-net-run process per call, float32 .raw inputs except the int32 mask (graph:names), the
     graph's names mapped onto the context's; the same numbers as the context in onnxruntime-qnn."""
     from smolvla_build.config import load_pipeline
@@ -394,10 +404,16 @@ def test_qnn_net_run_runner_matches_the_epcontext_runner(qairt_build, fake_sdk, 
     assert backend.name == "libQnnHtp.so" and backend.parent.name == "htp" and (backend.parent / "libQnnSystem.so").is_file()
     net_run.deactivate()
     assert not backend.parent.exists()
-    # the .raw files the runner writes have the sizes of the types the graph declares
-    net = json.loads(layout.qairt("action_head", "fp16").net_json.read_text())["graph"]["tensors"]
-    for n, dtype, dims in inputs:
-        assert net[sanitize(n)]["data_type"] == (0x0032 if dtype == "int32" else 0x0232)
+    # the .raw files the runner writes hold what the context declares (--preserve_io: float32 and int32)
+    from smolvla_build.toolchains.epcontext import net_json_signature
+    from smolvla_build.toolchains.qairt.qnn_io import write_raw_inputs
+    declared = {n: (t, dims) for n, t, dims in net_json_signature(layout.qairt("action_head", "fp16").net_json)[0]}
+    line, native = write_raw_inputs(cast_feeds(net_run, feeds), inputs, tmp_path)
+    sizes = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.INT32: 4}
+    for name, path in line:
+        t, dims = declared[name]
+        assert Path(path).stat().st_size == sizes[t] * int(np.prod(dims)), name
+    assert native == [n for n, (t, _) in declared.items() if t == onnx.TensorProto.INT32]
 
 
 def test_qnn_net_run_double_rejects_bare_native_names(qairt_build, fake_sdk, tmp_path):
@@ -659,6 +675,8 @@ def test_doctor_checks_a_windows_layout_from_linux(fake_sdk, fake_msvc, tmp_path
     assert any("qnn-context-binary-utility.exe is not in the SDK" in n and "_net.json instead" in n for n in r["notes"])
     assert r["converter_python"]["needs"] == "x64 Python" and "not checked" in r["converter_python"]["path"]
     # this machine: the converter's Python, the compilers and the MSVC folders are checked too
+    if (os.uname().sysname, os.uname().machine) != ("Linux", "x86_64"):
+        return
     here = json.loads(_doctor(pipe, env, "--json").stdout)
     assert here["host"] == "x86_64-linux-clang" and here["problems"] == [], here["problems"]
     assert here["converter_python"]["path"] == sys.executable and here["runtime_auto"]["runtime"] == "reference"

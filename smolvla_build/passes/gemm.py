@@ -27,12 +27,13 @@ def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
         weight = const_value(node.inputs[1])
         if weight is None:
             continue
+        base = node.name or node.outputs[0].name            # unique: an output has one producer
         alpha, beta = float(node.attrs.get("alpha", 1.0)), float(node.attrs.get("beta", 1.0))
         w = (weight.T if node.attrs.get("transB", 0) else weight) * np.asarray(alpha, weight.dtype)
         out = node.outputs[0]
         node.outputs = []
-        product = out if len(node.inputs) < 3 else gs.Variable(f"{node.name}/matmul_output", dtype=out.dtype)
-        matmul = gs.Node("MatMul", f"{node.name}/matmul", inputs=[node.inputs[0], gs.Constant(f"{node.name}/weight",
+        product = out if len(node.inputs) < 3 else gs.Variable(f"{base}/matmul_output", dtype=out.dtype)
+        matmul = gs.Node("MatMul", f"{base}/matmul", inputs=[node.inputs[0], gs.Constant(f"{base}/weight",
                                                                                               np.ascontiguousarray(w))],
                          outputs=[product])
         graph.nodes.append(matmul)
@@ -40,12 +41,12 @@ def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
             bias = node.inputs[2]
             bias_value = const_value(bias)
             if bias_value is not None:
-                bias = gs.Constant(f"{node.name}/bias", (bias_value * np.asarray(beta, bias_value.dtype)).astype(bias_value.dtype))
+                bias = gs.Constant(f"{base}/bias", (bias_value * np.asarray(beta, bias_value.dtype)).astype(bias_value.dtype))
             elif beta != 1.0:
-                scaled = gs.Variable(f"{node.name}/scaled_bias", dtype=out.dtype)
-                graph.nodes.append(gs.Node("Mul", f"{node.name}/beta", inputs=[bias, gs.Constant(
-                    f"{node.name}/beta_value", np.asarray(beta, np.float32))], outputs=[scaled]))
+                scaled = gs.Variable(f"{base}/scaled_bias", dtype=out.dtype)
+                graph.nodes.append(gs.Node("Mul", f"{base}/beta", inputs=[bias, gs.Constant(
+                    f"{base}/beta_value", np.asarray(beta, np.float32))], outputs=[scaled]))
                 bias = scaled
-            graph.nodes.append(gs.Node("Add", f"{node.name}/add", inputs=[product, bias], outputs=[out]))
+            graph.nodes.append(gs.Node("Add", f"{base}/add", inputs=[product, bias], outputs=[out]))
         node.inputs = []
     return export_graph(graph, model)

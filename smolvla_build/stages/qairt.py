@@ -1,8 +1,9 @@
 """qairt: the QAIRT SDK chain per model x precision (convert, compile, link, hostlib, context).
 
 Declarations only: each task's `kw` is exactly what its action (toolchains/qairt/chain.py) reads and
-its up-to-date key. Nothing here runs a program or fails on a missing tool or interpreter: those are
-found by the tasks that need them, so `doit list` and the other stages work on any host.
+its up-to-date key. Nothing here fails on a missing tool or interpreter (only `clang --version` and
+`lld-link --version` run, for the keys): the tasks that need them fail in one line, so `doit list`
+and the other stages work on any host.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ def gen_tasks(pipe, layout, toolchain):
     sdk = discover(pipe)
     host = sdk.layout
     tools = host_tools()
-    common = {"sdk": {"root": str(sdk.root), "version": sdk.version, "host": sdk.host},
-              "python": python.requirement(sdk, pipe.toolchain.get("python")),
-              # the SDK's own folders (the tools run with this process's environment plus these)
-              "sdk_paths_env": sdk.env_paths(),
-              "code": code_digest("toolchains/qairt", "toolchains/epcontext.py")}
+    sdk_key = {"sdk": {"root": str(sdk.root), "version": sdk.version, "host": sdk.host}}
+    # what the SDK's Python scripts run with: the interpreter they need and the SDK's own folders
+    scripts = {"python": python.requirement(sdk, pipe.toolchain.get("python")), "sdk_paths_env": sdk.env_paths()}
+
+    def code(*modules: str) -> str:           # the project code each action runs
+        return code_digest(*(f"toolchains/qairt/{m}" for m in ("chain.py", "run.py") + modules))
     fp = {"soc": dict(pipe.soc), **tool_versions(tools)}
     sdk_paths = {"jni": str(sdk.jni), "include": str(sdk.include)}
     msvc = msvc_dirs(pipe, host.windows)
@@ -57,7 +59,8 @@ def gen_tasks(pipe, layout, toolchain):
                 calibration = {"npz": str(layout.calibration_set(n, m)), "model": str(layout.preprocessed(m)),
                                "input_list": str(p.staging("convert") / "input_list.txt")}
                 cal_deps = [calibration["npz"], str(layout.calibration_info(n))]
-            kw = dict(common, tools_fp=fp, template=template_digest("qairt/converter.j2"),
+            kw = dict(sdk_key, **scripts, template=template_digest("qairt/converter.j2"),
+                      code=code("sdk.py", "python.py", "qnn_io.py", "converter_patch.py") + code_digest("calibration.py"),
                       missing=[missing[t] for t in ("qnn-onnx-converter",) if t in missing],
                       staging=str(p.staging("convert")), calibration=calibration,
                       outputs={p.cpp.name: str(p.cpp), p.bin.name: str(p.bin), p.net_json.name: str(p.net_json)},
@@ -76,7 +79,8 @@ def gen_tasks(pipe, layout, toolchain):
                 libgen_values = {"libgen": libgen, "cpp": str(p.cpp),
                                  "bin": str(p.bin), "target": "windows-aarch64", "name": m,
                                  "outdir": str(p.staging("libgen") / "lib")}
-            kw = dict(common, tools_fp=fp, paths=paths, tools=tools, msvc=msvc, sdk_paths=sdk_paths, libgen=libgen_values,
+            kw = dict(sdk_key, **scripts, tools_fp=fp, paths=paths, tools=tools, msvc=msvc, sdk_paths=sdk_paths,
+                      libgen=libgen_values, code=code("sdk.py", "python.py", "compilers.py"),
                       missing=[missing[t] for t in ("qnn-model-lib-generator",) if t in missing and libgen_values],
                       templates=template_digest("qairt/clang_cl_compile.j2", "qairt/clang_weights.j2",
                                                 "qairt/weights_asm.S.j2", "qairt/model_lib_generator.j2"))
@@ -84,7 +88,7 @@ def gen_tasks(pipe, layout, toolchain):
                    "actions": [(chain.run_compile, [kw])],
                    "file_dep": [str(p.cpp), str(p.net_json)], "targets": [str(p.manifest)],
                    "uptodate": uptodate(kw), "clean": True}
-            kw = dict(common, tools_fp=fp, paths=paths, tools=tools, link=link,
+            kw = dict(sdk_key, tools_fp=fp, paths=paths, tools=tools, link=link, code=code("compilers.py"),
                       template=template_digest("qairt/lld_link.j2"))
             yield {"basename": "link", "name": name, "doc": f"lld-link: lib{m}_htp.dll (ARM64)",
                    "actions": [(chain.run_link, [kw])],
@@ -92,7 +96,8 @@ def gen_tasks(pipe, layout, toolchain):
                    "uptodate": uptodate(kw), "clean": True}
             if host.context_lib == "host":
                 staging = p.staging("hostlib")
-                kw = dict(common, tools_fp=fp, tools=tools, staging=str(staging), target=str(p.hostlib),
+                kw = dict(sdk_key, **scripts, tools_fp=fp, tools=tools, staging=str(staging), target=str(p.hostlib),
+                          code=code("sdk.py", "python.py", "compilers.py"),
                           missing=[missing[t] for t in ("qnn-model-lib-generator",) if t in missing],
                           produced=f"lib/x86_64-linux-clang/lib{m}.so", shim_dir=str(layout.root / ".tools" / "bin"),
                           template=template_digest("qairt/model_lib_generator.j2"),
@@ -113,7 +118,9 @@ def gen_tasks(pipe, layout, toolchain):
             info_cmd = None if "qnn-context-binary-utility" in missing else render_command(
                 "qairt/context_binary_utility.j2", utility=utility, binary=staging / p.serialized.name,
                 json=staging / p.binary_info.name)
-            kw = dict(common, tools_fp=fp, paths=paths, staging=str(staging), model=m, precision=pname, graph=m,
+            kw = dict(sdk_key, sdk_paths_env=scripts["sdk_paths_env"], soc=dict(pipe.soc), paths=paths,
+                      staging=str(staging), model=m, precision=pname, graph=m,
+                      code=code("sdk.py", "htp.py") + code_digest("toolchains/epcontext.py"),
                       missing=[missing[t] for t in ("qnn-context-binary-generator",) if t in missing],
                       ctx_cmd=ctx_cmd, info_cmd=info_cmd,
                       backend_extensions=context_backend_extensions(m, pipe.soc, precision["context"]),

@@ -248,13 +248,18 @@ def run_hostlib(kw: dict):
 
 # --- context -----------------------------------------------------------------------------------
 
-def describe_from_net_json(net_json: Path, graph: str, out: Path) -> None:
+def describe_from_net_json(net_json: Path, out: Path) -> None:
     """What qnn-context-binary-utility would say of the context (info.graphs[].info), from the
     converter's _net.json: for a release that ships no utility for the host (2.25 on Windows). The
-    graph name is the converter's (the .cpp stem), the I/O its APP_WRITE / APP_READ tensors."""
+    graph name is the stem of the .cpp the converter recorded writing (`model.cpp`: the graph is
+    named after it), the I/O its APP_WRITE / APP_READ tensors."""
     from ...fsutil import write_json
     from ..epcontext import net_json_signature
     inputs, outputs = net_json_signature(net_json)
+    try:
+        graph = Path(json.loads(Path(net_json).read_text())["model.cpp"].replace("\\", "/")).stem
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{net_json}: no model.cpp entry to name the graph by ({e})") from None
 
     def tensors(triples):
         return [{"info": {"name": n}} for n, _, _ in triples]
@@ -287,7 +292,7 @@ def run_context(kw: dict):
     if kw["info_cmd"]:
         run(kw["info_cmd"], env=sdk_of(kw).env(), cwd=staging)       # what the binary says it holds
     else:
-        describe_from_net_json(Path(p["net_json"]), kw["graph"], staging / info.name)
+        describe_from_net_json(Path(p["net_json"]), staging / info.name)
     graph, inputs, outputs = context_graph(staging / info.name, Path(p["net_json"]))
     if graph != kw["graph"]:
         return TaskFailed(f"qnn-context-binary-generator: the context holds graph {graph!r}, but {p['backend_ext']} "

@@ -12,24 +12,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import ToolchainError, find_sdk
-from .sdk import HOSTS, OPTIONAL_TOOLS, REQUIRED_TOOLS, Sdk, missing_tool, read_version, version_matches
+from .sdk import HOSTS, OPTIONAL_TOOLS, REQUIRED_TOOLS, missing_tool, version_matches
 
 UNCHECKED = "not checked: the host is not this machine"
 
 
 def onnxruntime_qnn_facts(htp_arch: int) -> dict:
-    """The onnxruntime-qnn this Python imports: version, the library folder its loader chose and its
-    kind (arm64 / arm64ec / amd64 for the Windows wheels), and whether the V<arch> stub is there."""
+    """The onnxruntime-qnn this Python imports (smolvla_runtime.host's probe): version, the library
+    folder its loader chose and its kind (arm64ec / amd64 for the win_amd64 wheel's libs/, else the
+    package folder), whether the V<arch> stub is there and whether a QNN device registered."""
     from importlib import metadata
-    try:
-        import onnxruntime_qnn
-        folder = Path(onnxruntime_qnn.get_qnn_htp_path()).parent
-    except Exception as exc:            # not installed, or its loader refuses this machine
-        return {"version": None, "library_folder": None, "problem": f"onnxruntime-qnn does not import: {exc}"}
-    kind = folder.name if folder.parent.name == "libs" else "package folder"
-    stub = folder / f"QnnHtpV{htp_arch}Stub.dll"
-    return {"version": metadata.version("onnxruntime-qnn"), "library_folder": str(folder), "kind": kind,
-            "htp_stub": str(stub) if stub.is_file() else None}
+
+    from smolvla_runtime.host import htp_stub_name, probe_onnxruntime_qnn
+    found = probe_onnxruntime_qnn()
+    if found.folder is None:
+        return {"version": None, "library_folder": None, "problem": found.error}
+    stub = found.folder / htp_stub_name(htp_arch)
+    return {"version": metadata.version("onnxruntime-qnn"), "library_folder": str(found.folder),
+            "kind": found.folder.name if found.folder.parent.name == "libs" else "package folder",
+            "htp_stub": str(stub) if stub.is_file() else None, "device": found.device or found.error}
 
 
 def report(pipe, host: str | None = None, environ=None) -> dict:
@@ -37,8 +38,8 @@ def report(pipe, host: str | None = None, environ=None) -> dict:
 
     from . import python as converter
     from .compilers import host_tools, missing_tools, msvc_dirs
-    from .htp import htp_runtime_libs
-    from .sdk import host_name
+    from .htp import htp_runtime_libs, missing_runtime_libs
+    from .sdk import host_name, locate
     problems, notes = [], []
     here = None
     try:
@@ -55,13 +56,13 @@ def report(pipe, host: str | None = None, environ=None) -> dict:
     out = {"host": host, "this_machine": on_this_machine, "sdk": {"root": None, "version": None},
            "tools": {}, "env": {}, "converter_python": None, "msvc": None, "compilers": None,
            "htp_runtime_libs": [], "onnxruntime_qnn": None, "runtime_auto": None}
-    found = find_sdk(pipe, environ)
-    if found is None:
-        problems.append("no QAIRT SDK: set QAIRT_SDK_ROOT (or QNN_SDK_ROOT, or toolchain.sdk_root)")
+    try:
+        sdk = locate(pipe, host, environ)
+    except ToolchainError as exc:
+        problems.append(str(exc))
         sdk = None
-    else:
-        sdk = Sdk(found[0].resolve(), read_version(found[0]), host)
-        out["sdk"] = {"root": str(sdk.root), "version": sdk.version, "named_by": found[1]}
+    if sdk is not None:
+        out["sdk"] = {"root": str(sdk.root), "version": sdk.version, "named_by": find_sdk(pipe, environ)[1]}
         want = pipe.toolchain["sdk_version"]
         if not version_matches(sdk.version, want):
             line = f"SDK version {sdk.version}, pipeline.yaml expects {want} (toolchain.sdk_version)"
@@ -79,13 +80,18 @@ def report(pipe, host: str | None = None, environ=None) -> dict:
         out["env"] = sdk.env_paths()
         libs = htp_runtime_libs(sdk, htp_arch)
         out["htp_runtime_libs"] = [str(p) for p in libs.values() if p.is_file()]
-        for role, p in libs.items():
-            if not p.is_file():
-                line = f"qnn-net-run's {role} {p.relative_to(sdk.root).as_posix()} is not in the SDK (v{htp_arch})"
-                (problems if pipe.section("evaluation")["runtime"] == "qnn-net-run" else notes).append(line)
+        (problems if pipe.section("evaluation")["runtime"] == "qnn-net-run" else notes).extend(
+            missing_runtime_libs(sdk, htp_arch))
+        # what compile and link read from the SDK
+        for need in (sdk.jni / "QnnModel.cpp", sdk.include, sdk.device_lib / "QnnHtp.lib"):
+            if not need.exists():
+                problems.append(f"{need.relative_to(sdk.root).as_posix()} is not in the SDK at {sdk.root}: the model DLL "
+                                "cannot be built")
         req = converter.requirement(sdk, pipe.toolchain.get("python"))
         out["converter_python"] = {"needs": converter.describe(req, sdk), "module": req["module"], "path": None}
-        if on_this_machine:
+        if req["problem"]:
+            problems.append(req["problem"].removeprefix("qairt: "))
+        elif on_this_machine:
             try:
                 out["converter_python"]["path"] = converter.converter_python(sdk, pipe.toolchain.get("python"))
             except ToolchainError as exc:
@@ -130,9 +136,15 @@ def render_text(r: dict) -> str:
                           f"{r['converter_python']['needs']}: {r['converter_python']['path'] or 'not found'}"))
     lines += [item(True, "HTP runtime library", p) for p in r["htp_runtime_libs"]]
     for key in ("compilers", "msvc", "onnxruntime_qnn"):
-        lines.append(item(True, key, r[key]))
+        value = r[key]
+        if key == "onnxruntime_qnn":          # a stub only exists in the Windows wheels
+            ok = value == UNCHECKED or bool(value.get("library_folder"))
+        else:
+            ok = value == UNCHECKED or all(v not in (None, []) for v in value.values())
+        lines.append(item(ok, key, value))
     ra = r["runtime_auto"]
-    lines.append(item(True, "runtime auto", f"{ra['runtime']}: {ra['reason']}" if ra["runtime"] else ra["reason"]))
+    lines.append(f"{'OK     ' if ra['runtime'] else 'unchecked'} runtime auto: "
+                 + (f"{ra['runtime']}: {ra['reason']}" if ra["runtime"] else ra["reason"]))
     lines += [f"note    {n}" for n in r["notes"]]
     lines += [f"PROBLEM {p}" for p in r["problems"]]
     lines.append("the qairt chain can run" if not r["problems"] else f"{len(r['problems'])} problem(s): the qairt chain cannot run")

@@ -7,8 +7,9 @@ are in docs/qairt-sdk.md, "HTP libraries" and "Backend-extension configs".
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
+
+from smolvla_runtime.host import htp_stub_name
 
 from .sdk import Sdk
 
@@ -31,7 +32,7 @@ def htp_runtime_libs(sdk: Sdk, htp_arch: int) -> dict[str, Path]:
             "extensions": sdk.lib / sdk.layout.extensions}
     if sdk.layout.windows:
         hexagon = sdk.hexagon(htp_arch)
-        libs.update(stub=sdk.lib / f"QnnHtpV{htp_arch}Stub.dll", skel=hexagon / f"libQnnHtpV{htp_arch}Skel.so",
+        libs.update(stub=sdk.lib / htp_stub_name(htp_arch), skel=hexagon / f"libQnnHtpV{htp_arch}Skel.so",
                     cat=hexagon / f"libqnnhtpv{htp_arch}.cat")
     return libs
 
@@ -42,29 +43,34 @@ def missing_runtime_libs(sdk: Sdk, htp_arch: int) -> list[str]:
 
 
 def stage_htp_runtime(sdk: Sdk, htp_arch: int, folder: Path) -> dict[str, Path]:
-    """The runtime libraries linked (or copied) side by side into `folder`, made anew: role -> path."""
+    """The runtime libraries linked (or copied) side by side into `folder`: role -> path. A file
+    already there with the same content stays (Windows cannot replace a DLL a running qnn-net-run
+    has loaded); another one is replaced atomically."""
+    import filecmp
+
     from ...fsutil import link_or_copy
     missing = missing_runtime_libs(sdk, htp_arch)
     if missing:
         from .. import ToolchainError
         raise ToolchainError("qairt: " + "; ".join(missing))
     folder = Path(folder)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     staged = {}
     for role, src in htp_runtime_libs(sdk, htp_arch).items():
-        link_or_copy(src, folder / src.name)
-        staged[role] = folder / src.name
+        dest = folder / src.name
+        if not (dest.is_file() and filecmp.cmp(src, dest, shallow=True)):
+            link_or_copy(src, dest)
+        staged[role] = dest
     return staged
 
 
 def runtime_env(sdk: Sdk, staged_folder: Path, base: dict | None = None) -> dict:
     """The SDK's environment with the staged folder searched first: PATH on Windows (the DLL search
-    path), LD_LIBRARY_PATH and ADSP_LIBRARY_PATH on Linux (the skel's search path there)."""
+    path, where the stub finds the skel beside it), LD_LIBRARY_PATH on Linux (the x86_64 backend
+    simulates the HTP: no skel to find)."""
     env = sdk.env(base)
-    folder = str(staged_folder)
-    for var in (("PATH",) if sdk.layout.windows else ("LD_LIBRARY_PATH", "ADSP_LIBRARY_PATH")):
-        env[var] = os.pathsep.join([folder] + ([env[var]] if env.get(var) else []))
+    var = "PATH" if sdk.layout.windows else "LD_LIBRARY_PATH"
+    env[var] = os.pathsep.join([str(staged_folder)] + ([env[var]] if env.get(var) else []))
     return env
 
 

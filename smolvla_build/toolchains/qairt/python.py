@@ -61,10 +61,13 @@ def converter_module_python(sdk: Sdk) -> tuple[tuple[int, int], Path] | None:
 def requirement(sdk: Sdk, configured: str | None) -> dict:
     """What the converter's Python must be, cheaply (no program runs): the up-to-date key of the tasks
     that run it, and what `converter_python` checks."""
-    needed = converter_module_python(sdk)
+    try:
+        needed, problem = converter_module_python(sdk), None
+    except ToolchainError as exc:          # an unreadable module: the convert task says so, in one line
+        needed, problem = None, str(exc)
     return {"configured": configured, "version": "%d.%d" % needed[0] if needed else None,
             "module": needed[1].relative_to(sdk.root).as_posix() if needed else None,
-            "machine": sdk.layout.converter_machine}
+            "machine": sdk.layout.converter_machine, "problem": problem}
 
 
 def interpreter_facts(python: list[str]) -> tuple[tuple[int, int], str] | None:
@@ -87,6 +90,8 @@ def converter_python(sdk: Sdk, configured: str | None = None) -> str:
     compiled modules need (this interpreter if it is that version, else python3.X on PATH, or the
     Windows `py -3.X` launcher). A missing or wrong one is one line naming what to install."""
     req = requirement(sdk, configured)
+    if req["problem"]:
+        raise ToolchainError(req["problem"])
     want = tuple(int(x) for x in req["version"].split(".")) if req["version"] else None
     # the machine check applies where the modules are x64 builds on an ARM64 machine (Windows ARM64)
     machine = req["machine"] if sdk.layout.windows else None
@@ -111,7 +116,7 @@ def converter_python(sdk: Sdk, configured: str | None = None) -> str:
         exe = shutil.which(name)
         if exe and fits(interpreter_facts([exe])):
             return exe
-    if shutil.which("py"):          # the Windows launcher: -V:3.10 picks the registered 3.10 (any machine)
+    if shutil.which("py"):          # the Windows launcher: `py -3.10` picks a registered 3.10 (any machine)
         try:
             out = subprocess.run(["py", f"-{want[0]}.{want[1]}", "-c", "import sys; print(sys.executable)"],
                                  capture_output=True, text=True, timeout=60)

@@ -212,10 +212,10 @@ def version_matches(found: str, wanted: str) -> bool:
     return found.split(".")[: len(want)] == want if len(want) == 3 else found == wanted
 
 
-def locate(pipe, host: str | None = None) -> Sdk:
+def locate(pipe, host: str | None = None, environ=None) -> Sdk:
     """The SDK a pipeline names (toolchain.sdk_root, $QAIRT_SDK_ROOT, $QNN_SDK_ROOT) for `host`
     (default: toolchain.host), without the version policy: what `doctor` inspects."""
-    found = find_sdk(pipe)
+    found = find_sdk(pipe, environ)
     if found is None:
         raise ToolchainError("toolchain 'qairt' needs the Qualcomm AI Runtime SDK: install QAIRT "
                              f"{pipe.toolchain['sdk_version']} and set QAIRT_SDK_ROOT (or QNN_SDK_ROOT, or "
