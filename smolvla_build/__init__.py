@@ -12,3 +12,6 @@ Layout (one job per subpackage):
 __version__ = "0.1.0"
 
 MODELS = ("vision_encoder", "llm_backbone", "action_head")
+# the parts of a stage that run on the CPU beside its HTP graph (preprocess moves them there):
+EMBEDDING_ON_CPU = {"llm_backbone"}                   # the token-embedding lookup
+SINUSOID_ON_CPU = {"llm_backbone", "action_head"}     # RoPE tables (both), the timestep embedding (action head)

@@ -147,3 +147,31 @@ class CalibrationSet:
         folder.mkdir(parents=True, exist_ok=True)
         return [write_raw_inputs(self[i], inputs, folder, prefix=f"{i:04d}_", all_float32=True)[0]
                 for i in range(len(self))]
+
+
+def calibrate_task(kw: dict):
+    """The `calibrate` action. kw: pipeline_path, samples (and the settings of its key)."""
+    from doit.exceptions import TaskFailed
+
+    from .config import load_pipeline
+    from .evaluate.libero_env import LiberoError
+    from .layout import Layout
+    from .runtime.policy import Policy
+    pipeline_path, samples = kw["pipeline_path"], kw["samples"]
+    pipe = load_pipeline(pipeline_path)
+    layout = Layout(pipe)
+    cal, ev = pipe.section("calibration"), pipe.section("evaluation")
+    tasks = list(range(10)) if cal["tasks"] == "all" else list(cal["tasks"])
+    suite = pipe.calibration_suite()
+    log.info("calibrate %s: %d samples per graph from the fp32 reference policy in %s tasks %s ...", suite, samples,
+             suite, tasks)
+    policy = Policy.from_artifacts(layout, "reference", pipe.soc, pipe.precisions, pipe.requested_precisions(),
+                                   ev["n_action_steps"], seed=cal["seed"])
+    try:
+        info = record(policy, suite, tasks, samples, cal["seed"], layout.root / "libero-config",
+                      layout.calibration_dir(samples))
+    except LiberoError as exc:
+        return TaskFailed(f"calibrate: {exc}")
+    log.info("calibrate %s: %d samples per graph in %.1f s (%d episodes)", suite, samples, info["seconds"],
+             len(info["episodes"]))
+    return True

@@ -88,10 +88,6 @@ class Layout:
     def embed_table(self) -> Path:
         return self.preprocessed_dir / "embed_tokens.npy"
 
-    @property
-    def embed_table_fp16(self) -> Path:
-        return self.preprocessed_dir / "embed_tokens.fp16.npy"
-
     # the reference runtime's CPU copies (fused onnxruntime ops where checked; else the preprocessed model)
     @property
     def reference_dir(self) -> Path:
@@ -138,6 +134,17 @@ class Layout:
         return QairtPaths(self.root, model, precision)
 
     # the built context of the pipeline's toolchain (validate, report, runtime)
+    def runtime_files(self, runtime: str) -> list[Path]:
+        """The built files a policy reads on `runtime` (reference, ort-qnn, qnn-net-run): an
+        episode's, an evaluation's or a calibration's dependencies."""
+        from . import MODELS, SINUSOID_ON_CPU
+        files = [self.export_dir / "tokenizer.json", self.export_dir / "normalization.json"]
+        for m in MODELS:
+            files += [self.reference_model(m), self.reference_info(m), self.io_sidecar(m)]
+            if runtime in ("ort-qnn", "qnn-net-run"):
+                files += [f for p in self.pipe.precisions for f in self.context_files(m, p)]
+        return files + [self.embed_table] + [self.cpu_model(m) for m in sorted(SINUSOID_ON_CPU)]
+
     def qnn_net_run_dir(self, model: str, precision: str) -> Path:
         """qnn-net-run's working folder: the staged HTP libraries, its configs and each call's files."""
         return self.root / ".qnn-net-run" / f"{model}-{precision}"

@@ -134,3 +134,119 @@ def judge(metrics: dict, flagged: list, model: str, options: dict) -> list[str]:
         reasons.append(f"{len(flagged)} reference activation(s) beyond the fp16 range, e.g. "
                        f"{flagged[0]['tensor']} reaches {flagged[0]['max_abs']:.4g}")
     return reasons
+
+
+# --- the validate task: measure, then decide -------------------------------------------------------
+
+def validation_inputs(kw: dict) -> dict[str, np.ndarray]:
+    """The seeded inputs of one stage (kw: model, seed and the reference files it needs)."""
+    from .model_files import load_npy
+    from .runtime import ReferenceRunner, StageRunner
+    model, seed = kw["model"], kw["options"]["seed"]
+    if model == "vision_encoder":
+        return {"pixel_values": image_like(seed)}
+    table = load_npy(kw["embed_table"], mmap_mode="r")
+    lfeeds = llm_feeds(table.shape[0], table.shape[1], seed)
+    if kw["vision_reference"]:
+        lfeeds.update(image_embeddings(kw["vision_reference"], kw["vision_sidecar"], seed))
+    if model == "llm_backbone":
+        return lfeeds
+    kv = StageRunner(ReferenceRunner(kw["llm_reference"]), kw["llm_sidecar"]).infer(lfeeds)["kv"]
+    from .toolchains.epcontext import signature
+    chunk = {name: dims for name, _, dims in signature(kw["reference"])[0]}["x_t"]    # the head declares it
+    rng = np.random.default_rng(seed + 2)
+    noise = rng.standard_normal(chunk).astype(np.float32)
+    return {"kv": kv, "prefix_pad_mask": prefix_pad_from(lfeeds["lang_mask"]), "x_t": noise,
+            "timestep": np.array([1.0], np.float32)}
+
+
+def measure(kw: dict, log) -> dict:
+    """The HTP context against the fp32 reference on the stage's seeded inputs: metrics (the action
+    head after the whole rollout), timings and the reference's intermediate ranges beyond fp16."""
+    import time
+
+    from .compare import compare as compare_arrays
+    from .progress import Announced, Steps, heartbeat
+    from .runtime import OrtQnnRunner, ReferenceRunner, StageRunner
+    from .runtime.contexts import qairt_names
+    from .toolchains.ort_qnn import load_session
+    model, label, qairt_io = kw["model"], f"{kw['model']}-{kw['precision_name']}", kw["qairt_io"]
+    names = qairt_names(qairt_io["binary_info"], qairt_io["net_json"], kw["reference"])[1] if qairt_io else None
+    ref = StageRunner(ReferenceRunner(kw["reference"]), kw["sidecar"])
+    calls = NUM_STEPS if model == "action_head" else 1
+    htp = Announced(StageRunner(OrtQnnRunner(kw["ctx"], kw["soc"], kw["precision"], names=names, loader=load_session),
+                                kw["sidecar"]), Steps(f"validate {label}: HTP-emulated call", calls, log))
+    toolchain = "qairt" if qairt_io else "ort-qnn"
+    log.info("validate %s: %s context %s vs the fp32 reference ...", label, toolchain, kw["ctx"])
+    report = {"model": model, "precision": kw["precision_name"], "reference": kw["reference"], "context": kw["ctx"],
+              "toolchain": toolchain, "seed": kw["options"]["seed"], "options": kw["options"]}
+    t0 = time.time()
+    feeds = validation_inputs(kw)
+    if model == "action_head":
+        base = {k: v for k, v in feeds.items() if k not in ("x_t", "timestep")}
+        ref_x, ref_v = rollout(ref, base, feeds["x_t"])
+        htp_x, htp_v = rollout(htp, base, feeds["x_t"])
+        metrics = compare_arrays(ref_x, htp_x)
+        report["per_step"] = [dict(step=i, **{k: v for k, v in compare_arrays(a, b).items() if k != "saturation"})
+                              for i, (a, b) in enumerate(zip(ref_v, htp_v))]
+        report["judged_on"] = f"final action chunk after the {NUM_STEPS}-step Euler rollout, same noise"
+    else:
+        name = ref.runner.output_names[0]
+        metrics = compare_arrays(ref.infer(feeds)[name], htp.infer(feeds)[name])
+        report["judged_on"] = f"output {name}"
+    report["metrics"] = metrics
+    report["htp_seconds_per_call"] = float(np.median(htp.inference_times))
+    report["reference_seconds_per_call"] = float(np.median(ref.inference_times))
+    with heartbeat(f"validate {label}: fp32 ranges of every intermediate tensor", log):
+        ranges = intermediate_ranges(kw["reference"], kw["sidecar"], dict(feeds, timestep=np.array([1.0], np.float32)))
+    report["intermediate_max_abs"] = max(ranges.values(), default=0.0)
+    # fp16 overflow concerns float graphs (the HTP runs fp32 ones in fp16 too); an integer precision's
+    # activation ranges are calibrated scales instead
+    report["intermediates_beyond_fp16"] = [] if "quantization" in kw["precision"] else over_fp16(ranges)
+    report["seconds"] = round(time.time() - t0, 2)
+    return report
+
+
+def decide(reasons: list[str], options: dict, fallback_to: str | None, is_fallback_target: bool) -> str:
+    """pass | fallback | warn | fail for a stage that missed `reasons` (none: pass), under
+    validation.on_saturation and on_fallback_miss."""
+    policy = options["on_saturation"]
+    if not reasons:
+        return "pass"
+    if policy == "fallback-fp32" and fallback_to:
+        return "fallback"
+    if policy == "warn":
+        return "warn"
+    if policy == "fallback-fp32" and options.get("on_fallback_miss") == "warn" and is_fallback_target:
+        return "warn"          # nothing left to fall back to: use it, say so (report, log)
+    return "fail"
+
+
+def validate_task(kw: dict):
+    """The `validate` action: measure, judge against the gates, decide, write the report."""
+    import logging
+
+    from doit.exceptions import TaskFailed
+
+    from .fsutil import write_json
+    log = logging.getLogger("smolvla_build.validate")
+    report = measure(kw, log)
+    options = kw["options"]
+    gates = {"cosine_min": options["cosine_min"], "max_abs": options["max_abs"], **(kw["gates"] or {})}
+    reasons = judge(report["metrics"], report["intermediates_beyond_fp16"], kw["model"], gates)
+    report.update(gates=gates, reasons=reasons)
+    report["status"] = decide(reasons, options, kw["fallback_to"], kw["fallback_target"])
+    if report["status"] == "fallback":
+        report["fallback_to"] = kw["fallback_to"]
+    write_json(kw["out"], report)
+    metrics, label = report["metrics"], f"{kw['model']}-{kw['precision_name']}"
+    msg = (f"validate {label}: {report['status']}, cosine {metrics['cosine']:.6f}, "
+           f"max abs {metrics['max_abs']:.3g}, PSNR {metrics['psnr_db']:.1f} dB")
+    if reasons:
+        msg += "; " + "; ".join(reasons)
+        if report["status"] == "fallback":
+            msg += f" -> using {kw['fallback_to']} for {kw['model']}"
+    (log.warning if reasons else log.info)(msg)
+    if report["status"] == "fail":
+        return TaskFailed(msg + f" (on_saturation: {options['on_saturation']}; report: {kw['out']})")
+    return True

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .host import has_device_htp, resolve_runtime  # noqa: F401 - part of this module's interface
+from .host import resolve_runtime
 from .preprocessing import Normalizer, Tokenizer, camera_to_pixels
 from .stage import StageRunner
 
@@ -50,7 +50,7 @@ class Policy:
         from .bundle import Bundle
         b = Bundle(bundle_dir)
         b.verify(soc_model=soc_model)
-        runtime = resolve_runtime(runtime)
+        runtime = resolve_runtime(runtime, int(b.manifest["soc"]["htp_arch"]))
         stages = {m: StageRunner(b.runner(m, runtime), b.path(b.models[m]["sidecar"])) for m in MODELS}
         for s in stages.values():
             s.activate()

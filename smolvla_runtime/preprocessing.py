@@ -1,4 +1,4 @@
-"""SmolVLA's pre- and post-processing on the CPU, as LeRobot does it (../shared/docs/smolvla.md §6)."""
+"""SmolVLA's pre- and post-processing on the CPU, as LeRobot does it (docs/smolvla.md, "Pre- and post-processing")."""
 
 from __future__ import annotations
 

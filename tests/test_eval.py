@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -62,8 +63,12 @@ def test_a_killed_actors_episode_is_rerun_and_is_deterministic(evaluated):
     folder, pipe, _ = evaluated
     before = results(folder)[(1, 1)]
     (folder / "artifacts" / "eval" / "libero_spatial" / "task1" / "trial1.json").unlink()
-    env = dict(os.environ, SMOLVLA_EVAL_KILL="libero_spatial:1:1:1")      # the actor SIGKILLs itself at step 1
+    # the actor running it is SIGKILLed at step 1, from outside the project's code (tests/fixtures/kill_actor)
+    fixture = str(Path(__file__).parent / "fixtures" / "kill_actor")
+    env = dict(os.environ, SMOLVLA_TEST_KILL=f"libero_spatial:1:1:1:{folder / 'killed.marker'}",
+               PYTHONPATH=os.pathsep.join([fixture] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
     res = doit(pipe, "eval", env=env)
+    assert (folder / "killed.marker").exists()
     assert "1 to run" in res.stderr and "died" in res.stderr and "1 actor(s) replaced" in res.stderr
     after = results(folder)[(1, 1)]
     assert not after.get("error") and after["steps"] == 3

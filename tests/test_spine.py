@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import onnx
 import pytest
 import yaml
@@ -27,10 +26,59 @@ ALL_TASKS = ({"export", "report"} | {f"{s}:{m}" for s in ("preprocess", "referen
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
+    """The tiny build, recording the project modules it loads (tests/fixtures/import_trace)."""
     folder = tmp_path_factory.mktemp("spine")
     pipe = write_pipeline(folder)
-    first = doit(pipe)
+    env = dict(os.environ, SMOLVLA_IMPORT_TRACE=str(folder / "imports.txt"),
+               PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "fixtures" / "import_trace")]
+                                          + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    first = doit(pipe, env=env)
     return folder, pipe, first
+
+
+def declared_distributions(*extras: str) -> set[str]:
+    import re
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + [r for e in extras for r in project["optional-dependencies"][e]]
+    return {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", r).group(0)).lower() for r in reqs}
+
+
+def imported_distributions(module_files) -> dict[str, set[str]]:
+    """{distribution: {project file}} of every import statement (lazy ones too) in `module_files`
+    that is neither the standard library nor the project."""
+    import ast
+    import re
+    from importlib.metadata import packages_distributions
+    dists = packages_distributions()
+    out: dict[str, set[str]] = {}
+    for f in module_files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in ("smolvla_build", "smolvla_runtime"):
+                    continue
+                for d in dists.get(top, [top]):
+                    out.setdefault(re.sub(r"[-_.]+", "-", d).lower(), set()).add(f.relative_to(ROOT).as_posix())
+    return out
+
+
+def test_the_build_imports_only_declared_dependencies(build):
+    """Every module the tiny build runs (traced in the doit process) imports only the standard
+    library, the project and what pyproject.toml declares for the build (core + export): no LIBERO,
+    no undeclared package (scripts/build.sh installs `.[export]`)."""
+    folder, _, _ = build
+    loaded = set((folder / "imports.txt").read_text().split())
+    assert {"smolvla_build.report", "smolvla_build.passes.pipeline"} <= loaded
+    files = []
+    for name in loaded:
+        base = ROOT.joinpath(*name.split("."))
+        files.append(base / "__init__.py" if base.is_dir() else base.with_suffix(".py"))
+    undeclared = {d: sorted(f) for d, f in imported_distributions(files).items()
+                  if d not in declared_distributions("export")}
+    assert undeclared == {}
 
 
 def _perturb(path):
@@ -190,3 +238,24 @@ def test_default_pipeline_lists_full_chain():
     for m in MODELS:
         for p in PRECISIONS:
             assert f"context:{m}-{p}" in listed
+
+
+def test_task_generation_imports_no_heavy_library(tmp_path):
+    """Stages declare, libraries do: generating every task of the tiny pipeline imports none of the
+    libraries the actions need (the no-op `doit` stays fast), and no stage imports another."""
+    import ast
+    pipe = write_pipeline(tmp_path)
+    code = ("import sys; from smolvla_build.stages import load_tasks; _, c = load_tasks(sys.argv[1]); "
+            "[list(f()) for f in c.values()]; "
+            "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'onnx_graphsurgeon', 'transformers', 'ray', "
+            "'matplotlib', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(pipe)], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+    stages = ROOT / "smolvla_build" / "stages"
+    families = {p.stem for p in stages.glob("*.py")} - {"__init__", "keys"}
+    for f in stages.glob("*.py"):
+        if f.stem == "__init__":
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                assert (node.module or "") not in families, f"{f.name} imports stages.{node.module}"

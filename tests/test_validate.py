@@ -12,8 +12,8 @@ from doit.exceptions import TaskFailed
 from onnx import TensorProto as T
 
 from smolvla_build.compare import compare, cosine, psnr, saturation
-from smolvla_build.stages.validate import run_validate
 from smolvla_build.toolchains.ort_qnn import build_context
+from smolvla_build.validation import decide, validate_task
 
 SOC = {"soc_model": 60, "htp_arch": 73}
 FP16 = {"converter": {"float_bitwidth": 16},
@@ -60,9 +60,13 @@ def _validate(d, policy, fallback_to="fp32", on_fallback_miss="fail", fallback_t
     options = {"on_saturation": policy, "on_fallback_miss": on_fallback_miss, "cosine_min": 0.999, "max_abs": 5e-3,
                "seed": 0}
     out = d / f"report-{policy}-{on_fallback_miss}-{fallback_target}.json"
-    result = run_validate("vision_encoder", "fp16", str(d / "vision_encoder.onnx"), str(d / "vision_encoder.io.json"),
-                          str(d / "ctx" / "vision_encoder_ctx.onnx"), str(out), SOC, FP16, options, fallback_to,
-                          None, None, None, fallback_target=fallback_target)
+    kw = {"model": "vision_encoder", "precision_name": "fp16", "precision": FP16, "soc": SOC, "options": options,
+          "gates": None, "fallback_to": fallback_to, "fallback_target": fallback_target,
+          "reference": str(d / "vision_encoder.onnx"), "sidecar": str(d / "vision_encoder.io.json"),
+          "ctx": str(d / "ctx" / "vision_encoder_ctx.onnx"), "out": str(out), "qairt_io": None,
+          "embed_table": None, "llm_reference": None, "llm_sidecar": None, "vision_reference": None,
+          "vision_sidecar": None}
+    result = validate_task(kw)
     return result, json.loads(out.read_text())
 
 
@@ -90,6 +94,44 @@ def test_a_miss_of_the_precision_fallen_back_to_fails_unless_told_to_warn(overfl
     assert result is True and report["status"] == "warn" and report["reasons"]
 
 
+def test_the_decision_follows_the_policy():
+    """The status rules alone (validation.py: decide), for every policy."""
+    options = {"on_saturation": "fallback-fp32", "on_fallback_miss": "fail"}
+    assert decide([], options, "fp32", False) == "pass"
+    assert decide(["x"], options, "fp32", False) == "fallback"
+    assert decide(["x"], options, None, True) == "fail"
+    assert decide(["x"], dict(options, on_fallback_miss="warn"), None, True) == "warn"
+    assert decide(["x"], dict(options, on_fallback_miss="warn"), None, False) == "fail"   # not a fallback target
+    assert decide(["x"], {"on_saturation": "warn"}, "fp32", False) == "warn"
+    assert decide(["x"], {"on_saturation": "fail"}, "fp32", False) == "fail"
+
+
+def test_every_action_reads_exactly_its_up_to_date_key(tmp_path):
+    """Drift between the key and the action's arguments is impossible by construction: every task
+    whose action takes `kw` is keyed on that same dict. Removing the precision that fell back to
+    fp32 changes fp32's validate key (fallback_target), so its verdict is redone."""
+    from conftest import write_pipeline
+
+    from smolvla_build.stages import load_tasks
+
+    def tasks(pipe):
+        _, creators = load_tasks(pipe)
+        return {f"{t['basename']}:{t.get('name', '')}".rstrip(":"): t for c in creators.values() for t in c()}
+    both = tasks(write_pipeline(tmp_path, "both.yaml"))
+    for name in ("validate:action_head-fp32", "report"):
+        action = both[name]["actions"][0]
+        assert action[1][0] is both[name]["uptodate"][0].config
+    tiny = write_pipeline(tmp_path, "fp32.yaml")
+    import yaml
+    cfg = yaml.safe_load(tiny.read_text())
+    del cfg["precisions"]["fp16"]
+    cfg["evaluation"]["precision"] = "fp32"
+    tiny.write_text(yaml.safe_dump(cfg))
+    alone = tasks(tiny)
+    a, b = (t["validate:action_head-fp32"]["actions"][0][1][0] for t in (both, alone))
+    assert a["fallback_target"] and not b["fallback_target"]
+
+
 def test_guard_warn_policy_passes_with_a_warning(overflowing):
     result, report = _validate(overflowing, "warn")
     assert result is True and report["status"] == "warn" and report["reasons"]
@@ -102,7 +144,7 @@ def test_tiny_build_validates_and_reports(tmp_path):
     res = doit(pipe)
     # progress inside the long stages (issue: rough edges): per model, per pass, per emulated call
     assert "export llm_backbone: " in res.stderr and "(2/3)" in res.stderr
-    assert "preprocess llm_backbone: pass 1/7" in res.stderr
+    assert "preprocess llm_backbone: pass 1/8" in res.stderr
     assert "validate action_head-fp16: HTP-emulated call 10/10" in res.stderr
     report = json.loads((tmp_path / "artifacts" / "report.json").read_text())
     for name, stage in report["stages"].items():

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from ..precisions import fallback_of, is_quantized, requested_precisions
 from .schema import (DEFAULTS, PIPELINE_SCHEMA, PRECISION_DEFAULTS, QUANTIZATION_COMBINATIONS, QUANTIZATION_DEFAULTS,
                      QUANTIZED_GATES)
 
@@ -123,36 +124,10 @@ class Pipeline:
         return self.section("calibration")["suite"] or self.section("evaluation")["suite"]
 
     def fallback(self, precision: str) -> str | None:
-        """The precision a model falls back to when `precision` misses its gates: for fp16 the first
-        fp32 precision listed; for an integer precision the next precision listed after it, else (listed
-        last) the first float precision listed."""
-        names = list(self.precisions)
-        if self.is_quantized(precision):
-            i = names.index(precision)
-            floats = [k for k in names if not self.is_quantized(k)]
-            return names[i + 1] if i + 1 < len(names) else (floats[0] if floats else None)
-        if self.precisions[precision]["converter"]["float_bitwidth"] != 16:
-            return None
-        fp32 = [k for k in names if not self.is_quantized(k) and self.precisions[k]["converter"]["float_bitwidth"] == 32]
-        return fp32[0] if fp32 else None
+        return fallback_of(self.precisions, precision)
 
     def resolve(self, p: str) -> Path:
         return (self.root / p).resolve()
-
-
-def is_quantized(precision: dict) -> bool:
-    return "quantization" in precision
-
-
-def requested_precisions(value, models) -> dict[str, str]:
-    if isinstance(value, str):
-        return {m: value for m in models}
-    return {m: value.get(m, value.get("default")) for m in models}
-
-
-def precision_label(value) -> str:
-    """A file-name-safe name for evaluation.precision (`w8a16`, or `fp16+w8a16` for a mapping)."""
-    return value if isinstance(value, str) else "+".join(sorted(set(value.values())))
 
 
 def load_pipeline(path: str | Path) -> Pipeline:

@@ -106,7 +106,6 @@ PIPELINE_SCHEMA = {
                 "properties": {"converter": _converter, "context": _context, "quantization": _quantization},
             },
         },
-        "target": {"enum": ["windows-aarch64", "x86_64-linux"]},
         "soc": {
             "type": "object",
             "additionalProperties": False,
@@ -251,7 +250,6 @@ DEFAULTS = {
     "artifacts": "artifacts",
     "source": {"seed": 0},
     "models": ["vision_encoder", "llm_backbone", "action_head"],
-    "target": "windows-aarch64",
     "soc": {"name": "Snapdragon X Elite", "soc_model": 60, "htp_arch": 73},
     "toolchain": {
         "kind": "auto",

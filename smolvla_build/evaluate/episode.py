@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ FPS = 20  # LIBERO control frequency
 
 
 def simulate(policy, suite: str, task_id: int, trial: int, max_steps: int | None, config_dir: Path, seed: int = 0,
-             frames: bool = True, progress: bool = True, crash_at_step: int | None = None) -> dict:
+             frames: bool = True, progress: bool = True) -> dict:
     """One episode, LeRobot's protocol: reset, the suite's init state for the trial, 10 no-op steps,
     then the policy until success or the step limit. Returns what happened (and the frames)."""
     from tqdm import tqdm
@@ -39,10 +38,6 @@ def simulate(policy, suite: str, task_id: int, trial: int, max_steps: int | None
             shots.append(obs["agentview_image"][::-1, ::-1].copy())
         bar = tqdm(range(max_steps), desc=f"{suite} task{task_id}", unit="step", disable=not progress)
         for step in bar:
-            if crash_at_step is not None and step == crash_at_step:
-                import os
-                import signal
-                os.kill(os.getpid(), signal.SIGKILL)      # fault injection for the tests (an actor dying)
             images = [obs["agentview_image"], obs["robot0_eye_in_hand_image"]]
             ts = time.perf_counter()
             action = policy.select_action(images, libero_state(obs), language)
@@ -135,3 +130,35 @@ def _plot_actions(actions, path: Path, title: str) -> None:
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=80)
     plt.close(fig)
+
+
+def infer_task(kw: dict):
+    """The `infer:task<N>` action: one episode. kw: pipeline_path, task_id, out_dir (and the
+    settings of its key)."""
+    from doit.exceptions import TaskFailed
+    from smolvla_runtime.host import resolve_runtime
+
+    from ..config import load_pipeline
+    from ..export.onnx_export import RANDOM_WARNING
+    from ..layout import Layout
+    from ..runtime.policy import Policy
+    from .libero_env import LiberoError
+    pipeline_path, task_id, out_dir = kw["pipeline_path"], kw["task_id"], kw["out_dir"]
+
+    pipe = load_pipeline(pipeline_path)
+    layout = Layout(pipe)
+    ev = pipe.section("evaluation")
+    runtime = resolve_runtime(ev["runtime"], int(pipe.soc["htp_arch"]))
+    meaningless = pipe.source["weights"] == "random"
+    if meaningless:
+        log.warning(RANDOM_WARNING)
+    try:
+        policy = Policy.from_artifacts(layout, runtime, pipe.soc, pipe.precisions, pipe.requested_precisions(),
+                                       ev["n_action_steps"], seed=ev["seed"])
+        run_episode(policy, ev["suite"], task_id, ev["trial"], ev["max_steps"], Path(out_dir),
+                    layout.root / "libero-config", seed=ev["seed"], meaningless=meaningless,
+                    meta={"runtime": runtime, "preset": pipe.source["preset"], "weights": pipe.source["weights"],
+                          "trial": ev["trial"], "n_action_steps": ev["n_action_steps"]})
+    except LiberoError as exc:
+        return TaskFailed(str(exc))
+    return True

@@ -21,7 +21,6 @@ from pathlib import Path
 
 log = logging.getLogger("smolvla_build.eval")
 SUITE_TASKS = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10}
-KILL_ENV = "SMOLVLA_EVAL_KILL"   # tests: "suite:task:trial:step" kills the actor running it, once
 
 
 def episodes(ev: dict) -> list[tuple[str, int, int]]:
@@ -75,7 +74,7 @@ class EpisodeWorker:
                                             ev["n_action_steps"])
         self.config_dir = layout.root / "libero-config" / f"worker-{os.getpid()}"     # one per process
 
-    def run(self, suite: str, task: int, trial: int, seed: int, max_steps, video: str | None, crash_at_step=None):
+    def run(self, suite: str, task: int, trial: int, seed: int, max_steps, video: str | None):
         import socket
 
         import ray
@@ -83,7 +82,7 @@ class EpisodeWorker:
         from .episode import simulate, write_video
         self.policy.seed = seed                        # per episode, not per worker: reset() reseeds
         r = simulate(self.policy, suite, task, trial, max_steps, self.config_dir, seed=seed,
-                     frames=video is not None, progress=False, crash_at_step=crash_at_step)
+                     frames=video is not None, progress=False)
         if video:
             write_video(r["frames"], Path(video))
         return {"task": r["task"], "success": r["success"], "steps": r["steps"], "rewards": r["rewards"],
@@ -135,8 +134,6 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
     workers = max(1, min(workers, len(todo))) if todo else 0
     log.info("eval: %d episodes, %d already done with this policy, %d to run on %d Ray actor(s)",
              len(all_eps), len(all_eps) - len(todo), len(todo), workers)
-    kill = os.environ.get(KILL_ENV)
-    kill = tuple(kill.split(":")) if kill else None
     stats = {"run": 0, "errors": 0, "actor_deaths": 0, "retries": 0}
     if todo:
         address = (ev.get("ray") or {}).get("address")
@@ -164,8 +161,7 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
                     video = None
                     if ev["videos"] == "all" or (ev["videos"] == "first" and first_trial[(suite, task)] == trial):
                         video = str(result_path(root, suite, task, trial).with_suffix(".mp4"))
-                    crash = int(kill[3]) if kill and kill[:3] == (suite, str(task), str(trial)) and not deaths[ep] else None
-                    ref = actors[slot].run.remote(suite, task, trial, seed, ev["max_steps"], video, crash)
+                    ref = actors[slot].run.remote(suite, task, trial, seed, ev["max_steps"], video)
                     in_flight[ref] = (slot, ep, seed)
                 (ref,), _ = ray.wait(list(in_flight), num_returns=1)
                 slot, ep, seed = in_flight.pop(ref)
@@ -288,3 +284,19 @@ def _charts(per_task: list[dict], root: Path, meta: dict) -> None:
         with atomic_path(root / f"{suite}.png", suffix=".png") as tmp:
             fig.savefig(tmp, dpi=80)
         plt.close(fig)
+
+
+def eval_task(kw: dict):
+    """The `eval` action. kw: pipeline_path, runtime, files (the policy's), out_root, meta, htp_arch."""
+    from smolvla_runtime.host import resolve_runtime
+
+    from ..export.onnx_export import RANDOM_WARNING
+    pipeline_path, runtime, files, out_root, meta, htp_arch = (
+        kw[k] for k in ("pipeline_path", "runtime", "files", "out_root", "meta", "htp_arch"))
+    if meta["meaningless_actions"]:
+        log.warning(RANDOM_WARNING)
+    stats = run_eval(pipeline_path, resolve_runtime(runtime, htp_arch), files, out_root, meta)
+    log.info("eval: %d episode(s) run (%d error(s), %d actor(s) replaced, %d retried)%s: %s/summary.md",
+             stats["run"], stats["errors"], stats["actor_deaths"], stats["retries"],
+             f", ray start {stats['ray_start_s']:.2f} s" if "ray_start_s" in stats else "", out_root)
+    return True

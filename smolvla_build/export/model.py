@@ -5,7 +5,7 @@ checkpoint's (`model.vlm_with_expert.vlm.model.vision_model...`, `model.state_pr
 and strict loading catches a weight that would otherwise stay at random init. The vision tower,
 connector and the text/expert decoder layers are transformers' own SmolVLM and Llama modules,
 built from a local config (no hub call); the attention, masks, RoPE and the flow-matching pieces
-follow lerobot's smolvlm_with_expert.py / modeling_smolvla.py (see ../shared/docs/smolvla.md).
+follow lerobot's smolvlm_with_expert.py / modeling_smolvla.py (see docs/smolvla.md).
 
 Stage boundaries (the deployed card's I/O):
   vision_encoder: pixel_values [1,3,512,512] in [-1,1] -> image_embeddings [1,64,960], UNSCALED.

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 
 from smolvla_runtime.policy import Policy as RuntimePolicy
-from smolvla_runtime.policy import has_device_htp, resolve_runtime  # noqa: F401 - the build's entry points use them
 from smolvla_runtime.preprocessing import Normalizer, Tokenizer
 from smolvla_runtime.runners import ReferenceRunner
 from smolvla_runtime.stage import StageRunner
 
-from ..config.loader import requested_precisions
+from ..precisions import requested_precisions
 from .contexts import htp_runner
 
 

@@ -1,175 +1,18 @@
-"""bundle: the deployable unit for the laptop (`doit bundle`, not part of a bare `doit`).
-
-artifacts/bundle/<precision>/ and artifacts/bundle/smolvla-<precision>.zip hold, for each model at the
-precision the report chose (fp16, or its fp32 fallback): the HTP context (EPContext model + binary of
-either toolchain), the fp32 reference model (the runtime on a machine without the NPU), its I/O
-sidecar and CPU sub-models, the embedding table, tokenizer and normalization stats; the runtime's
-code (smolvla_runtime: numpy, onnxruntime(-qnn), tokenizers only), requirements.txt with the exact
-pins, manifest.json (what, for which SoC, built by what, validated how, sha256 of every file) and a
-README. `python -m smolvla_runtime <bundle>` runs it.
-"""
+"""bundle: the deployable unit for the laptop (`doit bundle`, not part of a bare `doit`;
+smolvla_build/bundle.py makes it)."""
 
 from __future__ import annotations
 
-import json
-import logging
-from pathlib import Path
-
-from .. import MODELS
-from ..toolchains.fingerprint import ort_qnn_fingerprint, package_version
-from .keys import RUNTIME, code_digest, uptodate
-from .preprocess import SINUSOID_ON_CPU
+from .. import MODELS, SINUSOID_ON_CPU
+from ..toolchains.fingerprint import ort_qnn_fingerprint
+from .keys import RUNTIME, action, code_digest, uptodate
 
 FAMILY = "bundle"
 DEFAULT = False                      # run by name: `doit bundle`
-log = logging.getLogger("smolvla_build.bundle")
-RUNTIME_DIR = Path(__file__).resolve().parents[2] / "smolvla_runtime"
-REQUIREMENTS = ["numpy", "onnxruntime", "onnxruntime-qnn", "tokenizers"]
-README = """# SmolVLA device bundle ({precision}, {toolchain}, {soc_name})
-
-Made by `doit bundle` (smolvla-build). Everything the policy needs is in this folder; manifest.json
-lists each file with its sha256, the SoC the HTP contexts were compiled for (soc_model {soc_model},
-v{htp_arch}), the tools that built them and the validation status of each stage.
-
-## Run it
-
-```
-python -m venv venv                      # Windows: py -3.12 -m venv venv & venv\\Scripts\\activate
-. venv/bin/activate
-pip install -r requirements.txt          # numpy, onnxruntime, onnxruntime-qnn, tokenizers (exact pins)
-python -m smolvla_runtime .              # one synthetic observation: the action chunk and timings as JSON
-python -m smolvla_runtime . --soc-model {soc_model}   # also refuse to run if the SoC differs
-```
-
-In Python:
-
-```python
-from smolvla_runtime import Policy
-policy = Policy.load("path/to/this/folder")           # checks hashes, versions (and soc_model=...)
-action = policy.select_action([agentview_rgb, wrist_rgb], state8, "open the drawer")   # 7-D, unnormalized
-```
-
-On the Windows ARM64 laptop use CPython 3.12, ARM64 or x64: pip resolves every requirement from wheels
-there, and an x64 Python before 3.12 makes onnxruntime-qnn load its x64 libraries, which cannot reach
-the NPU. `runtime="auto"` runs the HTP contexts on the Hexagon NPU of a Windows ARM64 machine (CPU
-fallback disabled) when onnxruntime-qnn's HTP libraries load, and the fp32 reference models with
-onnxruntime on the CPU elsewhere; the log says which and why; `runtime="ort-qnn"`
-forces the contexts (HTP emulation off the device: slow). Images are the raw 256x256 LIBERO camera
-frames (HWC uint8, turned 180 degrees inside, as LeRobot does); state is LIBERO's 8-D state.
-"""
-
-
-def requirements_txt(pins: dict | None = None) -> str:
-    """The bundle's requirements.txt: the runtime's only dependencies, pinned to this environment's
-    versions. On the laptop they resolve from wheels alone on CPython 3.12, ARM64 or x64 (docs/laptop.md:
-    on win_arm64 CPython 3.11, tokenizers -> huggingface-hub -> pyyaml has no wheel)."""
-    pins = pins or {p: package_version(p) for p in REQUIREMENTS}
-    return ("# the runtime's only dependencies, at the versions this bundle was built and tested with;\n"
-            "# on the Windows ARM64 laptop: CPython 3.12 (ARM64, or x64 under emulation), see README.md\n"
-            f"numpy=={pins['numpy']}\nonnxruntime=={pins['onnxruntime']}\n"
-            f"onnxruntime-qnn=={pins['onnxruntime-qnn']}; platform_machine == 'x86_64' or platform_machine == 'AMD64' "
-            "or platform_machine == 'ARM64'\n"
-            f"tokenizers=={pins['tokenizers']}\n")
-
-
-def _files(layout, toolchain: str, chosen: dict) -> dict[str, dict]:
-    """Per model: the files to copy (source path -> bundle name) and the manifest entry."""
-    out = {}
-    for m in MODELS:
-        p = chosen[m]
-        q = layout.qairt(m, p)
-        if toolchain == "qairt":
-            ctx, ctx_bins = q.ctx_onnx, [q.serialized]
-        else:
-            ctx, ctx_bins = layout.ort_qnn_context(m, p), [layout.ort_qnn_context_bin(m, p)]
-        ref = layout.reference_model(m)             # the reference runtime's CPU copy (fused where checked)
-        copies = {ctx: ctx.name, ref: ref.name, layout.io_sidecar(m): layout.io_sidecar(m).name,
-                  **{b: b.name for b in ctx_bins}}
-        data = ref.with_name(ref.name + ".data")
-        if data.exists():
-            copies[data] = data.name
-        if m in SINUSOID_ON_CPU:
-            copies[layout.cpu_model(m)] = layout.cpu_model(m).name
-        if m == "llm_backbone":
-            copies[layout.embed_table] = layout.embed_table.name
-        out[m] = {"precision": p, "copies": copies, "context": ctx.name, "reference": ref.name,
-                  "sidecar": layout.io_sidecar(m).name, "validation": layout.validation(m, p),
-                  "qairt": {"binary_info": q.binary_info, "net_json": q.net_json} if toolchain == "qairt" else None}
-    return out
-
-
-def run_bundle(pipeline_path: str, toolchain: str, wanted: str, out_dir: str, zip_path: str, meta: dict):
-    import os
-    import shutil
-    import tempfile
-
-    from smolvla_runtime.bundle import FORMAT, sha256
-
-    from ..config import load_pipeline
-    from ..config.loader import precision_label
-    from ..fsutil import atomic_path
-    from ..layout import Layout
-    from .report import effective_precisions
-    pipe = load_pipeline(pipeline_path)
-    layout = Layout(pipe, toolchain)
-    validations = {m: {p: json.loads(layout.validation(m, p).read_text()) for p in pipe.precisions} for m in MODELS}
-    chosen = {m: e["precision"] for m, e in effective_precisions(validations, wanted).items()}
-    plan = _files(layout, toolchain, chosen)
-    out_dir, zip_path = Path(out_dir), Path(zip_path)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    os.chmod(tmp, 0o755)                   # mkdtemp makes it private; the bundle is to be copied and shared
-    try:
-        (tmp / "models").mkdir()
-        models = {}
-        for m, entry in plan.items():
-            for src, name in entry["copies"].items():
-                shutil.copyfile(src, tmp / "models" / name)
-            names = None
-            if entry["qairt"]:
-                from ..runtime.contexts import qairt_names
-                names = qairt_names(entry["qairt"]["binary_info"], entry["qairt"]["net_json"], layout.preprocessed(m))[1]
-            v = validations[m][entry["precision"]]
-            models[m] = {"precision": entry["precision"], "context": f"models/{entry['context']}",
-                         "reference": f"models/{entry['reference']}", "sidecar": f"models/{entry['sidecar']}",
-                         "names": names, "validation": {"status": v["status"], "metrics": {
-                             k: v["metrics"][k] for k in ("cosine", "max_abs", "psnr_db")}, "reasons": v["reasons"]}}
-        for name in ("tokenizer.json", "tokenizer_config.json", "normalization.json"):
-            shutil.copyfile(layout.export_dir / name, tmp / name)
-        shutil.copytree(RUNTIME_DIR, tmp / "smolvla_runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        pins = {p: package_version(p) for p in REQUIREMENTS}
-        (tmp / "requirements.txt").write_text(requirements_txt(pins))
-        soc = dict(pipe.soc)
-        (tmp / "README.md").write_text(README.format(precision=precision_label(wanted), toolchain=toolchain, soc_name=soc.get("name", ""),
-                                                     soc_model=soc["soc_model"], htp_arch=soc["htp_arch"]))
-        files = {p.relative_to(tmp).as_posix(): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-        manifest = {"format": FORMAT, "precision": wanted, "toolchain": toolchain, "soc": soc,
-                    "models": models, "precisions": {p: pipe.precisions[p] for p in sorted(set(chosen.values()))},
-                    "tokenizer": "tokenizer.json", "normalization": "normalization.json",
-                    "n_action_steps": pipe.section("evaluation")["n_action_steps"],
-                    "requires": {p: pins[p] for p in ("onnxruntime", "onnxruntime-qnn")},
-                    "built_with": meta["tools"], "source": meta["source"], "files": files}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        old = None
-        if out_dir.exists():               # swap in the complete folder; the old one goes last
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    with atomic_path(zip_path, suffix=".zip") as tmp_zip:        # make_archive appends the .zip itself
-        shutil.make_archive(str(tmp_zip.with_suffix("")), "zip", root_dir=out_dir.parent, base_dir=out_dir.name)
-    size = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
-    log.info("bundle %s: %s (%.1f MB, %d files) and %s (%.1f MB); run it with: python -m smolvla_runtime %s",
-             precision_label(wanted), out_dir, size / 1e6, len(files) + 1, zip_path, zip_path.stat().st_size / 1e6, out_dir)
-    return True
 
 
 def gen_tasks(pipe, layout, toolchain):
-    from ..config.loader import precision_label
+    from ..precisions import precision_label
     wanted = (pipe.data.get("bundle") or {}).get("precision") or pipe.requested_precisions()
     label = precision_label(wanted)
     deps = [layout.export_dir / n for n in ("tokenizer.json", "tokenizer_config.json", "normalization.json")]
@@ -183,14 +26,14 @@ def gen_tasks(pipe, layout, toolchain):
     zip_path = layout.root / "bundle" / f"smolvla-{label}.zip"
     tools = ort_qnn_fingerprint(pipe.soc)
     meta = {"tools": tools, "source": dict(pipe.source)}
-    kw = {"wanted": wanted, "toolchain": toolchain, "soc": dict(pipe.soc), "meta": meta,
+    kw = {"pipeline_path": str(pipe.path), "out_dir": str(out_dir), "zip_path": str(zip_path),
+          "wanted": wanted, "toolchain": toolchain, "soc": dict(pipe.soc), "meta": meta,
           "n_action_steps": pipe.section("evaluation")["n_action_steps"],
-          "runtime": code_digest(RUNTIME), "code": code_digest("stages/bundle.py")}
+          "runtime": code_digest(RUNTIME), "code": code_digest("bundle.py", "precisions.py")}
     yield {
         "basename": FAMILY,
         "doc": f"device bundle of the {label} build: artifacts/bundle/{label}/ and smolvla-{label}.zip",
-        "actions": [(run_bundle, [], {"pipeline_path": str(pipe.path), "toolchain": toolchain, "wanted": wanted,
-                                      "out_dir": str(out_dir), "zip_path": str(zip_path), "meta": meta})],
+        "actions": [(action("bundle:bundle_task"), [kw])],
         "file_dep": sorted({str(d) for d in deps}),
         "targets": [str(out_dir / "manifest.json"), str(zip_path)],
         "uptodate": uptodate(kw),

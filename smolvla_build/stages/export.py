@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
-from doit.exceptions import TaskFailed
-
 from ..toolchains.fingerprint import export_fingerprint
-from .keys import code_digest, uptodate
+from .keys import action, code_digest, uptodate
 
 FAMILY = "export"
-log = logging.getLogger("smolvla_build.export")
-
-
-def run_export(out_dir: str, preset: str, weights: str, seed: int, path, repo_id, revision, models: list,
-               tokenizer=None):
-    from pathlib import Path
-    try:
-        from ..export.checkpoint import CheckpointError
-        from ..export.onnx_export import export_all
-    except ImportError as exc:
-        return TaskFailed(f"export needs the `export` extra (torch, transformers): pip install -e '.[export]' ({exc})")
-    try:
-        info = export_all(Path(out_dir), preset, weights, seed, path, repo_id, revision, stages=models,
-                          tokenizer=tokenizer)
-    except (CheckpointError, FileNotFoundError, ValueError) as exc:
-        return TaskFailed(str(exc))
-    log.info("export: %s preset, %s weights, %.1f s", preset, weights, info["seconds"])
-    return True
 
 
 def enabled(pipe, toolchain) -> bool:
@@ -45,7 +23,8 @@ def gen_tasks(pipe, layout, toolchain):
         tok = pipe.resolve(src["tokenizer"])
         file_dep += [str(p) for p in ([tok] if tok.is_file() else sorted(tok.glob("*.json")))]
     kw = {
-        "preset": src["preset"], "weights": src["weights"], "seed": src["seed"] if src["weights"] == "random" else None,
+        "out_dir": str(layout.export_dir),
+        "preset": src["preset"], "weights": src["weights"], "seed": src["seed"] if src["weights"] == "random" else 0,
         "path": str(pipe.resolve(src["path"])) if "path" in src else None,
         "repo_id": src.get("repo_id"), "revision": src.get("revision"), "models": pipe.models,
         "tokenizer": str(pipe.resolve(src["tokenizer"])) if src.get("tokenizer") else None,
@@ -54,10 +33,7 @@ def gen_tasks(pipe, layout, toolchain):
     yield {
         "basename": FAMILY,
         "doc": f"export the {src['preset']} SmolVLA ({src['weights']} weights) to ONNX",
-        "actions": [(run_export, [], {"out_dir": str(layout.export_dir), "preset": kw["preset"], "weights": kw["weights"],
-                                      "seed": src["seed"], "path": kw["path"], "repo_id": kw["repo_id"],
-                                      "revision": kw["revision"], "models": pipe.models,
-                                      "tokenizer": kw["tokenizer"]})],
+        "actions": [(action("export.task:export_task"), [kw])],
         "file_dep": file_dep,
         "targets": [str(layout.source_onnx(m)) for m in pipe.models] + [str(p) for p in layout.export_side_files()],
         "uptodate": uptodate(kw),

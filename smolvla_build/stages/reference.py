@@ -2,62 +2,24 @@
 
 from __future__ import annotations
 
-import logging
-
 from ..toolchains.fingerprint import passes_fingerprint
-from .keys import code_digest, uptodate
+from .keys import action, code_digest, uptodate
 
 FAMILY = "reference"
-log = logging.getLogger("smolvla_build.reference")
-
-
-def run_reference(model_name: str, src: str, out: str, info: str, options: dict):
-    import time
-    from pathlib import Path
-
-    from .. import onnx_io
-    from ..cpu_passes import CpuCopy, cpu_copy
-    from ..fsutil import link_or_copy, write_json
-    from ..progress import heartbeat
-    t0 = time.perf_counter()
-    if options["cpu_fusions"]:
-        with heartbeat(f"reference {model_name}", log):
-            result = cpu_copy(onnx_io.load(src), options["max_relative_error"], options["seed"])
-    else:                                                # nothing to try: the copy is the model itself
-        result = CpuCopy(None, {"fusions": {}, "max_relative_error": options["max_relative_error"], "uses": "unfused",
-                                "reason": "reference.cpu_fusions is false"})
-    report = dict(result.report, model=model_name, source=src, seconds=round(time.perf_counter() - t0, 2))
-    Path(out + ".data").unlink(missing_ok=True)          # a previous copy's external weights
-    if result.model is not None:
-        onnx_io.save(result.model, out)
-    else:
-        link_or_copy(src, out)
-        if Path(src + ".data").exists():
-            link_or_copy(src + ".data", out + ".data")
-    write_json(info, report)
-    if report["uses"] == "fused":
-        errs, secs = report["relative_error"], report["seconds_per_call"]
-        log.info("reference %s: fused %s; max relative error %.1e; %.3f -> %.3f s per call", model_name,
-                 ", ".join(f"{n} {op}" for op, n in report["fusions"].items() if n), max(errs.values()),
-                 secs["unfused"], secs["fused"])
-    elif report["reason"].startswith("fused copy"):
-        log.warning("reference %s: %s; the reference runtime runs the unfused model", model_name, report["reason"])
-    else:
-        log.info("reference %s: %s; the reference runtime runs the preprocessed model", model_name, report["reason"])
-    return True
 
 
 def gen_tasks(pipe, layout, toolchain):
     options = dict(pipe.section("reference"), seed=pipe.section("preprocess")["seed"])
-    kw = {"options": options, "tools": passes_fingerprint(), "code": code_digest("cpu_passes", "passes/_graph.py", "passes/equivalence.py", "validation.py", "stages/reference.py")}
+    common = {"options": options, "tools": passes_fingerprint(),
+              "code": code_digest("cpu_passes", "passes/_graph.py", "passes/equivalence.py", "validation.py")}
     for m in pipe.models:
+        kw = dict(common, model_name=m, src=str(layout.preprocessed(m)), out=str(layout.reference_model(m)),
+                  info=str(layout.reference_info(m)))
         yield {
             "basename": FAMILY,
             "name": m,
             "doc": f"the reference runtime's CPU copy of {m}: onnxruntime fused ops, checked against the unfused model",
-            "actions": [(run_reference, [], {"model_name": m, "src": str(layout.preprocessed(m)),
-                                             "out": str(layout.reference_model(m)), "info": str(layout.reference_info(m)),
-                                             "options": options})],
+            "actions": [(action("cpu_passes.task:reference_task"), [kw])],
             "file_dep": [str(layout.preprocessed(m))],
             "targets": [str(layout.reference_model(m)), str(layout.reference_info(m))],
             "uptodate": uptodate(kw),

@@ -1,7 +1,7 @@
 """Wrap a serialized QNN context binary in an EPContext ONNX model, so onnxruntime-qnn can run a
 context made by qnn-context-binary-generator (no qnn-net-run needed).
 
-The node follows what onnxruntime's QNN EP writes itself (../shared/docs/qnn.md §7): op
+The node follows what onnxruntime's QNN EP writes itself (docs/qairt-sdk.md, "The EPContext wrapper"): op
 `com.microsoft::EPContext` named after the QNN graph, `main_context=1` and `partition_name` set
 explicitly (gen_qnn_ctx_onnx_model.py leaves them out and the loader then fails), `embed_mode=0`
 with a bare file name beside the .onnx (absolute paths and `..` are rejected).
@@ -34,7 +34,7 @@ def wrap_context_binary(binary: Path, out_onnx: Path, graph_name: str, inputs: l
     return model
 
 
-# QNN data_type enum (qnn.md 1.1) -> ONNX elem_type
+# QNN data_type enum (docs/qairt-sdk.md, "The EPContext wrapper") -> ONNX elem_type
 QNN_TO_ONNX = {0x0232: onnx.TensorProto.FLOAT, 0x0216: onnx.TensorProto.FLOAT16, 0x0032: onnx.TensorProto.INT32,
                0x0064: onnx.TensorProto.INT64, 0x0508: onnx.TensorProto.BOOL, 0x0008: onnx.TensorProto.INT8,
                0x0108: onnx.TensorProto.UINT8, 0x0016: onnx.TensorProto.INT16, 0x0116: onnx.TensorProto.UINT16,

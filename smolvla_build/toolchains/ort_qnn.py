@@ -150,3 +150,59 @@ def load_session(ctx_onnx: Path, soc: dict, precision: dict):
         if not b.is_file() or b.stat().st_size == 0:
             raise ModelFileError(f"{ctx_onnx}: its context binary {b.name} is missing or empty")
     return open_session(ctx_onnx, soc, precision)
+
+
+def context_task(kw: dict):
+    """The ort-qnn `context` action. kw: model_name, precision_name, src (the preprocessed model, or
+    an integer precision's QDQ model), out, info_path, soc, precision, quantized_info."""
+    import time
+
+    from ..fsutil import write_json
+    from ..progress import heartbeat
+    from .rss import peak_rss_mb
+    model_name, precision_name, src, out, info_path, soc, precision, quantized_info = (
+        kw[k] for k in ("model_name", "precision_name", "src", "out", "info_path", "soc", "precision", "quantized_info"))
+    t0 = time.time()
+    log.info("context %s-%s: compiling for soc_model %s / v%s ...", model_name, precision_name,
+             soc["soc_model"], soc["htp_arch"])
+    with heartbeat(f"context {model_name}-{precision_name}", log):
+        info = build_context(Path(src), Path(out), soc, precision)
+    info.update(model=model_name, precision=precision_name, seconds=round(time.time() - t0, 3),
+                peak_rss_mb=peak_rss_mb(), toolchain="ort-qnn")
+    if quantized_info:          # the integer precision's build = quantize + compile
+        import json
+        q = json.loads(Path(quantized_info).read_text())
+        info.update(quantize_seconds=q["seconds"], calibration_seconds=q["calibration_seconds"],
+                    peak_rss_mb=max(info["peak_rss_mb"], q["peak_rss_mb"]), seconds=round(info["seconds"] + q["seconds"], 3))
+    write_json(info_path, info)
+    log.info("context %s-%s: %.1f s, %.1f MB binary", model_name, precision_name, info["seconds"],
+             info["context_bytes"] / 1e6)
+    return True
+
+
+def quantize_task(kw: dict):
+    """The `quantize` action (ort-qnn): a calibrated QDQ model. kw: model_name, precision_name, src,
+    calibration (the .npz set), calibration_info, out, info_path, quantization."""
+    import json
+    import time
+
+    from ..fsutil import write_json
+    from ..progress import heartbeat
+    from .rss import peak_rss_mb
+    model_name, precision_name, src, calibration, out, info_path, quantization, calibration_info = (
+        kw[k] for k in ("model_name", "precision_name", "src", "calibration", "out", "info_path", "quantization",
+                        "calibration_info"))
+
+    q = quantization
+    log.info("quantize %s-%s: W%dA%d%s, calibrated on %s ...", model_name, precision_name, q["weights"],
+             q["activations"], " per channel" if q["per_channel"] else "", calibration)
+    t0 = time.time()
+    with heartbeat(f"quantize {model_name}-{precision_name}", log):
+        info = quantize_qdq(src, out, calibration, quantization)
+    cal = json.loads(open(calibration_info).read())
+    info.update(model=model_name, precision=precision_name, seconds=round(time.time() - t0, 3), peak_rss_mb=peak_rss_mb(),
+                calibration_seconds=cal["seconds"], calibration_peak_rss_mb=cal["peak_rss_mb"])
+    write_json(info_path, info)
+    log.info("quantize %s-%s: %.1f s, QDQ model %.1f MB", model_name, precision_name, info["seconds"],
+             info["qdq_bytes"] / 1e6)
+    return True

@@ -1,0 +1,83 @@
+"""The build report: artifacts/report.md and report.json over every model x precision (sizes, build
+and calibration times, validation metrics, fallbacks) and the size-vs-error chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .precisions import effective_precisions
+
+
+def size_vs_error_chart(stages: dict, models: list, precisions: list, path: str) -> None:
+    """One point per precision built: the three contexts' total MB against the action chunk's max abs
+    error after the 10-step rollout (the action head's validation), log scale."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fsutil import atomic_path
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, p in enumerate(precisions):
+        mb = sum(stages[f"{m}-{p}"]["context_bytes"] for m in models) / 1e6
+        err = stages[f"action_head-{p}"]["metrics"]["max_abs"] if "action_head" in models else \
+            max(stages[f"{m}-{p}"]["metrics"]["max_abs"] for m in models)
+        ax.scatter([mb], [max(err, 1e-9)], s=40)
+        ax.annotate(p, (mb, max(err, 1e-9)), textcoords="offset points", xytext=(6, 6 if i % 2 == 0 else -12),
+                    fontsize=9)        # alternate sides: fp16 and fp32 often sit on the same point
+    ax.set_yscale("log")
+    ax.set_xlabel("HTP contexts, total MB (" + ", ".join(models) + ")")
+    ax.set_ylabel("max abs error, action chunk after the rollout" if "action_head" in models else "max abs error")
+    ax.grid(alpha=0.3)
+    ax.set_title("context size against rollout error, per precision", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+
+
+def write_report(kw: dict):
+    """The `report` action. kw: models, precisions, contexts and validations ({model: {precision:
+    json}}), calibrations ({precision: calibration.json} of the integer precisions: its time is shared
+    by every model and every precision with the same sample count), wanted, meta, md, js, chart."""
+    import json
+
+    from .fsutil import write_json, write_text
+    models, precisions, wanted, meta, chart = kw["models"], kw["precisions"], kw["wanted"], kw["meta"], kw["chart"]
+    contexts, validations, calibrations, md, js = (kw[k] for k in ("contexts", "validations", "calibrations", "md", "js"))
+
+    ctx = {m: {p: json.loads(open(contexts[m][p]).read()) for p in precisions} for m in models}
+    val = {m: {p: json.loads(open(validations[m][p]).read()) for p in precisions} for m in models}
+    calibration_seconds = {p: json.loads(open(f).read())["seconds"] for p, f in (calibrations or {}).items()}
+    data = {"meta": meta, "runtime_precision": effective_precisions(val, wanted), "stages": {}}
+    lines = [f"# smolvla-build report: {meta['pipeline']}", "",
+             f"preset {meta['preset']}, weights {meta['weights']}, toolchain {meta['toolchain']}, "
+             f"SoC {meta['soc']['name']} (soc_model {meta['soc']['soc_model']}, v{meta['soc']['htp_arch']})", ""]
+    if meta["weights"] == "random":
+        lines += ["**RANDOM WEIGHTS: the policy's actions are meaningless.**", ""]
+    lines += ["| model | precision | context MB | build s | calibration s | peak RSS MB | cosine | max abs | PSNR dB | status |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        for p in precisions:
+            c, v = ctx[m][p], val[m][p]
+            met = v["metrics"]
+            cal_s = calibration_seconds.get(p)
+            data["stages"][f"{m}-{p}"] = {"context_bytes": c["context_bytes"], "build_seconds": c["seconds"],
+                                          "calibration_seconds": cal_s,
+                                          "peak_rss_mb": c["peak_rss_mb"], "metrics": met, "status": v["status"],
+                                          "reasons": v["reasons"], "fallback_to": v.get("fallback_to"),
+                                          "gates": v.get("gates")}
+            lines.append(f"| {m} | {p} | {c['context_bytes'] / 1e6:.1f} | {c['seconds']:.1f} | "
+                         f"{'-' if cal_s is None else f'{cal_s:.1f}'} | {c['peak_rss_mb']:.0f} | "
+                         f"{met['cosine']:.6f} | {met['max_abs']:.3g} | {met['psnr_db']:.1f} | {v['status']} |")
+    if chart:
+        size_vs_error_chart(data["stages"], models, precisions, chart)
+        lines += ["", f"![context size against rollout error]({Path(chart).name})"]
+    asked = sorted(set(wanted.values())) if isinstance(wanted, dict) else [wanted]
+    lines += ["", f"## Runtime precision (evaluation.precision: {asked[0] if len(asked) == 1 else wanted})", ""]
+    for m, e in data["runtime_precision"].items():
+        extra = f" (fell back from {e['fell_back_from']}: {'; '.join(e['why'])})" if "fell_back_from" in e else ""
+        lines.append(f"- {m}: {e['precision']}{extra}")
+    write_json(js, data)
+    write_text(md, "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return True
