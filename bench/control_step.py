@@ -145,7 +145,7 @@ def htp_emulation(layout, pipe, reps: int = 5) -> dict:
             stage.activate()
             load = time.perf_counter() - t0
             f = feeds.get(m) or {"x_t": np.zeros((1, 50, 32), np.float32), "timestep": np.array([0.5], np.float32),
-                                 "kv": kv, "prefix_pad_mask": prefix_pad_from(lfeeds["lang_mask"])}
+                                 "kv": kv, "prefix_pad_mask": prefix_pad_from(lfeeds)}
             for _ in range(reps):
                 res = stage.infer(f)
             if m == "llm_backbone":

@@ -63,7 +63,8 @@ class Layout:
         return self.export_dir / f"{model}.onnx"
 
     def export_side_files(self) -> list[Path]:
-        return [self.export_dir / n for n in ("embed_tokens.npy", "normalization.json", "tokenizer.json", "tokenizer_config.json",
+        # the token-embedding table is not one: preprocess takes it out of the LLM graph (layout.embed_table)
+        return [self.export_dir / n for n in ("normalization.json", "tokenizer.json", "tokenizer_config.json",
                                              "export_info.json")]
 
     # preprocess

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # the runtime's readers (numpy, onnxruntime only) live in smolvla_runtime; this module adds the rest
-from smolvla_runtime.files import ModelFileError, load_npy, onnxruntime_session  # noqa: F401
+from smolvla_runtime.files import ModelFileError, load_npy  # noqa: F401 - the build reads .npy files as the runtime does
 from smolvla_runtime.files import first_line as _first_line
 from smolvla_runtime.files import require_file as _exists
 

@@ -58,7 +58,11 @@ def image_embeddings(vision_model: str, vision_sidecar: str, seed: int) -> dict[
     return {f"img_emb{i}": ve.infer({"pixel_values": image_like(seed + 10 + i)})["image_embeddings"] for i in (0, 1)}
 
 
-def prefix_pad_from(lang_mask: np.ndarray, n_image_tokens: int = 128) -> np.ndarray:
+def prefix_pad_from(llm_feeds: dict) -> np.ndarray:
+    """The action head's prefix pad mask for the LLM's inputs: its image tokens (both cameras, as
+    many as the embeddings carry), the language mask, the state token."""
+    n_image_tokens = sum(llm_feeds[f"img_emb{i}"].shape[1] for i in (0, 1))
+    lang_mask = llm_feeds["lang_mask"]
     return np.concatenate([np.ones((1, n_image_tokens), np.float32), lang_mask.astype(np.float32),
                            np.ones((1, 1), np.float32)], axis=1)
 
@@ -156,7 +160,7 @@ def validation_inputs(kw: dict) -> dict[str, np.ndarray]:
     chunk = {name: dims for name, _, dims in signature(kw["reference"])[0]}["x_t"]    # the head declares it
     rng = np.random.default_rng(seed + 2)
     noise = rng.standard_normal(chunk).astype(np.float32)
-    return {"kv": kv, "prefix_pad_mask": prefix_pad_from(lfeeds["lang_mask"]), "x_t": noise,
+    return {"kv": kv, "prefix_pad_mask": prefix_pad_from(lfeeds), "x_t": noise,
             "timestep": np.array([1.0], np.float32)}
 
 

@@ -136,6 +136,12 @@ def choose_runtime(host: Host, probe: Callable[[], HtpProbe], htp_arch: int = 73
     return "ort-qnn", f"{host.describe()}; onnxruntime-qnn's HTP backend loads from {found.folder} ({stub.name})"
 
 
+def planned_runtime(kind: str, htp_arch: int = 73) -> str:
+    """What resolve_runtime will pick here, without the log line: which files a task reads (task
+    generation asks on every `doit`)."""
+    return kind if kind != "auto" else choose_runtime(this_host(), probe_onnxruntime_qnn, htp_arch)[0]
+
+
 def resolve_runtime(kind: str, htp_arch: int = 73) -> str:
     """`kind` itself, or for auto the choice of choose_runtime, logged in one line with its reason."""
     if kind != "auto":

@@ -18,7 +18,6 @@ from .preprocessing import Normalizer, Tokenizer, camera_to_pixels
 from .stage import StageRunner
 
 log = logging.getLogger("smolvla_runtime.policy")
-N_IMAGE_TOKENS = 128        # 2 cameras x 64 tokens
 MODELS = ("vision_encoder", "llm_backbone", "action_head")
 
 
@@ -30,14 +29,16 @@ class Policy:
     """
 
     def __init__(self, stages: dict[str, StageRunner], tokenizer: Tokenizer, normalizer: Normalizer,
-                 n_action_steps: int = 10, num_steps: int = 10, chunk_size: int = 50, max_action_dim: int = 32,
-                 seed: int = 0):
+                 n_action_steps: int = 10, num_steps: int = 10, seed: int = 0):
         self.stages = stages
         self.tokenizer = tokenizer
         self.normalizer = normalizer
         self.n_action_steps = n_action_steps
         self.num_steps = num_steps
-        self.chunk_shape = (1, chunk_size, max_action_dim)
+        # shapes as the graphs declare them: the action chunk [1, chunk, action dim] the head integrates,
+        # and the image tokens (both cameras) ahead of the language tokens in the prefix
+        self.chunk_shape = tuple(stages["action_head"].input_shape("x_t"))
+        self.n_image_tokens = sum(stages["llm_backbone"].input_shape(n)[1] for n in ("img_emb0", "img_emb1"))
         self.seed = seed
         self.timings: list[dict] = []
         self.reset()
@@ -72,7 +73,7 @@ class Policy:
         kv = llm.infer({"img_emb0": embs[0], "img_emb1": embs[1], "lang_tokens": tokens, "lang_mask": mask,
                         "state": self.normalizer.state(state)})["kv"]
         t["llm"] = time.perf_counter()
-        prefix_pad = np.concatenate([np.ones((1, N_IMAGE_TOKENS), np.float32), mask, np.ones((1, 1), np.float32)], 1)
+        prefix_pad = np.concatenate([np.ones((1, self.n_image_tokens), np.float32), mask, np.ones((1, 1), np.float32)], 1)
         x = self.rng.standard_normal(self.chunk_shape).astype(np.float32) if noise is None else noise
         dt = -1.0 / self.num_steps
         for step in range(self.num_steps):

@@ -40,6 +40,14 @@ class StageRunner:
     def inference_times(self) -> list[float]:
         return self.runner.inference_times
 
+    def input_shape(self, name: str) -> list[int]:
+        """The shape the graph declares for input `name` (the model carries its own I/O shapes: the
+        export's preset wrote them once, everything else reads them here)."""
+        for arg in self.runner.activate().session.get_inputs():
+            if arg.name == name:
+                return [int(d) for d in arg.shape]
+        raise KeyError(f"{self.runner.name} graph has no input {name!r}")
+
     def activate(self):
         self.runner.activate()
         for r in self._cpu.values():

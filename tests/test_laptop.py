@@ -107,3 +107,29 @@ def test_bundle_requirements_resolve_to_windows_wheels(platform, tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     shutil.rmtree(tmp_path / "target", ignore_errors=True)
+
+
+def test_an_episode_on_the_laptop_depends_on_the_htp_contexts(tmp_path, monkeypatch):
+    """`runtime: auto` resolving to ort-qnn (a simulated Windows ARM64 host whose onnxruntime-qnn
+    loads the V73 stub): `infer` and `eval` depend on the HTP contexts, not on the reference files."""
+    from conftest import write_pipeline
+
+    from smolvla_build.stages import load_tasks
+    from smolvla_runtime import host
+    pipe = write_pipeline(tmp_path)
+
+    def tasks():
+        _, creators = load_tasks(pipe)
+        return {f"{t['basename']}:{t.get('name', '')}".rstrip(":"): t for c in creators.values() for t in c()}
+    contexts = {"ort-qnn/fp16/vision_encoder_ctx_qnn.bin", "ort-qnn/fp32/action_head_ctx.onnx"}
+
+    def deps(task):
+        return {d.split("artifacts/", 1)[1] for d in task["file_dep"]}
+    linux = tasks()
+    assert not contexts & deps(linux["infer:task0"]) and not contexts & deps(linux["eval"])
+    stub = folder_with(tmp_path, "onnxruntime_qnn", "QnnHtp.dll", "QnnHtpV73Stub.dll")
+    monkeypatch.setattr(host, "this_host", lambda: Host("Windows", "x64", "arm64", (3, 12)))
+    monkeypatch.setattr(host, "probe_onnxruntime_qnn", lambda: HtpProbe(stub, True))
+    laptop = tasks()
+    assert contexts <= deps(laptop["infer:task0"]) and contexts <= deps(laptop["eval"])
+    assert laptop["infer:task0"]["actions"][0][1][0]["runtime"] == "ort-qnn"

@@ -65,6 +65,26 @@ def imported_distributions(module_files) -> dict[str, set[str]]:
     return out
 
 
+def test_every_task_is_keyed_on_all_the_project_code_its_action_runs(build):
+    """The code part of a task's key is derived from its action's imports, not listed by hand: every
+    project module the tiny build loaded (traced in the doit process) is in the import closure of
+    the task generation or of an action that ran, and validate's closure holds the modules the hand
+    lists used to miss."""
+    from smolvla_build.stages.keys import import_closure
+    folder, pipe, _ = build
+    loaded = set((folder / "imports.txt").read_text().split())
+    from smolvla_build.stages import load_tasks
+    _, creators = load_tasks(pipe)
+    modules = {t["actions"][0][0].fn.module for c in creators.values() for t in c()
+               if hasattr(t["actions"][0][0].fn, "module")}
+    covered = set(import_closure("smolvla_build.stages"))
+    for m in modules:
+        covered |= set(import_closure(m))
+    assert loaded <= covered, sorted(loaded - covered)
+    assert {"smolvla_build.toolchains.ort_qnn", "smolvla_build.passes._graph",
+            "smolvla_runtime.runners"} <= set(import_closure("smolvla_build.validation"))
+
+
 def test_the_build_imports_only_declared_dependencies(build):
     """Every module the tiny build runs (traced in the doit process) imports only the standard
     library, the project and what pyproject.toml declares for the build (core + export): no LIBERO,
@@ -205,7 +225,7 @@ def test_killed_stage_leaves_no_half_written_target(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    targets = [export_dir / f"{m}.onnx" for m in MODELS] + [export_dir / "embed_tokens.npy"]
+    targets = [export_dir / f"{m}.onnx" for m in MODELS] + [export_dir / "normalization.json"]
     assert not any(t.exists() for t in targets), [t for t in targets if t.exists()]
     again = doit(pipe, "export")
     assert again.ran == {"export"}

@@ -16,7 +16,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..fsutil import atomic_dir
@@ -113,8 +112,6 @@ def export_all(out_dir: Path, preset_name: str, weights: str, seed: int = 0, pat
                 export_stage(policy, stage, tmp / f"{stage}.onnx")
             info["stages"][stage] = {"seconds": round(time.time() - ts, 2)}
             log.info("export %s: %.1f s (%d/%d)", stage, time.time() - ts, len(info["stages"]), len(stages))
-        table = policy.model.vlm_with_expert.vlm.model.text_model.embed_tokens.weight.detach().numpy()
-        np.save(tmp / "embed_tokens.npy", table.astype(np.float32))
         (tmp / "normalization.json").write_text(json.dumps(stats, indent=2) + "\n")
         info["tokenizer"] = write_tokenizer(tok, p.vocab_size, tmp)
         log.info("export: tokenizer from %s", info["tokenizer"])

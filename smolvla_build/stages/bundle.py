@@ -9,6 +9,7 @@ from .keys import RUNTIME, action, code_digest, uptodate
 
 FAMILY = "bundle"
 DEFAULT = False                      # run by name: `doit bundle`
+BUNDLE = action("bundle:bundle_task")
 
 
 def gen_tasks(pipe, layout, toolchain):
@@ -29,11 +30,11 @@ def gen_tasks(pipe, layout, toolchain):
     kw = {"pipeline_path": str(pipe.path), "out_dir": str(out_dir), "zip_path": str(zip_path),
           "wanted": wanted, "toolchain": toolchain, "soc": dict(pipe.soc), "meta": meta,
           "n_action_steps": pipe.section("evaluation")["n_action_steps"],
-          "runtime": code_digest(RUNTIME), "code": code_digest("bundle.py", "precisions.py")}
+          "runtime": code_digest(RUNTIME), "code": BUNDLE.code()}
     yield {
         "basename": FAMILY,
         "doc": f"device bundle of the {label} build: artifacts/bundle/{label}/ and smolvla-{label}.zip",
-        "actions": [(action("bundle:bundle_task"), [kw])],
+        "actions": [(BUNDLE, [kw])],
         "file_dep": sorted({str(d) for d in deps}),
         "targets": [str(out_dir / "manifest.json"), str(zip_path)],
         "uptodate": uptodate(kw),

@@ -6,9 +6,10 @@ is float. The set depends on the reference models, the suite, its tasks, N and t
 from __future__ import annotations
 
 from .. import MODELS
-from .keys import RUNTIME, action, code_digest, uptodate
+from .keys import action, uptodate
 
 FAMILY = "calibrate"
+CALIBRATE = action("calibration:calibrate_task")
 
 
 def sample_counts(pipe) -> list[int]:
@@ -20,12 +21,12 @@ def gen_tasks(pipe, layout, toolchain):
     for n in sample_counts(pipe):
         kw = {"pipeline_path": str(pipe.path), "suite": pipe.calibration_suite(), "tasks": cal["tasks"],
               "seed": cal["seed"], "samples": n, "n_action_steps": ev["n_action_steps"],
-              "code": code_digest("calibration.py", "runtime", RUNTIME, "evaluate")}
+              "code": CALIBRATE.code()}
         yield {
             "basename": FAMILY,
             "name": layout.calibration_dir(n).name,
             "doc": f"record {n} calibration samples per graph from the fp32 policy in LIBERO {pipe.calibration_suite()}",
-            "actions": [(action("calibration:calibrate_task"), [kw])],
+            "actions": [(CALIBRATE, [kw])],
             "file_dep": [str(f) for f in layout.runtime_files("reference")],
             "targets": [str(layout.calibration_set(n, m)) for m in MODELS]
                        + [str(layout.calibration_info(n))],

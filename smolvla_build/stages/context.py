@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..toolchains.fingerprint import ort_qnn_fingerprint
-from .keys import RUNTIME, action, code_digest, uptodate
+from .keys import action, uptodate
 
 FAMILY = "context"
+CONTEXT = action("toolchains.ort_qnn:context_task")
 
 
 def enabled(pipe, toolchain) -> bool:
@@ -14,7 +15,7 @@ def enabled(pipe, toolchain) -> bool:
 
 def gen_tasks(pipe, layout, toolchain):
     fp = ort_qnn_fingerprint(pipe.soc)
-    code = code_digest("toolchains/ort_qnn.py", RUNTIME + "/htp.py")
+    code = CONTEXT.code()
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():
             # an integer precision compiles its calibrated QDQ model (stages/quantize.py)
@@ -28,7 +29,7 @@ def gen_tasks(pipe, layout, toolchain):
                 "basename": FAMILY,
                 "name": f"{m}-{pname}",
                 "doc": f"HTP context binary of {m} in {pname} ({toolchain})",
-                "actions": [(action("toolchains.ort_qnn:context_task"), [kw])],
+                "actions": [(CONTEXT, [kw])],
                 "file_dep": [str(src)] + ([qinfo] if qinfo else []),
                 "targets": [str(layout.ort_qnn_context(m, pname)), str(layout.ort_qnn_context_bin(m, pname)),
                             str(layout.ort_qnn_context_info(m, pname))],

@@ -7,13 +7,15 @@ from __future__ import annotations
 from .keys import action
 
 FAMILY = "eval"
+EVAL = action("evaluate.scale:eval_task")
 DEFAULT = False
 
 
 def gen_tasks(pipe, layout, toolchain):
-    from smolvla_runtime.host import resolve_runtime
+    from smolvla_runtime.host import planned_runtime
     ev = pipe.section("evaluation")
-    runtime = resolve_runtime(ev["runtime"]) if ev["runtime"] != "auto" else "reference"
+    # the files of the runtime `auto` resolves to on this host; each episode's policy hash covers them
+    runtime = planned_runtime(ev["runtime"], int(pipe.soc["htp_arch"]))
     files = [str(f) for f in layout.runtime_files(runtime)]
     out = layout.root / "eval"
     meta = {"preset": pipe.source["preset"], "weights": pipe.source["weights"],
@@ -21,7 +23,7 @@ def gen_tasks(pipe, layout, toolchain):
     yield {
         "basename": FAMILY,
         "doc": "LIBERO evaluation on Ray: suites x tasks x trials (evaluation: in pipeline.yaml), resumable",
-        "actions": [(action("evaluate.scale:eval_task"), [{"pipeline_path": str(pipe.path), "runtime": ev["runtime"],
+        "actions": [(EVAL, [{"pipeline_path": str(pipe.path), "runtime": ev["runtime"],
                                                            "files": files, "out_root": str(out), "meta": meta,
                                                            "htp_arch": int(pipe.soc["htp_arch"])}])],
         "file_dep": files,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..toolchains.fingerprint import export_fingerprint
-from .keys import action, code_digest, uptodate
+from .keys import action, uptodate
 
 FAMILY = "export"
+EXPORT = action("export.task:export_task")
 
 
 def enabled(pipe, toolchain) -> bool:
@@ -28,12 +29,12 @@ def gen_tasks(pipe, layout, toolchain):
         "path": str(pipe.resolve(src["path"])) if "path" in src else None,
         "repo_id": src.get("repo_id"), "revision": src.get("revision"), "models": pipe.models,
         "tokenizer": str(pipe.resolve(src["tokenizer"])) if src.get("tokenizer") else None,
-        "tools": export_fingerprint(), "code": code_digest("export"),
+        "tools": export_fingerprint(), "code": EXPORT.code(),
     }
     yield {
         "basename": FAMILY,
         "doc": f"export the {src['preset']} SmolVLA ({src['weights']} weights) to ONNX",
-        "actions": [(action("export.task:export_task"), [kw])],
+        "actions": [(EXPORT, [kw])],
         "file_dep": file_dep,
         "targets": [str(layout.source_onnx(m)) for m in pipe.models] + [str(p) for p in layout.export_side_files()],
         "uptodate": uptodate(kw),

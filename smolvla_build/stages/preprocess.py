@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from .. import EMBEDDING_ON_CPU, SINUSOID_ON_CPU
 from ..toolchains.fingerprint import passes_fingerprint
-from .keys import action, code_digest, uptodate
+from .keys import action, uptodate
 
 FAMILY = "preprocess"
+PREPROCESS = action("passes.task:preprocess_task")
 
 
 def gen_tasks(pipe, layout, toolchain):
     opts = pipe.section("preprocess")
     tools = passes_fingerprint()
-    code = code_digest("passes")
+    code = PREPROCESS.code()
     expected = None
     if pipe.source["weights"] == "onnx":
         from ..export.presets import get_preset, raw_stage_io     # data only: no torch, onnx or passes
@@ -37,7 +38,7 @@ def gen_tasks(pipe, layout, toolchain):
             "doc": f"HTP-clean {m}: fold constants, CumSum->MatMul, bool->int32, Gemm->MatMul, bounded masks"
                    + (", embedding on CPU" if options["embedding_on_cpu"] else "")
             + (", sinusoids (timestep, RoPE) on CPU" if options["sinusoid_on_cpu"] else ""),
-            "actions": [(action("passes.task:preprocess_task"), [kw])],
+            "actions": [(PREPROCESS, [kw])],
             "file_dep": [str(layout.source_onnx(m))],
             "targets": [str(t) for t in targets],
             "uptodate": uptodate(kw),

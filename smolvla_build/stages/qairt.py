@@ -9,9 +9,12 @@ and the other stages work on any host.
 from __future__ import annotations
 
 from ..templates import render_command, template_digest
-from .keys import code_digest, uptodate
+from .keys import action, code_digest, uptodate
 
 FAMILY = "qairt"
+CHAIN = "toolchains.qairt.chain"
+CONVERT, COMPILE, LINK, HOSTLIB, CONTEXT = (action(f"{CHAIN}:run_{t}") for t in ("convert", "compile", "link", "hostlib",
+                                                                                 "context"))
 BASENAMES = ["convert", "compile", "link", "hostlib", "context"]   # the task names this family yields
 DEFAULT_LIBS = ["msvcrt.lib", "kernel32.lib", "QnnHtp.lib"]        # the card's link line (DLL CRT, /MD)
 
@@ -31,9 +34,7 @@ def gen_tasks(pipe, layout, toolchain):
     sdk_key = {"sdk": {"root": str(sdk.root), "version": sdk.version, "host": sdk.host}}
     # what the SDK's Python scripts run with: the interpreter they need and the SDK's own folders
     scripts = {"python": python.requirement(sdk, pipe.toolchain.get("python")), "sdk_paths_env": sdk.env_paths()}
-
-    def code(*modules: str) -> str:           # the project code each action runs
-        return code_digest(*(f"toolchains/qairt/{m}" for m in ("chain.py", "run.py") + modules))
+    code = CONVERT.code()          # the chain's module and all it imports; the patch runs as a script
     fp = {"soc": dict(pipe.soc), **tool_versions(tools)}
     sdk_paths = {"jni": str(sdk.jni), "include": str(sdk.include)}
     msvc = msvc_dirs(pipe, host.windows)
@@ -60,7 +61,7 @@ def gen_tasks(pipe, layout, toolchain):
                                "input_list": str(p.staging("convert") / "input_list.txt")}
                 cal_deps = [calibration["npz"], str(layout.calibration_info(n))]
             kw = dict(sdk_key, **scripts, template=template_digest("qairt/converter.j2"),
-                      code=code("sdk.py", "python.py", "qnn_io.py", "converter_patch.py") + code_digest("calibration.py"),
+                      code=code + code_digest("toolchains/qairt/converter_patch.py"),
                       missing=[missing[t] for t in ("qnn-onnx-converter",) if t in missing],
                       staging=str(p.staging("convert")), calibration=calibration,
                       outputs={p.cpp.name: str(p.cpp), p.bin.name: str(p.bin), p.net_json.name: str(p.net_json)},
@@ -71,7 +72,7 @@ def gen_tasks(pipe, layout, toolchain):
                                  "float_bias_bitwidth": conv["float_bias_bitwidth"], "extra_args": conv["extra_args"],
                                  "quantization": quantization, "input_list": calibration and calibration["input_list"]})
             yield {"basename": "convert", "name": name, "doc": f"qnn-onnx-converter: {m} -> C++/bin ({pname})",
-                   "actions": [(chain.run_convert, [kw])],
+                   "actions": [(CONVERT, [kw])],
                    "file_dep": [str(layout.preprocessed(m))] + cal_deps, "targets": [str(p.cpp), str(p.net_json)],
                    "uptodate": uptodate(kw), "clean": True}
             libgen_values = None
@@ -80,24 +81,24 @@ def gen_tasks(pipe, layout, toolchain):
                                  "bin": str(p.bin), "target": "windows-aarch64", "name": m,
                                  "outdir": str(p.staging("libgen") / "lib")}
             kw = dict(sdk_key, **scripts, tools_fp=fp, paths=paths, tools=tools, msvc=msvc, sdk_paths=sdk_paths,
-                      libgen=libgen_values, code=code("sdk.py", "python.py", "compilers.py"),
+                      libgen=libgen_values, code=code,
                       missing=[missing[t] for t in ("qnn-model-lib-generator",) if t in missing and libgen_values],
                       templates=template_digest("qairt/clang_cl_compile.j2", "qairt/clang_weights.j2",
                                                 "qairt/weights_asm.S.j2", "qairt/model_lib_generator.j2"))
             yield {"basename": "compile", "name": name, "doc": f"clang-cl: {m} model library objects (ARM64)",
-                   "actions": [(chain.run_compile, [kw])],
+                   "actions": [(COMPILE, [kw])],
                    "file_dep": [str(p.cpp), str(p.net_json)], "targets": [str(p.manifest)],
                    "uptodate": uptodate(kw), "clean": True}
-            kw = dict(sdk_key, tools_fp=fp, paths=paths, tools=tools, link=link, code=code("compilers.py"),
+            kw = dict(sdk_key, tools_fp=fp, paths=paths, tools=tools, link=link, code=code,
                       template=template_digest("qairt/lld_link.j2"))
             yield {"basename": "link", "name": name, "doc": f"lld-link: lib{m}_htp.dll (ARM64)",
-                   "actions": [(chain.run_link, [kw])],
+                   "actions": [(LINK, [kw])],
                    "file_dep": [str(p.manifest)], "targets": [str(p.dll)],
                    "uptodate": uptodate(kw), "clean": True}
             if host.context_lib == "host":
                 staging = p.staging("hostlib")
                 kw = dict(sdk_key, **scripts, tools_fp=fp, tools=tools, staging=str(staging), target=str(p.hostlib),
-                          code=code("sdk.py", "python.py", "compilers.py"),
+                          code=code,
                           missing=[missing[t] for t in ("qnn-model-lib-generator",) if t in missing],
                           produced=f"lib/x86_64-linux-clang/lib{m}.so", shim_dir=str(layout.root / ".tools" / "bin"),
                           template=template_digest("qairt/model_lib_generator.j2"),
@@ -105,7 +106,7 @@ def gen_tasks(pipe, layout, toolchain):
                                   "bin": str(p.bin), "target": "x86_64-linux-clang", "name": m,
                                   "outdir": str(staging / "lib")})
                 yield {"basename": "hostlib", "name": name, "doc": f"qnn-model-lib-generator: host library of {m}",
-                       "actions": [(chain.run_hostlib, [kw])],
+                       "actions": [(HOSTLIB, [kw])],
                        "file_dep": [str(p.cpp), str(p.net_json)], "targets": [str(p.hostlib)],
                        "uptodate": uptodate(kw), "clean": True}
                 context_model, context_dep = p.hostlib, [str(p.hostlib)]
@@ -120,14 +121,14 @@ def gen_tasks(pipe, layout, toolchain):
                 json=staging / p.binary_info.name)
             kw = dict(sdk_key, sdk_paths_env=scripts["sdk_paths_env"], soc=dict(pipe.soc), paths=paths,
                       staging=str(staging), model=m, precision=pname, graph=m,
-                      code=code("sdk.py", "htp.py") + code_digest("toolchains/epcontext.py"),
+                      code=code,
                       missing=[missing[t] for t in ("qnn-context-binary-generator",) if t in missing],
                       ctx_cmd=ctx_cmd, info_cmd=info_cmd,
                       backend_extensions=context_backend_extensions(m, pipe.soc, precision["context"]),
                       backend_config=backend_config(sdk.lib / host.extensions, p.backend_ext))
             yield {"basename": "context", "name": name, "doc": f"qnn-context-binary-generator: {m} ({pname}) for "
                                                                 f"soc_model {pipe.soc['soc_model']}",
-                   "actions": [(chain.run_context, [kw])],
+                   "actions": [(CONTEXT, [kw])],
                    "file_dep": context_dep + [str(p.net_json)],
                    "targets": [str(p.serialized), str(p.binary_info), str(p.ctx_onnx), str(p.context_info),
                                str(p.backend_ext), str(p.htp_config)],

@@ -5,9 +5,10 @@ chain quantizes inside its converter instead (stages/qairt.py)."""
 
 from __future__ import annotations
 
-from .keys import action, code_digest, uptodate
+from .keys import action, uptodate
 
 FAMILY = "quantize"
+QUANTIZE = action("toolchains.ort_qnn:quantize_task")
 
 
 def enabled(pipe, toolchain) -> bool:
@@ -16,7 +17,7 @@ def enabled(pipe, toolchain) -> bool:
 
 def gen_tasks(pipe, layout, toolchain):
     from ..toolchains.fingerprint import package_version
-    code = code_digest("toolchains/ort_qnn.py", "calibration.py")
+    code = QUANTIZE.code()
     for m in pipe.models:
         for pname in pipe.quantized_precisions():
             q = pipe.precisions[pname]["quantization"]
@@ -29,7 +30,7 @@ def gen_tasks(pipe, layout, toolchain):
                 "basename": FAMILY,
                 "name": f"{m}-{pname}",
                 "doc": f"QDQ model of {m} in {pname} (onnxruntime QNN quantizer, {n} calibration samples)",
-                "actions": [(action("toolchains.ort_qnn:quantize_task"), [kw])],
+                "actions": [(QUANTIZE, [kw])],
                 "file_dep": [str(layout.preprocessed(m)), str(layout.calibration_set(n, m)), str(layout.calibration_info(n))],
                 "targets": [str(layout.quantized(m, pname)), str(layout.quantized_info(m, pname))],
                 "uptodate": uptodate(kw),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from .keys import action, code_digest, uptodate
+from .keys import action, uptodate
 
 FAMILY = "report"
+REPORT = action("report:write_report")
 
 
 def gen_tasks(pipe, layout, toolchain):
@@ -20,11 +21,11 @@ def gen_tasks(pipe, layout, toolchain):
     chart = str(layout.report_chart)
     kw = {"models": models, "precisions": precisions, "contexts": contexts, "validations": validations,
           "md": str(layout.report_md), "js": str(layout.report_json), "wanted": wanted, "meta": meta,
-          "calibrations": calibrations, "chart": chart, "code": code_digest("report.py", "precisions.py")}
+          "calibrations": calibrations, "chart": chart, "code": REPORT.code()}
     yield {
         "basename": FAMILY,
         "doc": "write artifacts/report.md and report.json (sizes, build times, validation, fallbacks)",
-        "actions": [(action("report:write_report"), [kw])],
+        "actions": [(REPORT, [kw])],
         "file_dep": [f for m in models for p in precisions for f in (contexts[m][p], validations[m][p])]
                     + sorted(set(calibrations.values())),
         "targets": [str(layout.report_md), str(layout.report_json), chart],

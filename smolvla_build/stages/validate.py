@@ -6,16 +6,16 @@ from __future__ import annotations
 from .. import SINUSOID_ON_CPU
 from ..precisions import fallback_targets
 from ..toolchains.fingerprint import ort_qnn_fingerprint, passes_fingerprint
-from .keys import RUNTIME, action, code_digest, uptodate
+from .keys import action, uptodate
 
 FAMILY = "validate"
+VALIDATE = action("validation:validate_task")
 
 
 def gen_tasks(pipe, layout, toolchain):
     options = {k: v for k, v in pipe.section("validation").items() if k != "gates"}    # each task: its own gates
     fp = {**ort_qnn_fingerprint(pipe.soc), **passes_fingerprint(), "toolchain": toolchain}
-    code = code_digest("validation.py", "compare.py", "precisions.py", "runtime", RUNTIME, "layout.py",
-                       "toolchains/ort_qnn.py", "toolchains/epcontext.py", "passes/_graph.py")
+    code = VALIDATE.code()
     targets = fallback_targets(pipe.precisions)
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():
@@ -45,7 +45,7 @@ def gen_tasks(pipe, layout, toolchain):
                 "basename": FAMILY,
                 "name": f"{m}-{pname}",
                 "doc": f"compare the {pname} HTP context of {m} ({toolchain}) with the fp32 reference",
-                "actions": [(action("validation:validate_task"), [kw])],
+                "actions": [(VALIDATE, [kw])],
                 "file_dep": sorted({str(d) for d in deps}),
                 "targets": [str(layout.validation(m, pname))],
                 "uptodate": uptodate(kw),

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from smolvla_runtime.htp import EP_NAME, provider_options, session_options  # noqa: F401 - the runtime's, one implementation
+from smolvla_runtime.htp import provider_options, session_options     # the runtime's, one implementation
 
 log = logging.getLogger("smolvla_build.ort_qnn")
 
