@@ -5,5 +5,5 @@ from doit import get_var
 
 from smolvla_build.stages import load_tasks
 
-DOIT_CONFIG, _creators = load_tasks(get_var("pipeline", "pipeline.yaml"))
+DOIT_CONFIG, _creators = load_tasks(get_var("pipeline", "pipeline.yaml"), lock=True)
 globals().update(_creators)

@@ -279,3 +279,24 @@ def test_task_generation_imports_no_heavy_library(tmp_path):
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 1:
                 assert (node.module or "") not in families, f"{f.name} imports stages.{node.module}"
+
+
+def test_a_second_doit_on_the_same_artifacts_refuses_at_once_and_a_killed_one_leaves_no_lock(build):
+    folder, pipe, _ = build
+    root = folder / "artifacts"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from smolvla_build.lock import hold; "
+                               "hold(sys.argv[1], []); print('held', flush=True); time.sleep(300)", str(root)],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.time()
+        res = doit(pipe, check=False)
+        lines = [line for line in res.stderr.splitlines() if line.strip()]
+        assert res.returncode == 2 and time.time() - t0 < 30 and res.ran == set()
+        assert lines == [f"error: another doit (pid {holder.pid}) is building in {root}: wait for it to finish or stop "
+                         f"it (the lock is {root / '.doit.lock'}; it goes with that process)"]
+        assert doit(pipe, "list").returncode == 0                # reading the graph needs no lock
+    finally:
+        holder.kill()                                            # SIGKILL: no chance to clean up
+        holder.wait()
+    assert "another doit" not in doit(pipe).stderr               # no stale lock: it builds (check=True)

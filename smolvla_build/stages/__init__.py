@@ -53,9 +53,10 @@ def _family_creator(module, pipe, layout, toolchain):
     return create
 
 
-def load_tasks(pipeline_path: str | Path) -> tuple[dict, dict]:
+def load_tasks(pipeline_path: str | Path, lock: bool = False) -> tuple[dict, dict]:
     """(DOIT_CONFIG, {task_<family>: creator}) for a pipeline file. A bad pipeline file or an
-    unusable toolchain ends the process with one line on stderr (no traceback)."""
+    unusable toolchain ends the process with one line on stderr (no traceback). `lock` (doit's
+    dodo.py): this process builds in the artifacts folder alone (smolvla_build/lock.py)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         pipe = load_pipeline(pipeline_path)
@@ -68,6 +69,13 @@ def load_tasks(pipeline_path: str | Path) -> tuple[dict, dict]:
         raise SystemExit(2) from None
     layout = Layout(pipe, toolchain)
     layout.root.mkdir(parents=True, exist_ok=True)
+    from ..lock import Busy, hold
+    try:
+        if lock:
+            hold(layout.root, sys.argv[1:])
+    except Busy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     families = [m for m in FAMILIES if getattr(m, "enabled", lambda _p, _t: True)(pipe, toolchain)]
     config = {
         "backend": "sqlite3",                      # shared safely by `doit -n 2` workers, unlike dbm
