@@ -11,7 +11,7 @@ import yaml
 
 from .common import ROOT, doit_cmd, run_measured, stats
 
-MODELS = ("vision_encoder", "llm_backbone", "action_head")
+from smolvla_runtime import MODELS
 
 
 def write_pipeline(folder: Path, preset: str = "smolvla-libero") -> Path:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .common import run_measured, stats
 
-MODELS = ("vision_encoder", "llm_backbone", "action_head")
+from smolvla_runtime import MODELS
 TASK = "pick up the black bowl between the plate and the ramekin and place it on the plate"
 
 
@@ -132,9 +132,11 @@ def persistent_vs_process(layout, pipe, reps: int = 5) -> dict:
 def htp_emulation(layout, pipe, reps: int = 5) -> dict:
     """Scenario 5: seconds per call of each stage's context binary in HTP emulation (tiny preset)."""
     from smolvla_build.runtime import OrtQnnRunner, StageRunner
-    from smolvla_build.validation import image_like, llm_feeds, prefix_pad_from
+    from smolvla_build.export.presets import get_preset
+    from smolvla_build.validation import graph_inputs, image_like, llm_feeds, prefix_pad_from
     table = np.load(layout.embed_table, mmap_mode="r")
-    lfeeds = llm_feeds(table.shape[0], table.shape[1], 0)
+    lfeeds = llm_feeds(table.shape[0], graph_inputs(layout.preprocessed("llm_backbone")),
+                       get_preset(pipe.source["preset"]).state_dim, 0)
     feeds = {"vision_encoder": {"pixel_values": image_like(0)}, "llm_backbone": lfeeds}
     out = {}
     for pname, precision in pipe.precisions.items():

@@ -169,7 +169,7 @@ def write_markdown(r: dict, out: str) -> None:
 
 
 def quantization_section(q: dict) -> list[str]:
-    models = ("vision_encoder", "llm_backbone", "action_head")
+    from smolvla_runtime import MODELS as models
     c = q["calibration"]
     L = ["", "## 9. Integer precisions (full preset, ort-qnn)", "",
          f"Measured by `{q['command']}` on {q['date']}: the full default build of section 7 with "

@@ -11,7 +11,7 @@ Layout (one job per subpackage):
 
 __version__ = "0.1.0"
 
-MODELS = ("vision_encoder", "llm_backbone", "action_head")
+from smolvla_runtime import MODELS  # noqa: E402,F401 - the stages, declared once beside the runtime
 # the parts of a stage that run on the CPU beside its HTP graph (preprocess moves them there):
 EMBEDDING_ON_CPU = {"llm_backbone"}                   # the token-embedding lookup
 SINUSOID_ON_CPU = {"llm_backbone", "action_head"}     # RoPE tables (both), the timestep embedding (action head)

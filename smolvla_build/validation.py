@@ -34,19 +34,26 @@ def image_like(seed: int, size: int = 512) -> np.ndarray:
     return np.clip(img, -1, 1)[None].astype(np.float32)
 
 
-def llm_feeds(vocab_size: int, hidden: int, seed: int) -> dict:
+def llm_feeds(vocab_size: int, inputs: dict[str, list[int]], state_dim: int, seed: int) -> dict:
     """Synthetic image embeddings (validation replaces them with `image_embeddings`), real token ids
-    (looked up on the CPU), a padded language mask (N_VALID_TOKENS of 48 valid) and an 8-D state
-    padded to 32."""
+    (looked up on the CPU), a padded language mask (N_VALID_TOKENS valid) and a state of the robot's
+    `state_dim` values, zero-padded: in the shapes the LLM graph declares (`inputs`: name -> dims)."""
     rng = np.random.default_rng(seed + 1)
-    mask = np.zeros((1, 48), dtype=np.float32)
+    n_lang = inputs["lang_mask"][1]
+    mask = np.zeros((1, n_lang), dtype=np.float32)
     mask[:, :N_VALID_TOKENS] = 1
-    state = np.zeros((1, 32), dtype=np.float32)
-    state[:, :8] = rng.normal(0, 1, size=8)
-    return {"img_emb0": rng.normal(0, 1, size=(1, 64, hidden)).astype(np.float32),
-            "img_emb1": rng.normal(0, 1, size=(1, 64, hidden)).astype(np.float32),
-            "lang_tokens": rng.integers(0, vocab_size, size=(1, 48)).astype(np.int64),
+    state = np.zeros(inputs["state"], dtype=np.float32)
+    state[:, :state_dim] = rng.normal(0, 1, size=state_dim)
+    return {"img_emb0": rng.normal(0, 1, size=inputs["img_emb0"]).astype(np.float32),
+            "img_emb1": rng.normal(0, 1, size=inputs["img_emb1"]).astype(np.float32),
+            "lang_tokens": rng.integers(0, vocab_size, size=(1, n_lang)).astype(np.int64),
             "lang_mask": mask, "state": state}
+
+
+def graph_inputs(model_path) -> dict[str, list[int]]:
+    """name -> dims of a graph's inputs, as it declares them."""
+    from .toolchains.epcontext import signature
+    return {name: dims for name, _, dims in signature(model_path)[0]}
 
 
 def image_embeddings(vision_model: str, vision_sidecar: str, seed: int) -> dict[str, np.ndarray]:
@@ -150,14 +157,13 @@ def validation_inputs(kw: dict) -> dict[str, np.ndarray]:
     if model == "vision_encoder":
         return {"pixel_values": image_like(seed)}
     table = load_npy(kw["embed_table"], mmap_mode="r")
-    lfeeds = llm_feeds(table.shape[0], table.shape[1], seed)
+    lfeeds = llm_feeds(table.shape[0], graph_inputs(kw["llm_reference"]), kw["state_dim"], seed)
     if kw["vision_reference"]:
         lfeeds.update(image_embeddings(kw["vision_reference"], kw["vision_sidecar"], seed))
     if model == "llm_backbone":
         return lfeeds
     kv = StageRunner(ReferenceRunner(kw["llm_reference"]), kw["llm_sidecar"]).infer(lfeeds)["kv"]
-    from .toolchains.epcontext import signature
-    chunk = {name: dims for name, _, dims in signature(kw["reference"])[0]}["x_t"]    # the head declares it
+    chunk = graph_inputs(kw["reference"])["x_t"]            # the head declares it
     rng = np.random.default_rng(seed + 2)
     noise = rng.standard_normal(chunk).astype(np.float32)
     return {"kv": kv, "prefix_pad_mask": prefix_pad_from(lfeeds), "x_t": noise,

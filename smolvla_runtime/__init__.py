@@ -10,6 +10,8 @@ transformers, doit, onnx or LIBERO.
 """
 
 __version__ = "0.1.0"
+# the three stages of a SmolVLA control step, in call order: the one place the triple is written
+MODELS = ("vision_encoder", "llm_backbone", "action_head")
 
 
 def __getattr__(name):          # Policy needs tokenizers: imported on first use, not with the package

@@ -13,12 +13,12 @@ import time
 
 import numpy as np
 
+from . import MODELS
 from .host import resolve_runtime
 from .preprocessing import Normalizer, Tokenizer, camera_to_pixels
 from .stage import StageRunner
 
 log = logging.getLogger("smolvla_runtime.policy")
-MODELS = ("vision_encoder", "llm_backbone", "action_head")
 
 
 class Policy:

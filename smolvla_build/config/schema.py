@@ -4,6 +4,7 @@ Every object is closed (`additionalProperties: false`) so a misspelt key is an e
 silently ignored setting.
 """
 
+from .. import MODELS
 from ..toolchains.qairt.htp import LOG_LEVELS, PERF_PROFILES, PROFILING_LEVELS
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -93,7 +94,7 @@ PIPELINE_SCHEMA = {
             "type": "array",
             "minItems": 1,
             "uniqueItems": True,
-            "items": {"enum": ["vision_encoder", "llm_backbone", "action_head"]},
+            "items": {"enum": list(MODELS)},
         },
         "precisions": {
             "type": "object",
@@ -212,7 +213,7 @@ PIPELINE_SCHEMA = {
                 "precision": {"oneOf": [{"type": "string", "pattern": IDENTIFIER},
                                         {"type": "object", "minProperties": 1, "additionalProperties": False,
                                          "properties": {k: {"type": "string", "pattern": IDENTIFIER} for k in
-                                                        ("default", "vision_encoder", "llm_backbone", "action_head")}}]},
+                                                        ("default", *MODELS)}}]},
                 "suite": {"enum": ["libero_spatial", "libero_object", "libero_goal", "libero_10"]},
                 # doit eval (Ray): suites x tasks x trials; default suites: [suite]
                 "suites": {"type": ["array", "null"], "minItems": 1,
@@ -249,7 +250,7 @@ PIPELINE_SCHEMA = {
 DEFAULTS = {
     "artifacts": "artifacts",
     "source": {"seed": 0},
-    "models": ["vision_encoder", "llm_backbone", "action_head"],
+    "models": list(MODELS),
     "soc": {"name": "Snapdragon X Elite", "soc_model": 60, "htp_arch": 73},
     "toolchain": {
         "kind": "auto",

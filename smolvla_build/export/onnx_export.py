@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .. import MODELS
 from ..fsutil import atomic_dir
 from ..progress import heartbeat
 from .checkpoint import CheckpointError, hub_snapshot, inspect_checkpoint, load_checkpoint, random_model
@@ -99,7 +100,7 @@ def export_all(out_dir: Path, preset_name: str, weights: str, seed: int = 0, pat
     ckpt, tok = check_source(preset_name, weights, path, repo_id, revision, tokenizer)
     policy, stats = load_policy(preset_name, weights, seed, ckpt)
     p = policy.preset
-    stages = list(stages or ("vision_encoder", "llm_backbone", "action_head"))
+    stages = list(stages or MODELS)
     info = {"preset": p.name, "weights": weights, "seed": seed if weights == "random" else None,
             "checkpoint": str(ckpt) if ckpt else None, "opset": OPSET, "torch": torch.__version__,
             "meaningless_actions": weights == "random", "image_embedding_scale": "applied in llm_backbone",

@@ -10,6 +10,7 @@ from smolvla_runtime.preprocessing import Normalizer, Tokenizer
 from smolvla_runtime.runners import ReferenceRunner
 from smolvla_runtime.stage import StageRunner
 
+from .. import MODELS
 from ..precisions import requested_precisions
 from .contexts import htp_runner
 
@@ -59,7 +60,7 @@ class Policy(RuntimePolicy):
     def from_artifacts(cls, layout, runtime: str, soc: dict, precisions: dict, wanted, n_action_steps: int,
                        seed: int = 0) -> "Policy":
         export = layout.export_dir
-        stages = stage_runners(layout, runtime, soc, precisions, wanted, ("vision_encoder", "llm_backbone", "action_head"))
+        stages = stage_runners(layout, runtime, soc, precisions, wanted, MODELS)
         for s in stages.values():
             s.activate()
         return cls(stages, Tokenizer(export / "tokenizer.json"),

@@ -17,6 +17,8 @@ def gen_tasks(pipe, layout, toolchain):
     fp = {**ort_qnn_fingerprint(pipe.soc), **passes_fingerprint(), "toolchain": toolchain}
     code = VALIDATE.code()
     targets = fallback_targets(pipe.precisions)
+    from ..export.presets import get_preset               # data only (no torch)
+    state_dim = get_preset(pipe.source["preset"]).state_dim
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():
             deps = [layout.preprocessed(m), layout.io_sidecar(m), *layout.context_files(m, pname)]
@@ -31,7 +33,7 @@ def gen_tasks(pipe, layout, toolchain):
             # exactly what the action reads, and the up-to-date key
             kw = {"model": m, "precision_name": pname, "precision": precision, "soc": dict(pipe.soc),
                   "options": options, "gates": pipe.gates(pname), "fallback_to": pipe.fallback(pname),
-                  "fallback_target": pname in targets,
+                  "fallback_target": pname in targets, "state_dim": state_dim,
                   "reference": str(layout.preprocessed(m)), "sidecar": str(layout.io_sidecar(m)),
                   "ctx": str(layout.context(m, pname)), "out": str(layout.validation(m, pname)),
                   "qairt_io": {"binary_info": str(q.binary_info), "net_json": str(q.net_json)} if toolchain == "qairt" else None,
