@@ -8,7 +8,8 @@ Scenarios (full-size smolvla-libero preset, random weights, toolchain ort-qnn):
  5. HTP emulation cost per stage on the tiny preset
  6. the built policy vs LeRobot's own SmolVLA (full preset, same run): equality and control-step time
  1b. the cold main job (`bash scripts/build.sh`, default pipeline) and the no-op of a bare `doit` after it
-Scenarios 7-9 (bundle, Ray evaluation, integer precisions) run alone: python -m bench.<module>.
+Scenarios 7-9 (bundle, Ray evaluation, integer precisions) and 10 (no-op A/B against a revision, noop_ab)
+run alone: python -m bench.<module>.
 """
 
 from __future__ import annotations

@@ -165,6 +165,15 @@ def write_markdown(r: dict, out: str) -> None:
     q = r.get("quantization")
     if q:
         L += quantization_section(q)
+    n = r.get("noop_ab")
+    if n:
+        rev = n["revisions"]
+        L += ["", "## 10. No-op `doit`, A/B against an earlier revision (tiny preset)", "",
+              f"Measured by `{n['command']}` on {n['date']}, on {n['machine']}: a separate run from the sections "
+              "above. Each revision builds the tiny preset once in its own clone; then a bare `doit` (task "
+              "generation and the up-to-date checks, nothing to run) is timed alternately.", "",
+              "| revision | bare `doit` on a finished build |", "|---|---|",
+              f"| {rev['base']} (base) | {fmt(n['base'])} |", f"| {rev['head']} (head) | {fmt(n['head'])} |"]
     Path(out).write_text("\n".join(L) + "\n")
 
 

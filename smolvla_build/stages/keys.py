@@ -30,6 +30,7 @@ def module_file(name: str) -> Path | None:
 
 FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+([.\w]+)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)", re.M)
 IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n]+)", re.M)
+WORD = re.compile(r"\w+")
 
 
 @functools.lru_cache(maxsize=None)
@@ -40,7 +41,7 @@ def project_imports(name: str) -> frozenset[str]:
     docstring that looks like an import only adds a module, never loses one."""
     f = module_file(name)
     package = name if f.name == "__init__.py" else name.rpartition(".")[0]
-    text = f.read_text()
+    text = module_source(name).decode()
     targets = [t.strip().split(" ")[0] for m in IMPORT.finditer(text) for t in m.group(1).split(",")]
     for m in FROM_IMPORT.finditer(text):
         base = m.group(1)
@@ -49,7 +50,7 @@ def project_imports(name: str) -> frozenset[str]:
             parent = package.split(".")[: len(package.split(".")) - (level - 1)]
             rest = base[level:]
             base = ".".join(parent + ([rest] if rest else []))
-        names = re.findall(r"\w+", m.group(2).split("#")[0] if "(" not in m.group(2) else m.group(2))
+        names = WORD.findall(m.group(2).split("#")[0] if "(" not in m.group(2) else m.group(2))
         targets += [base] + [f"{base}.{n}" for n in names if n != "as"]
     found = set()
     for t in targets:
@@ -60,11 +61,16 @@ def project_imports(name: str) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=None)
+def module_source(name: str) -> bytes:
+    return module_file(name).read_bytes()         # read once per process: closures share modules
+
+
+@functools.lru_cache(maxsize=None)
 def closure_digest(name: str) -> str:
     h = hashlib.sha256()
     for m in import_closure(name):
         h.update(m.encode())
-        h.update(module_file(m).read_bytes())
+        h.update(module_source(m))
     return h.hexdigest()[:16]
 
 
