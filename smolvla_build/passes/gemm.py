@@ -20,6 +20,8 @@ def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:
     MATMUL_TO_FC-disabled converter is meant to avoid; a MatMul with a constant weight stays MatMul
     there, and ort-qnn maps both the same way.
     """
+    if not any(n.op_type == "Gemm" for n in model.graph.node):
+        return model                 # nothing to rewrite: skip the graph round trip (1-2 s at full size)
     graph = import_graph(model)
     for node in list(graph.nodes):
         if node.op != "Gemm" or node.attrs.get("transA", 0):

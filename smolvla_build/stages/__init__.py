@@ -69,13 +69,13 @@ def load_tasks(pipeline_path: str | Path, lock: bool = False) -> tuple[dict, dic
         raise SystemExit(2) from None
     layout = Layout(pipe, toolchain)
     layout.root.mkdir(parents=True, exist_ok=True)
-    from ..lock import Busy, hold
-    try:
-        if lock:
+    if lock:
+        from ..lock import Busy, hold
+        try:
             hold(layout.root, sys.argv[1:])
-    except Busy as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        except Busy as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     families = [m for m in FAMILIES if getattr(m, "enabled", lambda _p, _t: True)(pipe, toolchain)]
     config = {
         "backend": "sqlite3",                      # shared safely by `doit -n 2` workers, unlike dbm
