@@ -84,7 +84,6 @@ np.savez(out, **dict(zip([o.name for o in s.get_outputs()], s.run(None, feeds)))
 def _calls(layout, policy) -> list[tuple[str, dict]]:
     """The 13 stage calls of one control step (vision x2, llm x1, action head x10) with the exact
     graph feeds the persistent policy gives its sessions."""
-    from smolvla_runtime.feeds import cast_feeds
     images, state = _observation()
     recorded: list[tuple[str, dict]] = []
     for name, stage in policy.stages.items():

@@ -126,7 +126,7 @@ def write_markdown(r: dict, out: str) -> None:
               "| control step (CPU, this machine) | seconds |", "|---|---|",
               f"| LeRobot (processors + predict_action_chunk, PyTorch) | {fmt(lp['lerobot_control_step_s'])} |",
               f"| ours (`reference` runtime, onnxruntime) | {fmt(lp['ours_control_step_s'])} |",
-              *([f"| ours: vision x2 / LLM / action head x10 | " + " / ".join(f"{lp['ours_parts_s'][k]['median']:.3f}"
+              *(["| ours: vision x2 / LLM / action head x10 | " + " / ".join(f"{lp['ours_parts_s'][k]['median']:.3f}"
                  for k in ("vision_s", "llm_s", "action_head_s")) + " s (medians) |"] if "ours_parts_s" in lp else []),
               f"| ratio LeRobot / ours | {lp['ratio_lerobot_over_ours']:.2f}x |",
               f"| ours / LeRobot | {1 / lp['ratio_lerobot_over_ours']:.3f} (goal <= 0.5) |"]

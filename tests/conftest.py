@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +85,67 @@ def fake_msvc(tmp_path_factory) -> dict:
     """The test-double MSVC STL/CRT + Windows SDK for ARM64: {"include": [...], "lib": [...]}."""
     from make_fake_sdk import fake_msvc as make
     return make(tmp_path_factory.mktemp("msvc"))
+
+
+def traced_env(folder: Path) -> dict:
+    """The environment of a doit run that records the project modules it loads and each file access
+    its tasks make (tests/fixtures/build_trace)."""
+    return dict(os.environ, SMOLVLA_IMPORT_TRACE=str(folder / "imports.txt"),
+                SMOLVLA_ACCESS_TRACE=str(folder / "access.txt"),
+                PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "fixtures" / "build_trace")]
+                                           + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+
+
+class SharedBuild:
+    """The tiny pipeline built once per session (traced), in `folder`. A test module that changes it
+    checks it out: the module works in the same folder (doit's keys hold absolute paths, so a copy
+    elsewhere would rebuild), and on leaving, the folder returns to the clean build, file times
+    included, so doit sees it as it was."""
+
+    def __init__(self, folder: Path, first: DoitResult):
+        self.folder, self.pipe, self.first = folder, folder / "pipeline.yaml", first
+        self.pristine = folder.with_name(folder.name + "-pristine")
+        shutil.copytree(folder, self.pristine, symlinks=True)        # copy2: file times kept
+        self.checked_out = False
+
+    @property
+    def artifacts(self) -> Path:
+        return self.folder / "artifacts"
+
+    @property
+    def clean_artifacts(self) -> Path:
+        """The clean build's artifacts as they were made (never changed)."""
+        return self.pristine / "artifacts"
+
+    def differences_from_clean(self, artifacts: Path) -> list[str]:
+        """How an artifacts folder differs from the clean build (tests/fixtures/build_equality.py)."""
+        from build_equality import differences
+        return differences(artifacts, self.clean_artifacts, b_built_in=self.folder)
+
+    @contextlib.contextmanager
+    def checkout(self):
+        assert not self.checked_out, "the shared build is checked out by another module"
+        self.checked_out = True
+        try:
+            yield self
+        finally:
+            shutil.rmtree(self.folder)
+            shutil.copytree(self.pristine, self.folder, symlinks=True)
+            self.checked_out = False
+
+
+@pytest.fixture(scope="session")
+def shared_build(tmp_path_factory) -> SharedBuild:
+    """The tiny pipeline's default build, made once with two workers (traced: imports.txt and
+    access.txt beside it). Read it freely; a module that changes it uses `checkout()`."""
+    folder = tmp_path_factory.mktemp("tiny-build")
+    pipe = write_pipeline(folder)
+    first = doit(pipe, "-n", "2", env=traced_env(folder))
+    return SharedBuild(folder, first)
+
+
+@pytest.fixture(scope="module")
+def own_build(shared_build):
+    """The shared tiny build, this module's to change; restored when the module ends."""
+    with shared_build.checkout() as b:
+        yield b

@@ -10,16 +10,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import doit, write_pipeline
+from conftest import doit
 
 pytest.importorskip("ray", reason="ray comes with the eval extra (scripts/test.sh installs it)")
 pytest.importorskip("libero", reason="LIBERO is installed by scripts/install_libero.sh (scripts/test.sh runs it)")
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("eval")
-    pipe = write_pipeline(folder)
+def evaluated(own_build):
+    folder, pipe = own_build.folder, own_build.pipe
     cfg = yaml.safe_load(pipe.read_text())
     cfg["evaluation"].update(tasks=[0, 1], trials=2, workers=2, max_steps=3)
     pipe.write_text(yaml.safe_dump(cfg))

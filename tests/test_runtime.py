@@ -16,15 +16,12 @@ from smolvla_build.runtime.policy import Policy
 from smolvla_runtime.preprocessing import Tokenizer, camera_to_pixels, quat2axisangle, resize_with_pad
 from smolvla_build.layout import Layout
 
-from conftest import doit, write_pipeline
+from conftest import doit
 
 
 @pytest.fixture(scope="module")
-def tiny_build(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("runtime")
-    pipe = write_pipeline(folder)
-    doit(pipe)
-    return load_pipeline(pipe)
+def tiny_build(own_build):
+    return load_pipeline(own_build.pipe)
 
 
 def _policy(pipe, runtime):

@@ -25,15 +25,9 @@ ALL_TASKS = ({"export", "report"} | {f"{s}:{m}" for s in ("preprocess", "referen
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory):
-    """The tiny build, recording the project modules it loads (tests/fixtures/import_trace)."""
-    folder = tmp_path_factory.mktemp("spine")
-    pipe = write_pipeline(folder)
-    env = dict(os.environ, SMOLVLA_IMPORT_TRACE=str(folder / "imports.txt"),
-               PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "fixtures" / "import_trace")]
-                                          + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
-    first = doit(pipe, env=env)
-    return folder, pipe, first
+def build(own_build):
+    """The shared tiny build (traced: tests/fixtures/build_trace), this module's to change."""
+    return own_build.folder, own_build.pipe, own_build.first
 
 
 def declared_distributions(*extras: str) -> set[str]:
@@ -99,6 +93,42 @@ def test_the_build_imports_only_declared_dependencies(build):
     undeclared = {d: sorted(f) for d, f in imported_distributions(files).items()
                   if d not in declared_distributions("export")}
     assert undeclared == {}
+
+
+def test_each_task_reads_only_its_declared_inputs_and_writes_its_targets_atomically(build):
+    """What the tasks of the tiny build touched (Python's audit events, traced per task:
+    tests/fixtures/build_trace) against what they declare. In the artifacts folder a task reads only
+    its file deps and its own targets, lists only its own folders, writes a target only by renaming
+    a finished temp file onto it (atomic_path, atomic_dir), and touches hidden scratch files freely;
+    a model's external weights (`<model>.onnx.data`) go with the model. No task reads the pipeline
+    file: what it reads of the settings comes in its `kw`, which is its key."""
+    from smolvla_build.stages import load_tasks
+    folder, pipe, _ = build
+    root = folder / "artifacts"
+    _, creators = load_tasks(pipe)
+    declared = {}
+    for c in creators.values():
+        for t in c():
+            declared[f"{t['basename']}:{t['name']}" if "name" in t else t["basename"]] = t
+    seen, wrong = set(), []
+    for line in (folder / "access.txt").read_text().splitlines():
+        task, kind, path = line.split("\t")
+        seen.add(task)
+        if path == str(pipe):
+            wrong.append(f"{task} {kind}s the pipeline file")
+        if not path.startswith(str(root) + os.sep):
+            continue
+        rel = os.path.relpath(path, root)
+        if any(part.startswith(".") for part in rel.split(os.sep)):
+            continue                                  # scratch: atomic_path / atomic_dir temp files
+        path = path[: -len(".data")] if path.endswith(".onnx.data") else path
+        deps, targets = set(declared[task].get("file_dep", [])), set(declared[task].get("targets", []))
+        ok = {"read": path in deps | targets, "rename": path in targets, "remove": path in targets,
+              "write": False, "list": any(t.startswith(path + os.sep) for t in targets)}[kind]
+        if not ok:
+            wrong.append(f"{task} {kind}: {rel}")
+    assert seen >= {"export", "report", "preprocess:llm_backbone", "validate:action_head-fp16"}
+    assert wrong == []
 
 
 def _perturb(path):
@@ -197,14 +227,6 @@ def test_tool_upgrade_changes_only_the_key_of_what_it_made(tmp_path, monkeypatch
     changed = {k for k in before if before[k] != after[k]}
     # and the device bundle, whose manifest and requirements.txt pin that version
     assert changed == {f"{s}:{m}-{p}" for s in ("context", "validate") for m in MODELS for p in PRECISIONS} | {"bundle"}
-
-
-def test_parallel_build_is_safe(tmp_path):
-    pipe = write_pipeline(tmp_path)
-    first = doit(pipe, "-n", "2")
-    assert first.ran == ALL_TASKS
-    assert (tmp_path / "artifacts" / ".doit.sqlite3").is_file()
-    assert doit(pipe).ran == set()
 
 
 def test_killed_stage_leaves_no_half_written_target(tmp_path):
