@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from . import MODELS, SINUSOID_ON_CPU
+from . import MODELS
 from .toolchains.fingerprint import package_version
 
 log = logging.getLogger("smolvla_build.bundle")
@@ -68,52 +68,23 @@ def requirements_txt(pins: dict | None = None) -> str:
             f"tokenizers=={pins['tokenizers']}\n")
 
 
-def _files(layout, toolchain: str, chosen: dict) -> dict[str, dict]:
-    """Per model: the files to copy (source path -> bundle name) and the manifest entry."""
-    out = {}
-    for m in MODELS:
-        p = chosen[m]
-        q = layout.qairt(m, p)
-        if toolchain == "qairt":
-            ctx, ctx_bins = q.ctx_onnx, [q.serialized]
-        else:
-            ctx, ctx_bins = layout.ort_qnn_context(m, p), [layout.ort_qnn_context_bin(m, p)]
-        ref = layout.reference_model(m)             # the reference runtime's CPU copy (fused where checked)
-        copies = {ctx: ctx.name, ref: ref.name, layout.io_sidecar(m): layout.io_sidecar(m).name,
-                  **{b: b.name for b in ctx_bins}}
-        data = ref.with_name(ref.name + ".data")
-        if data.exists():
-            copies[data] = data.name
-        if m in SINUSOID_ON_CPU:
-            copies[layout.cpu_model(m)] = layout.cpu_model(m).name
-        if m == "llm_backbone":
-            copies[layout.embed_table] = layout.embed_table.name
-        out[m] = {"precision": p, "copies": copies, "context": ctx.name, "reference": ref.name,
-                  "sidecar": layout.io_sidecar(m).name, "validation": layout.validation(m, p),
-                  "qairt": {"binary_info": q.binary_info, "net_json": q.net_json} if toolchain == "qairt" else None}
-    return out
-
-
 def bundle_task(kw: dict):
-    """The `bundle` action. kw: pipeline_path, toolchain, wanted, out_dir, zip_path, meta (and the
-    settings of its key)."""
-    pipeline_path, toolchain, wanted, out_dir, zip_path, meta = (
-        kw[k] for k in ("pipeline_path", "toolchain", "wanted", "out_dir", "zip_path", "meta"))
+    """The `bundle` action. kw: toolchain, wanted, out_dir, zip_path, meta, plan ({model: {precision:
+    Layout.bundle_files}}), precisions, soc, export_dir, report_json, n_action_steps."""
+    toolchain, wanted, out_dir, zip_path, meta, plan_all, soc = (
+        kw[k] for k in ("toolchain", "wanted", "out_dir", "zip_path", "meta", "plan", "soc"))
     import os
     import shutil
     import tempfile
 
     from smolvla_runtime.bundle import FORMAT, sha256
 
-    from .config import load_pipeline
     from .fsutil import atomic_path
-    from .layout import Layout
     from .precisions import effective_precisions, precision_label
-    pipe = load_pipeline(pipeline_path)
-    layout = Layout(pipe, toolchain)
-    validations = {m: {p: json.loads(layout.validation(m, p).read_text()) for p in pipe.precisions} for m in MODELS}
+    validations = {m: {p: json.loads(Path(e["validation"]).read_text()) for p, e in plan_all[m].items()} for m in MODELS}
     chosen = {m: e["precision"] for m, e in effective_precisions(validations, wanted).items()}
-    plan = _files(layout, toolchain, chosen)
+    plan = {m: plan_all[m][chosen[m]] for m in MODELS}
+    positions = json.loads(Path(kw["report_json"]).read_text())["meta"]["vision_position_ids"]
     out_dir, zip_path = Path(out_dir), Path(zip_path)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
@@ -124,28 +95,31 @@ def bundle_task(kw: dict):
         for m, entry in plan.items():
             for src, name in entry["copies"].items():
                 shutil.copyfile(src, tmp / "models" / name)
+            reference = next(s for s, n in entry["copies"].items() if n == entry["reference"])
+            data = Path(reference + ".data")
+            if data.exists():                      # a reference model over 2 GB: its weights beside it
+                shutil.copyfile(data, tmp / "models" / (entry["reference"] + ".data"))
             names = None
             if entry["qairt"]:
                 from .runtime.contexts import qairt_names
-                names = qairt_names(entry["qairt"]["binary_info"], entry["qairt"]["net_json"], layout.preprocessed(m))[1]
-            v = validations[m][entry["precision"]]
-            models[m] = {"precision": entry["precision"], "context": f"models/{entry['context']}",
+                names = qairt_names(entry["qairt"]["binary_info"], entry["qairt"]["net_json"], entry["preprocessed"])[1]
+            v = validations[m][chosen[m]]
+            models[m] = {"precision": chosen[m], "context": f"models/{entry['context']}",
                          "reference": f"models/{entry['reference']}", "sidecar": f"models/{entry['sidecar']}",
                          "names": names, "validation": {"status": v["status"], "metrics": {
                              k: v["metrics"][k] for k in ("cosine", "max_abs", "psnr_db")}, "reasons": v["reasons"]}}
         for name in ("tokenizer.json", "tokenizer_config.json", "normalization.json"):
-            shutil.copyfile(layout.export_dir / name, tmp / name)
+            shutil.copyfile(Path(kw["export_dir"]) / name, tmp / name)
         shutil.copytree(RUNTIME_DIR, tmp / "smolvla_runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         pins = {p: package_version(p) for p in REQUIREMENTS}
         (tmp / "requirements.txt").write_text(requirements_txt(pins))
-        soc = dict(pipe.soc)
         (tmp / "README.md").write_text(README.format(precision=precision_label(wanted), toolchain=toolchain, soc_name=soc.get("name", ""),
                                                      soc_model=soc["soc_model"], htp_arch=soc["htp_arch"]))
         files = {p.relative_to(tmp).as_posix(): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"format": FORMAT, "precision": wanted, "toolchain": toolchain, "soc": soc,
-                    "models": models, "precisions": {p: pipe.precisions[p] for p in sorted(set(chosen.values()))},
+                    "models": models, "precisions": {p: kw["precisions"][p] for p in sorted(set(chosen.values()))},
                     "tokenizer": "tokenizer.json", "normalization": "normalization.json",
-                    "n_action_steps": pipe.section("evaluation")["n_action_steps"],
+                    "n_action_steps": kw["n_action_steps"], "vision_position_ids": positions,
                     "requires": {p: pins[p] for p in ("onnxruntime", "onnxruntime-qnn")},
                     "built_with": meta["tools"], "source": meta["source"], "files": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

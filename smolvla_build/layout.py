@@ -163,6 +163,26 @@ class Layout:
             return [q.ctx_onnx, q.serialized, q.binary_info, q.net_json]
         return [self.ort_qnn_context(model, precision), self.ort_qnn_context_bin(model, precision)]
 
+    def bundle_files(self, model: str, precision: str) -> dict:
+        """What a device bundle of `model` at `precision` copies (source path -> name in the bundle)
+        and reads for its manifest; strings, as the bundle task's key holds them. A reference model
+        over 2 GB brings its `.data` if it exists when the bundle is made (smolvla_build/bundle.py)."""
+        from . import SINUSOID_ON_CPU
+        ctx = self.context(model, precision)
+        ref, sidecar = self.reference_model(model), self.io_sidecar(model)
+        copies = {ctx: ctx.name, ref: ref.name, sidecar: sidecar.name}
+        copies.update({f: f.name for f in self.context_files(model, precision)[1:2]})   # the context binary
+        if model in SINUSOID_ON_CPU:
+            copies[self.cpu_model(model)] = self.cpu_model(model).name
+        if model == "llm_backbone":
+            copies[self.embed_table] = self.embed_table.name
+        q = self.qairt(model, precision)
+        return {"copies": {str(k): v for k, v in copies.items()}, "context": ctx.name, "reference": ref.name,
+                "sidecar": sidecar.name, "validation": str(self.validation(model, precision)),
+                "preprocessed": str(self.preprocessed(model)),
+                "qairt": {"binary_info": str(q.binary_info), "net_json": str(q.net_json)}
+                if self.toolchain == "qairt" else None}
+
     def context_info(self, model: str, precision: str) -> Path:
         """Size, build time and peak memory of a context build (the report reads it)."""
         if self.toolchain == "qairt":

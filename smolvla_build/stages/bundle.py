@@ -27,7 +27,9 @@ def gen_tasks(pipe, layout, toolchain):
     zip_path = layout.root / "bundle" / f"smolvla-{label}.zip"
     tools = ort_qnn_fingerprint(pipe.soc)
     meta = {"tools": tools, "source": dict(pipe.source)}
-    kw = {"pipeline_path": str(pipe.path), "out_dir": str(out_dir), "zip_path": str(zip_path),
+    plan = {m: {p: layout.bundle_files(m, p) for p in pipe.precisions} for m in MODELS}
+    kw = {"out_dir": str(out_dir), "zip_path": str(zip_path), "plan": plan, "precisions": pipe.precisions,
+          "export_dir": str(layout.export_dir), "report_json": str(layout.report_json),
           "wanted": wanted, "toolchain": toolchain, "soc": dict(pipe.soc), "meta": meta,
           "n_action_steps": pipe.section("evaluation")["n_action_steps"],
           "runtime": code_digest(RUNTIME), "code": BUNDLE.code()}
