@@ -27,6 +27,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .export.conventions import VISION_POSITION_IDS
+
 
 def _preprocess(args) -> int:
     import numpy as np
@@ -93,7 +95,7 @@ def _export(args) -> int:
     from .export.onnx_export import export_all
     try:
         info = export_all(Path(args.out_dir), args.preset, args.weights, args.seed, args.path, args.repo_id, args.revision,
-                          tokenizer=args.tokenizer)
+                          tokenizer=args.tokenizer, vision_position_ids=args.vision_position_ids)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -156,6 +158,9 @@ def main(argv=None) -> int:
     e.add_argument("--repo-id")
     e.add_argument("--revision")
     e.add_argument("--tokenizer", help="a folder holding tokenizer.json, or the file (default: the checkpoint's)")
+    e.add_argument("--vision-position-ids", choices=VISION_POSITION_IDS, default=None,
+                   help="the transformers convention the checkpoint was trained with (default: read from the files "
+                        "beside it, else transformers-4: docs/lerobot-versions.md)")
     e.set_defaults(fn=_export)
     lc = sub.add_parser("libero-check", help="import LIBERO, build a task, render one frame headless")
     lc.add_argument("--config-dir", default="artifacts/libero-config")

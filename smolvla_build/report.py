@@ -38,7 +38,8 @@ def size_vs_error_chart(stages: dict, models: list, precisions: list, path: str)
 def write_report(kw: dict):
     """The `report` action. kw: models, precisions, contexts and validations ({model: {precision:
     json}}), calibrations ({precision: calibration.json} of the integer precisions: its time is shared
-    by every model and every precision with the same sample count), wanted, meta, md, js, chart."""
+    by every model and every precision with the same sample count), wanted, meta, md, js, chart,
+    export_info (the export's export_info.json; None for an ONNX source)."""
     import json
 
     from .fsutil import write_json, write_text
@@ -48,10 +49,14 @@ def write_report(kw: dict):
     ctx = {m: {p: json.loads(open(contexts[m][p]).read()) for p in precisions} for m in models}
     val = {m: {p: json.loads(open(validations[m][p]).read()) for p in precisions} for m in models}
     calibration_seconds = {p: json.loads(open(f).read())["seconds"] for p, f in (calibrations or {}).items()}
-    data = {"meta": meta, "runtime_precision": effective_precisions(val, wanted), "stages": {}}
+    positions = (json.loads(open(kw["export_info"]).read())["vision_position_ids"] if kw["export_info"] else
+                 {"convention": None, "why": "an ONNX source: exported elsewhere"})
+    data = {"meta": dict(meta, vision_position_ids=positions), "runtime_precision": effective_precisions(val, wanted),
+            "stages": {}}
     lines = [f"# smolvla-build report: {meta['pipeline']}", "",
              f"preset {meta['preset']}, weights {meta['weights']}, toolchain {meta['toolchain']}, "
-             f"SoC {meta['soc']['name']} (soc_model {meta['soc']['soc_model']}, v{meta['soc']['htp_arch']})", ""]
+             f"SoC {meta['soc']['name']} (soc_model {meta['soc']['soc_model']}, v{meta['soc']['htp_arch']})", "",
+             f"vision position ids: {positions['convention'] or '-'} ({positions['why']})", ""]
     if meta["weights"] == "random":
         lines += ["**RANDOM WEIGHTS: the policy's actions are meaningless.**", ""]
     lines += ["| model | precision | context MB | build s | calibration s | peak RSS MB | cosine | max abs | PSNR dB | status |",

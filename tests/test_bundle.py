@@ -14,14 +14,12 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import doit, write_pipeline
+from conftest import doit
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bundle")
-    pipe = write_pipeline(folder)
-    doit(pipe)
+def bundle(own_build):
+    folder, pipe = own_build.folder, own_build.pipe
     res = doit(pipe, "bundle")
     assert "bundle" in res.ran and "python -m smolvla_runtime" in res.stderr
     unpacked = folder / "laptop"
@@ -67,6 +65,12 @@ def test_the_bundle_holds_what_the_manifest_says(bundle):
             "models/llm_backbone_ctx_qnn.bin", "models/embed_tokens.npy"} <= set(manifest["files"])
     reqs = (bdir / "requirements.txt").read_text()
     assert all(f"{p}==" in reqs for p in ("numpy", "onnxruntime", "onnxruntime-qnn", "tokenizers"))
+    # the vision position-id convention the export used, and why, as the report says it (issue #25)
+    said = {"convention": "transformers-4", "why": "the default (random weights): LeRobot 0.4.4's, the PyPI release "
+                                                   "(transformers 4)"}
+    assert manifest["vision_position_ids"] == said
+    assert json.loads((folder / "artifacts" / "report.json").read_text())["meta"]["vision_position_ids"] == said
+    assert f"vision position ids: transformers-4 ({said['why']})" in (folder / "artifacts" / "report.md").read_text()
 
 
 def test_a_fresh_environment_with_only_the_runtime_reproduces_the_policy(bundle):

@@ -5,6 +5,7 @@ silently ignored setting.
 """
 
 from .. import MODELS
+from ..export.conventions import VISION_POSITION_IDS
 from ..toolchains.qairt.htp import LOG_LEVELS, PERF_PROFILES, PROFILING_LEVELS
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -88,6 +89,10 @@ PIPELINE_SCHEMA = {
                 # the SmolVLM2 tokenizer: a folder holding tokenizer.json, or the file; default: the
                 # checkpoint's tokenizer/ folder, its tokenizer.json, then vlm_model_name's (hub cache)
                 "tokenizer": {"type": "string", "minLength": 1},
+                # the vision encoder's patch position ids as this transformers major computes them:
+                # the LeRobot the checkpoint was trained with decides (docs/lerobot-versions.md);
+                # unset: read from files beside the checkpoint, else transformers-4 (LeRobot 0.4.4)
+                "vision_position_ids": {"enum": list(VISION_POSITION_IDS)},
             },
         },
         "models": {

@@ -99,9 +99,10 @@ class VLAFlowMatching(nn.Module):
 class SmolVLA(nn.Module):
     """Parameter container with LeRobot's key names (`model.` prefix) and the three stages."""
 
-    def __init__(self, p: Preset):
+    def __init__(self, p: Preset, vision_position_ids: str = "transformers-4"):
         super().__init__()
         self.preset = p
+        self.vision_position_ids = vision_position_ids    # the convention its vision encoder follows
         self.model = VLAFlowMatching(p)
 
     # -- stage modules (share parameters with self) -------------------------------------------
@@ -185,17 +186,15 @@ def eager_attention(q, k, v, mask, n_heads: int, n_kv_heads: int, head_dim: int)
 
 
 def sinusoidal_time_embedding(time: torch.Tensor, dim: int, min_period: float, max_period: float) -> torch.Tensor:
-    """lerobot create_sinusoidal_pos_embedding: [sin(t*w), cos(t*w)] with w = 2*pi/period.
-
-    The frequencies are computed in float64 and stored as float32; the product and sin/cos run
-    in float32 because ORT CPU and HTP have no float64 Sin/Cos (lerobot keeps float64 there:
-    the difference is below 1e-4 for t in [0, 1]).
-    """
+    """lerobot create_sinusoidal_pos_embedding: [sin(t*w), cos(t*w)] with w = 2*pi/period, in float64
+    as LeRobot computes it (docs/lerobot-versions.md), then float32. The HTP never sees the float64
+    part: preprocess moves the embedding to the CPU (passes/sinusoid.py), whose onnxruntime runs
+    float64 Sin and Cos."""
     fraction = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float64)
     period = min_period * (max_period / min_period) ** fraction
-    scaling = (1.0 / period * 2 * math.pi).to(torch.float32)
-    sin_input = scaling[None, :] * time[:, None].to(torch.float32)
-    return torch.cat([torch.sin(sin_input), torch.cos(sin_input)], dim=1)
+    scaling = 1.0 / period * 2 * math.pi
+    sin_input = scaling[None, :] * time[:, None].to(torch.float64)
+    return torch.cat([torch.sin(sin_input), torch.cos(sin_input)], dim=1).to(torch.float32)
 
 
 def _layer_qkv(layer, x, n_heads, n_kv, hd):
@@ -213,14 +212,20 @@ def _finish_layer(layer, h, att):
 
 # --- stages ------------------------------------------------------------------------------------
 
-def vision_position_ids(n_side: int) -> torch.Tensor:
-    """Position ids of a full-resolution image as SmolVLA computes them in LeRobot, whose pinned
-    transformers (4.x, SmolVLMVisionEmbeddings) buckets `i / n * (1 - 1e-6)`: just below each
-    boundary i/n, so rows and columns map to 0, 0, 1, ..., n-2 (the last table row is never used).
-    transformers 5 buckets `clamp(i * (1/n))` and gets 0..n-1: the trained checkpoints were made
-    with the 4.x ids, and LeRobot's own SmolVLA computes them (tests/test_lerobot_parity.py)."""
+def vision_position_ids(n_side: int, convention: str) -> torch.Tensor:
+    """Position ids of a full-resolution image's patches, as each transformers computes them in
+    SmolVLMVisionEmbeddings (docs/lerobot-versions.md), in float32 like both:
+    - transformers-4 (LeRobot 0.4.4 on PyPI): buckets `i / n * (1 - 1e-6)`, just below each
+      boundary i/n, so each axis maps to 0, 0, 1, ..., n-2 (the table's last row is never used);
+    - transformers-5 (LeRobot's main branch): buckets `min(i * (1 / n), 1 - 1e-6)`: 0, 1, ..., n-1."""
     boundaries = torch.arange(1 / n_side, 1.0, 1 / n_side)
-    coords = torch.arange(n_side, dtype=torch.float32) / n_side * (1 - 1e-6)
+    index = torch.arange(n_side, dtype=torch.float32)
+    if convention == "transformers-4":
+        coords = index / n_side * (1 - 1e-6)
+    elif convention == "transformers-5":
+        coords = torch.clamp(index * (1.0 / torch.tensor(n_side)), max=1.0 - 1e-6)
+    else:
+        raise ValueError(f"vision position ids: unknown convention {convention!r}")
     buckets = torch.bucketize(coords, boundaries, right=True)
     return (buckets[:, None] * n_side + buckets[None, :]).flatten()
 
@@ -233,13 +238,15 @@ class VisionEncoderStage(nn.Module):
         inner = policy.model.vlm_with_expert.vlm.model
         self.vision_model = inner.vision_model
         self.connector = inner.connector
+        self.position_ids_convention = policy.vision_position_ids
 
     def forward(self, pixel_values):
         emb = self.vision_model.embeddings
         x = emb.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
         # Every patch is valid at full resolution, so the position ids are a constant: a constant
         # Gather of the table (folded at export), not bucketize + ScatterND.
-        x = x + emb.position_embedding.weight[vision_position_ids(emb.num_patches_per_side)][None]
+        ids = vision_position_ids(emb.num_patches_per_side, self.position_ids_convention)
+        x = x + emb.position_embedding.weight[ids][None]
         for layer in self.vision_model.encoder.layers:
             x = layer(x, attention_mask=None)
         x = self.vision_model.post_layernorm(x)

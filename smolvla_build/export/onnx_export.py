@@ -21,10 +21,11 @@ import torch
 from .. import MODELS
 from ..fsutil import atomic_dir
 from ..progress import heartbeat
+from . import conventions
 from .checkpoint import CheckpointError, hub_snapshot, inspect_checkpoint, load_checkpoint, random_model
 from .model import SmolVLA
 from .presets import Preset, get_preset, stage_io
-from .tokenizer import TokenizerNotFound, find_tokenizer, write_tokenizer
+from .tokenizer import TokenizerNotFound, find_tokenizer, local_vlm_folder, write_tokenizer
 
 log = logging.getLogger("smolvla_build.export")
 
@@ -94,17 +95,25 @@ def load_policy(preset_name: str, weights: str, seed: int = 0, ckpt: Path | None
 
 
 def export_all(out_dir: Path, preset_name: str, weights: str, seed: int = 0, path: str | None = None,
-               repo_id: str | None = None, revision: str | None = None, stages=None, tokenizer: str | None = None) -> dict:
-    """Export the stage ONNX models and the runtime side files into out_dir (atomically)."""
+               repo_id: str | None = None, revision: str | None = None, stages=None, tokenizer: str | None = None,
+               vision_position_ids: str | None = None) -> dict:
+    """Export the stage ONNX models and the runtime side files into out_dir (atomically).
+    vision_position_ids: the convention (conventions.VISION_POSITION_IDS); None: from the
+    checkpoint's files, else the default."""
     t0 = time.time()
     ckpt, tok = check_source(preset_name, weights, path, repo_id, revision, tokenizer)
+    convention, why = conventions.vision_position_ids(vision_position_ids, ckpt,
+                                                      local_vlm_folder(ckpt) if ckpt is not None else None)
+    # the one choice a user cannot see in the outputs: always said
+    (log.warning if why.startswith("the default:") else log.info)("export: vision position ids %s, %s", convention, why)
     policy, stats = load_policy(preset_name, weights, seed, ckpt)
+    policy.vision_position_ids = convention
     p = policy.preset
     stages = list(stages or MODELS)
     info = {"preset": p.name, "weights": weights, "seed": seed if weights == "random" else None,
             "checkpoint": str(ckpt) if ckpt else None, "opset": OPSET, "torch": torch.__version__,
             "meaningless_actions": weights == "random", "image_embedding_scale": "applied in llm_backbone",
-            "stages": {}}
+            "vision_position_ids": {"convention": convention, "why": why}, "stages": {}}
     with atomic_dir(out_dir) as tmp:
         for stage in stages:
             ts = time.time()

@@ -139,6 +139,15 @@ def preprocessor_tokenizer_name(ckpt: Path) -> str | None:
     return None
 
 
+def local_vlm_folder(ckpt: Path) -> Path | None:
+    """The VLM's folder on this machine, if the preprocessor's tokenizer_name or the config's
+    vlm_model_name names one (a hub repo name is not a folder)."""
+    for name in (preprocessor_tokenizer_name(ckpt), vlm_model_name(ckpt)):
+        if name and Path(name).is_dir():
+            return Path(name)
+    return None
+
+
 def vlm_model_name(ckpt: Path) -> str:
     try:
         return json.loads((ckpt / "config.json").read_text()).get("vlm_model_name") or DEFAULT_VLM

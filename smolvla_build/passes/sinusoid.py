@@ -54,8 +54,16 @@ def _value_key(t: gs.Tensor, memo: dict) -> tuple:
     return key
 
 
+def _as_float32(t: gs.Tensor) -> gs.Tensor:
+    """`t`, or the float32 Cast that is its only use (an embedding computed in float64)."""
+    if len(t.outputs) == 1 and t.outputs[0].op == "Cast" and t.outputs[0].attrs.get("to") == onnx.TensorProto.FLOAT:
+        return t.outputs[0].outputs[0]
+    return t
+
+
 def find_sinusoid_embeddings(graph: gs.Graph) -> list[tuple[gs.Tensor, list[gs.Variable]]]:
-    """Concat(Sin(a), Cos(a)) outputs fed only by small graph inputs: (tensor, its inputs)."""
+    """Concat(Sin(a), Cos(a)) outputs (or their one Cast to float32) fed only by small graph inputs:
+    (tensor, its inputs)."""
     out = []
     for node in graph.nodes:
         if node.op != "Concat" or len(node.inputs) != 2:
@@ -66,7 +74,7 @@ def find_sinusoid_embeddings(graph: gs.Graph) -> list[tuple[gs.Tensor, list[gs.V
         srcs = _sources(node.outputs[0], graph)
         if not _small(srcs, MAX_SOURCE_ELEMENTS):
             continue
-        out.append((node.outputs[0], sorted(srcs, key=lambda s: s.name)))
+        out.append((_as_float32(node.outputs[0]), sorted(srcs, key=lambda s: s.name)))
     return out
 
 
@@ -86,7 +94,8 @@ def find_position_sinusoids(graph: gs.Graph, exclude: set) -> list[tuple[gs.Tens
 def find_cpu_sinusoids(graph: gs.Graph) -> list[tuple[gs.Tensor, list[gs.Tensor], list[gs.Variable]]]:
     """Every cut point, deduplicated: (kept tensor, the tensors holding the same value, its inputs)."""
     embeddings = find_sinusoid_embeddings(graph)
-    inside = {id(i.inputs[0]) for t, _ in embeddings for i in t.inputs[0].inputs}
+    concats = [t.inputs[0] if t.inputs[0].op == "Concat" else t.inputs[0].inputs[0].inputs[0] for t, _ in embeddings]
+    inside = {id(i.inputs[0]) for concat in concats for i in concat.inputs}         # their Sin and Cos
     groups: dict = {}
     memo: dict = {}
     for tensor, srcs in embeddings + find_position_sinusoids(graph, inside):
@@ -101,8 +110,9 @@ def find_cpu_sinusoids(graph: gs.Graph) -> list[tuple[gs.Tensor, list[gs.Tensor]
 def sinusoid_on_cpu(model: onnx.ModelProto) -> onnx.ModelProto:
     """Make the sinusoids of small inputs float graph inputs; `sinusoid_cpu_model` gives the removed
     part for the CPU. Two patterns:
-    - the timestep embedding `Concat(Sin(t*w), Cos(t*w))` (lerobot create_sinusoidal_pos_embedding):
-      frequencies up to 2*pi/4e-3 = 1571, so t*w reaches ~1571;
+    - the timestep embedding `Concat(Sin(t*w), Cos(t*w))` (lerobot create_sinusoidal_pos_embedding),
+      with its Cast to float32 when it is computed in float64 as LeRobot does: frequencies up to
+      2*pi/4e-3 = 1571, so t*w reaches ~1571;
     - the RoPE tables `Sin/Cos(positions * inv_freq)` with positions derived from the padding masks
       (up to 176 in the prefix, 226 in the action head's suffix), once per layer and per q/k in the
       export: identical copies become one input.

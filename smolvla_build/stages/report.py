@@ -19,7 +19,8 @@ def gen_tasks(pipe, layout, toolchain):
     calibrations = {p: str(layout.calibration_info(pipe.precisions[p]["quantization"]["calibration"]["samples"]))
                     for p in pipe.quantized_precisions()}
     chart = str(layout.report_chart)
-    kw = {"models": models, "precisions": precisions, "contexts": contexts, "validations": validations,
+    export_info = None if src["weights"] == "onnx" else str(layout.export_dir / "export_info.json")
+    kw = {"export_info": export_info, "models": models, "precisions": precisions, "contexts": contexts, "validations": validations,
           "md": str(layout.report_md), "js": str(layout.report_json), "wanted": wanted, "meta": meta,
           "calibrations": calibrations, "chart": chart, "code": REPORT.code()}
     yield {
@@ -27,7 +28,7 @@ def gen_tasks(pipe, layout, toolchain):
         "doc": "write artifacts/report.md and report.json (sizes, build times, validation, fallbacks)",
         "actions": [(REPORT, [kw])],
         "file_dep": [f for m in models for p in precisions for f in (contexts[m][p], validations[m][p])]
-                    + sorted(set(calibrations.values())),
+                    + sorted(set(calibrations.values())) + ([export_info] if export_info else []),
         "targets": [str(layout.report_md), str(layout.report_json), chart],
         "uptodate": uptodate(kw),
         "clean": True,
