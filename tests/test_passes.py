@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto as T
 
 from smolvla_build.passes import (bound_mask_constants, check_htp_clean, cumsum_to_matmul, eliminate_bool_logic,
-                                  embedding_on_cpu, fold_constant_subgraphs, gemm_to_matmul, preprocess, sinusoid_on_cpu)
+                                  embedding_on_cpu, fold_constant_subgraphs, gemm_to_matmul, prescale_rmsnorm, preprocess, sinusoid_on_cpu)
 from smolvla_build.passes.checker import census
 
 
@@ -157,6 +157,72 @@ def test_sinusoid_moves_to_the_cpu():
                onnx.numpy_helper.from_array(np.ones((16, 3), np.float32), "W")])
     out = sinusoid_on_cpu(m)
     assert [i.name for i in out.graph.input] == ["emb"] and not {n.op_type for n in out.graph.node} & {"Sin", "Cos"}
+
+
+def _rmsnorm_model(eps=1e-6):
+    """LlamaRMSNorm as torch exports it: x * 1 / Sqrt(ReduceMean(x^2) + eps), then the weight."""
+    nodes = [oh.make_node("Pow", ["x", "two"], ["sq"]), oh.make_node("ReduceMean", ["sq"], ["ms"], axes=[-1], keepdims=1),
+             oh.make_node("Add", ["ms", "eps"], ["mse"]), oh.make_node("Sqrt", ["mse"], ["rms"]),
+             oh.make_node("Div", ["one", "rms"], ["inv"]), oh.make_node("Mul", ["x", "inv"], ["normed"]),
+             oh.make_node("Mul", ["normed", "w"], ["y"])]
+    return model(nodes, [vi("x", T.FLOAT, [1, 5, 64])], [vi("y", T.FLOAT, [1, 5, 64])],
+                 [oh.make_tensor("two", T.FLOAT, [], [2.0]), oh.make_tensor("eps", T.FLOAT, [], [eps]),
+                  oh.make_tensor("one", T.FLOAT, [], [1.0]),
+                  onnx.numpy_helper.from_array(np.linspace(0.5, 1.5, 64, dtype=np.float32), "w")])
+
+
+def test_rmsnorm_squares_a_prescaled_input_that_fits_fp16():
+    """A token whose square overflows fp16 (|x| up to 300: 9e4 > 65504): after the rewrite the
+    largest intermediate is 16 times smaller, and the output is the same in fp32."""
+    from smolvla_build.passes.rmsnorm import prescale_exponent
+    m = _rmsnorm_model()
+    out = prescale_rmsnorm(m)
+    assert prescale_exponent(1e-6) == 2 and np.float16(1e-6 * 2.0 ** -4) > 0
+    x = np.random.default_rng(0).normal(0, 3, (1, 5, 64)).astype(np.float32)
+    x[0, 2, 7] = 300.0
+    x[0, 4] = 0.0                                          # an all-zero row stays finite (eps survives fp16)
+    want, got = run(m, {"x": x})[0], run(out, {"x": x})[0]
+    assert np.allclose(got, want, rtol=1e-6, atol=1e-7) and np.isfinite(got).all()
+    ops = [n.op_type for n in out.graph.node]
+    assert ops.count("Mul") == 3 and ops.count("Pow") == 1      # one prescale added
+    square = onnx.helper.make_tensor_value_info("sq", T.FLOAT, None)
+    inspect = onnx.ModelProto()
+    inspect.CopyFrom(out)
+    inspect.graph.output.append(square)
+    assert run(inspect, {"x": x})[1].max() == pytest.approx(300.0 ** 2 / 16)
+    assert same_serialization(prescale_rmsnorm(out), prescale_rmsnorm(out))
+
+
+def test_the_tiny_llm_has_every_rmsnorm_prescaled(tiny_export):
+    m = onnx.load(str(tiny_export / "llm_backbone.onnx"))
+    squares = {n.output[0] for n in m.graph.node if n.op_type == "Pow"}          # RoPE's base^k is a Pow too
+    norms = sum(n.op_type == "ReduceMean" and n.input[0] in squares for n in m.graph.node)
+    out = prescale_rmsnorm(m)
+    assert norms == 3 and sum(n.name.endswith("/prescale") for n in out.graph.node) == norms
+
+
+def test_a_float64_sinusoid_moves_to_the_cpu_with_its_cast():
+    """LeRobot's timestep embedding in float64, then Cast to float32: the float32 value is the cut,
+    so the HTP graph holds no float64, and the CPU sub-model computes exactly LeRobot's numbers."""
+    from smolvla_build.passes.sinusoid import sinusoid_cpu_model
+    nodes = [oh.make_node("Cast", ["t"], ["t64"], to=T.DOUBLE), oh.make_node("Unsqueeze", ["t64", "ax"], ["t2"]),
+             oh.make_node("Mul", ["t2", "w"], ["a"]), oh.make_node("Sin", ["a"], ["s"]), oh.make_node("Cos", ["a"], ["c"]),
+             oh.make_node("Concat", ["s", "c"], ["emb64"], axis=1), oh.make_node("Cast", ["emb64"], ["emb"], to=T.FLOAT),
+             oh.make_node("MatMul", ["emb", "W"], ["y"])]
+    w = 2 * np.pi / np.linspace(4e-3, 4.0, 8)[None]
+    m = model(nodes, [vi("t", T.FLOAT, [1])], [vi("y", T.FLOAT, [1, 3])],
+              [oh.make_tensor("ax", T.INT64, [1], [1]), onnx.numpy_helper.from_array(w, "w"),
+               onnx.numpy_helper.from_array(np.ones((16, 3), np.float32), "W")])
+    out = sinusoid_on_cpu(m)
+    assert [i.name for i in out.graph.input] == ["emb"]
+    assert {n.op_type for n in out.graph.node} == {"MatMul"}
+    cpu = sinusoid_cpu_model(m)
+    t = np.array([0.7], np.float32)
+    emb = run(cpu, {"t": t})[0]
+    a = np.float64(t[0]) * w                     # the float32 timestep, exactly, in float64
+    want = np.concatenate([np.sin(a), np.cos(a)], axis=1).astype(np.float32)
+    assert emb.dtype == np.float32 and np.array_equal(emb, want)
+    assert np.allclose(run(m, {"t": t})[0], run(out, {"emb": emb})[0], rtol=1e-6)
 
 
 def test_rope_tables_of_mask_positions_move_to_the_cpu_once():
