@@ -70,7 +70,7 @@ def edits(own_build):
 
 
 def clean_build(folder, raw: dict):
-    """A clean build of `raw` in a new folder (two workers: test_two_workers_build_what_one_does)."""
+    """A clean build of `raw` in a new folder (two workers, which build what one does: the kill test)."""
     folder.mkdir()
     pipe = folder / "pipeline.yaml"
     pipe.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -152,25 +152,38 @@ def test_after_an_edit_and_after_undoing_it_the_build_equals_a_clean_one(edits, 
                              made, own_build.folder) == [], f"undoing {what}"
 
 
-KILL_POINTS = [   # (task whose start is awaited, seconds after it, what is then running)
-    ("export", 1.0, "the export"),
-    ("preprocess:llm_backbone", 0.8, "a graph pass"),
-    ("context:vision_encoder-fp16", 0.15, "a context compile"),
-    ("validate:vision_encoder-fp16", 1.0, "validation"),
-    ("report", 0.3, "the report"),
+def _after(seconds: float):
+    return lambda root, started: time.time() - started >= seconds
+
+
+def _writing_models(root, started) -> bool:
+    """The export has begun writing its models (into its hidden staging folder)."""
+    return any((root / "export").glob(".staging-*/*.onnx"))
+
+
+KILL_POINTS = [   # (task whose start is awaited, when after it to kill, what is then running)
+    ("export", _writing_models, "the export, mid-write"),
+    ("preprocess:llm_backbone", _after(0.8), "a graph pass"),
+    ("context:vision_encoder-fp16", _after(0.15), "a context compile"),
+    ("validate:vision_encoder-fp16", _after(1.0), "validation"),
+    ("report", _after(0.3), "the report"),
 ]
 
 
-def _doit_until(pipe, task: str, delay: float):
-    """Run doit and SIGKILL it (its whole process group) `delay` s after `task` starts; True if it was
-    killed, False if it ended first."""
+def _doit_until(pipe, task: str, ready):
+    """Run doit and SIGKILL it (its whole process group) once `task` has started and `ready(artifacts,
+    start time)` holds; True if it was killed, False if it ended first."""
     cmd = [sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(ROOT), f"pipeline={pipe}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
         for line in proc.stdout:
             if line.strip() == f".  {task}":
-                time.sleep(delay)
+                started = time.time()
+                while not ready(pipe.parent / "artifacts", started):
+                    if proc.poll() is not None:
+                        return False
+                    time.sleep(0.005)
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 return True
@@ -181,25 +194,21 @@ def _doit_until(pipe, task: str, delay: float):
         proc.wait()
 
 
-def test_a_build_killed_at_any_point_resumes_to_the_clean_build(shared_build, tmp_path):
+def test_a_build_killed_at_any_point_resumes_to_the_clean_build_and_one_worker_builds_what_two_do(shared_build,
+                                                                                                  tmp_path):
+    """One worker (`doit`), killed during each kind of stage in turn and resumed; the shared clean
+    build it must end equal to ran two workers (`doit -n 2`)."""
     pipe = write_pipeline(tmp_path)
     root = tmp_path / "artifacts"
-    for task, delay, what in KILL_POINTS:
-        assert _doit_until(pipe, task, delay), f"the build ended before {what} could be killed"
+    for task, ready, what in KILL_POINTS:
+        assert _doit_until(pipe, task, ready), f"the build ended before {what} could be killed"
         # whatever is there is whole: every output present means what the clean build's does
         assert shared_build.differences_from_clean(root) == \
             [f"only in {shared_build.clean_artifacts}: {p}" for p in outputs(shared_build.clean_artifacts)
              if not (root / p).exists()], f"after a kill during {what}"
     res = doit(pipe)
     assert "report" in res.ran
+    args = shared_build.first.proc.args
+    assert args[args.index("-n") + 1] == "2"                       # the clean build ran two workers
     assert shared_build.differences_from_clean(root) == []
-    assert doit(pipe).ran == set()
-
-
-def test_two_workers_build_what_one_does(shared_build, tmp_path):
-    """The shared build ran two workers; one builds the same."""
-    pipe = write_pipeline(tmp_path)
-    first = doit(pipe)
-    assert first.ran == shared_build.first.ran
-    assert shared_build.differences_from_clean(tmp_path / "artifacts") == []
     assert doit(pipe).ran == set()

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto as T
 
 from smolvla_build.passes import (bound_mask_constants, check_htp_clean, cumsum_to_matmul, eliminate_bool_logic,
-                                  embedding_on_cpu, fold_constant_subgraphs, gemm_to_matmul, prescale_rmsnorm, preprocess, sinusoid_on_cpu)
+                                  embedding_on_cpu, fold_constant_subgraphs, gemm_to_matmul, rmsnorm_over_max, preprocess, sinusoid_on_cpu)
 from smolvla_build.passes.checker import census
 
 
@@ -171,34 +171,45 @@ def _rmsnorm_model(eps=1e-6):
                   onnx.numpy_helper.from_array(np.linspace(0.5, 1.5, 64, dtype=np.float32), "w")])
 
 
-def test_rmsnorm_squares_a_prescaled_input_that_fits_fp16():
-    """A token whose square overflows fp16 (|x| up to 300: 9e4 > 65504): after the rewrite the
-    largest intermediate is 16 times smaller, and the output is the same in fp32."""
-    from smolvla_build.passes.rmsnorm import prescale_exponent
+def _with_output(m, name):
+    out = onnx.ModelProto()
+    out.CopyFrom(m)
+    out.graph.output.append(onnx.helper.make_tensor_value_info(name, T.FLOAT, None))
+    return out
+
+
+def test_rmsnorm_over_max_keeps_its_squares_within_fp16():
+    """Rows whose squares overflow fp16 (|x| up to 300: 9e4 > 65504) and rows whose squares are fp16
+    subnormals (|x| ~ 1e-3): after the rewrite every square is at most 1 and their mean at least
+    1 / width; the output is the same in fp32, in fp16 it stays close, and an all-zero row stays 0."""
     m = _rmsnorm_model()
-    out = prescale_rmsnorm(m)
-    assert prescale_exponent(1e-6) == 2 and np.float16(1e-6 * 2.0 ** -4) > 0
-    x = np.random.default_rng(0).normal(0, 3, (1, 5, 64)).astype(np.float32)
+    out = rmsnorm_over_max(m)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 3, (1, 5, 64)).astype(np.float32)
     x[0, 2, 7] = 300.0
-    x[0, 4] = 0.0                                          # an all-zero row stays finite (eps survives fp16)
+    x[0, 3] *= 3e-4
+    x[0, 4] = 0.0
     want, got = run(m, {"x": x})[0], run(out, {"x": x})[0]
-    assert np.allclose(got, want, rtol=1e-6, atol=1e-7) and np.isfinite(got).all()
-    ops = [n.op_type for n in out.graph.node]
-    assert ops.count("Mul") == 3 and ops.count("Pow") == 1      # one prescale added
-    square = onnx.helper.make_tensor_value_info("sq", T.FLOAT, None)
-    inspect = onnx.ModelProto()
-    inspect.CopyFrom(out)
-    inspect.graph.output.append(square)
-    assert run(inspect, {"x": x})[1].max() == pytest.approx(300.0 ** 2 / 16)
-    assert same_serialization(prescale_rmsnorm(out), prescale_rmsnorm(out))
+    assert np.allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(got[0, 4], np.zeros(64, np.float32))
+    squares = run(_with_output(out, "sq"), {"x": x})[1]
+    means = run(_with_output(out, "ms"), {"x": x})[1]
+    assert squares.max() <= 1.0 and means[0, :4].min() >= 1 / 64
+    assert run(_with_output(m, "sq"), {"x": x})[1].max() > 65504        # the original's square overflows fp16
+    # the same graph computed in fp16, converted as the ort-qnn toolchain converts its fp16 builds
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    half = convert_float_to_float16(out, keep_io_types=True)
+    got16 = run(half, {"x": x})[0]
+    assert np.abs(got16 - want).max() <= 0.01 * np.abs(want).max()
+    assert same_serialization(rmsnorm_over_max(out), out)                 # idempotent
 
 
-def test_the_tiny_llm_has_every_rmsnorm_prescaled(tiny_export):
+def test_the_tiny_llm_has_every_rmsnorm_rewritten(tiny_export):
     m = onnx.load(str(tiny_export / "llm_backbone.onnx"))
     squares = {n.output[0] for n in m.graph.node if n.op_type == "Pow"}          # RoPE's base^k is a Pow too
     norms = sum(n.op_type == "ReduceMean" and n.input[0] in squares for n in m.graph.node)
-    out = prescale_rmsnorm(m)
-    assert norms == 3 and sum(n.name.endswith("/prescale") for n in out.graph.node) == norms
+    out = rmsnorm_over_max(m)
+    assert norms == 3 and sum(n.name.endswith("/OverMax") for n in out.graph.node) == norms
 
 
 def test_a_float64_sinusoid_moves_to_the_cpu_with_its_cast():

@@ -13,9 +13,9 @@ from .fold import fold_constant_subgraphs
 from .gemm import gemm_to_matmul
 from .masks import bound_mask_constants
 from .pipeline import PreprocessError, preprocess
-from .rmsnorm import prescale_rmsnorm
+from .rmsnorm import rmsnorm_over_max
 from .sinusoid import sinusoid_cpu_model, sinusoid_on_cpu
 
 __all__ = ["eliminate_bool_logic", "check_htp_clean", "census", "cumsum_to_matmul", "EMBED_OUTPUT",
            "embedding_on_cpu", "embedding_table", "fold_constant_subgraphs", "bound_mask_constants", "gemm_to_matmul",
-           "preprocess", "PreprocessError", "prescale_rmsnorm", "sinusoid_on_cpu", "sinusoid_cpu_model"]
+           "preprocess", "PreprocessError", "rmsnorm_over_max", "sinusoid_on_cpu", "sinusoid_cpu_model"]

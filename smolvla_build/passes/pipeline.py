@@ -17,7 +17,7 @@ from .equivalence import ORT_DTYPES, relative_error, seeded_inputs, session
 from .fold import fold_constant_subgraphs
 from .gemm import gemm_to_matmul
 from .masks import bound_mask_constants
-from .rmsnorm import prescale_rmsnorm
+from .rmsnorm import rmsnorm_over_max
 from .sinusoid import sinusoid_cpu_model, sinusoid_on_cpu
 
 
@@ -110,7 +110,7 @@ def preprocess(model: onnx.ModelProto, *, embedding_cpu: bool = False, sinusoid_
               ("cumsum_to_matmul", cumsum_to_matmul),
               ("eliminate_bool_logic", eliminate_bool_logic),
               ("gemm_to_matmul", gemm_to_matmul),
-              ("prescale_rmsnorm", prescale_rmsnorm),
+              ("rmsnorm_over_max", rmsnorm_over_max),
               ("bound_mask_constants", lambda m: bound_mask_constants(m, mask_bound))]
     if embedding_cpu:
         passes.append(("embedding_on_cpu", embedding_on_cpu))
