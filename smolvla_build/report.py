@@ -59,8 +59,8 @@ def write_report(kw: dict):
              f"vision position ids: {positions['convention'] or '-'} ({positions['why']})", ""]
     if meta["weights"] == "random":
         lines += ["**RANDOM WEIGHTS: the policy's actions are meaningless.**", ""]
-    lines += ["| model | precision | context MB | build s | calibration s | peak RSS MB | cosine | max abs | PSNR dB | status |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| model | precision | context MB | build s | calibration s | peak RSS MB | cosine | max abs | max rel | PSNR dB "
+              "| status |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in models:
         for p in precisions:
             c, v = ctx[m][p], val[m][p]
@@ -73,7 +73,8 @@ def write_report(kw: dict):
                                           "gates": v.get("gates")}
             lines.append(f"| {m} | {p} | {c['context_bytes'] / 1e6:.1f} | {c['seconds']:.1f} | "
                          f"{'-' if cal_s is None else f'{cal_s:.1f}'} | {c['peak_rss_mb']:.0f} | "
-                         f"{met['cosine']:.6f} | {met['max_abs']:.3g} | {met['psnr_db']:.1f} | {v['status']} |")
+                         f"{met['cosine']:.6f} | {met['max_abs']:.3g} | {met['max_rel']:.2g} | {met['psnr_db']:.1f} | "
+                         f"{v['status']} |")
     if chart:
         size_vs_error_chart(data["stages"], models, precisions, chart)
         lines += ["", f"![context size against rollout error]({Path(chart).name})"]

@@ -139,6 +139,8 @@ def judge(metrics: dict, flagged: list, model: str, options: dict) -> list[str]:
         reasons.append(f"cosine {metrics['cosine']:.6f} < {options['cosine_min']}")
     if model == "action_head" and not metrics["max_abs"] < options["max_abs"]:
         reasons.append(f"max abs {metrics['max_abs']:.3g} >= {options['max_abs']} on the final action chunk")
+    if options.get("max_relative") is not None and not metrics["max_rel"] <= options["max_relative"]:
+        reasons.append(f"max abs / max |reference| {metrics['max_rel']:.3g} > {options['max_relative']}")
     if saturated(metrics):
         reasons.append(f"fp16 saturation in the output: {metrics['saturation']}")
     if flagged:
@@ -242,7 +244,8 @@ def validate_task(kw: dict):
     log = logging.getLogger("smolvla_build.validate")
     report = measure(kw, log)
     options = kw["options"]
-    gates = {"cosine_min": options["cosine_min"], "max_abs": options["max_abs"], **(kw["gates"] or {})}
+    gates = {"cosine_min": options["cosine_min"], "max_abs": options["max_abs"],
+             "max_relative": options.get("max_relative"), **(kw["gates"] or {})}
     reasons = judge(report["metrics"], report["intermediates_beyond_fp16"], kw["model"], gates)
     report.update(gates=gates, reasons=reasons)
     report["status"] = decide(reasons, options, kw["fallback_to"], kw["fallback_target"])

@@ -94,6 +94,19 @@ def test_a_miss_of_the_precision_fallen_back_to_fails_unless_told_to_warn(overfl
     assert result is True and report["status"] == "warn" and report["reasons"]
 
 
+def test_the_relative_gate_means_the_same_at_every_scale():
+    """max abs / max |reference|: the same error relative to the output's size passes or misses the
+    same way whatever the size; the absolute gate (the action chunk's) does not."""
+    from smolvla_build.validation import judge
+    gates = {"cosine_min": 0.99, "max_abs": 5e-3, "max_relative": 2e-3}
+    for scale in (1.0, 1000.0):
+        ref = np.linspace(-4, 4, 50) * scale
+        ok, off = compare(ref, ref + 1e-3 * 4 * scale), compare(ref, ref + 3e-3 * 4 * scale)
+        assert not any("max |reference|" in r for r in judge(ok, [], "vision_encoder", gates))
+        assert any("max |reference| 0.003 > 0.002" in r for r in judge(off, [], "vision_encoder", gates))
+    assert judge(compare(ref, ref + 1e-3 * 4 * scale), [], "vision_encoder", dict(gates, max_relative=None)) == []
+
+
 def test_the_decision_follows_the_policy():
     """The status rules alone (validation.py: decide), for every policy."""
     options = {"on_saturation": "fallback-fp32", "on_fallback_miss": "fail"}
@@ -137,20 +150,18 @@ def test_guard_warn_policy_passes_with_a_warning(overflowing):
     assert result is True and report["status"] == "warn" and report["reasons"]
 
 
-def test_tiny_build_validates_and_reports(tmp_path):
+def test_tiny_build_validates_and_reports(shared_build):
     """The tiny preset's whole chain through doit; every stage passes the gates."""
-    from conftest import doit, write_pipeline
-    pipe = write_pipeline(tmp_path)
-    res = doit(pipe)
+    res, root = shared_build.first, shared_build.clean_artifacts
     # progress inside the long stages (issue: rough edges): per model, per pass, per emulated call
     assert "export llm_backbone: " in res.stderr and "(2/3)" in res.stderr
-    assert "preprocess llm_backbone: pass 1/8" in res.stderr
+    assert "preprocess llm_backbone: pass 1/9" in res.stderr
     assert "validate action_head-fp16: HTP-emulated call 10/10" in res.stderr
-    report = json.loads((tmp_path / "artifacts" / "report.json").read_text())
+    report = json.loads((root / "report.json").read_text())
     for name, stage in report["stages"].items():
         assert stage["status"] == "pass", (name, stage["reasons"])
         assert stage["metrics"]["cosine"] >= 0.999
     for p in ("fp16", "fp32"):
-        v = json.loads((tmp_path / "artifacts" / "validation" / f"action_head-{p}.json").read_text())
+        v = json.loads((root / "validation" / f"action_head-{p}.json").read_text())
         assert len(v["per_step"]) == 10 and v["metrics"]["max_abs"] < 5e-3
-    assert "RANDOM WEIGHTS" in (tmp_path / "artifacts" / "report.md").read_text()
+    assert "RANDOM WEIGHTS" in (root / "report.md").read_text()

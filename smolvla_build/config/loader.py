@@ -114,10 +114,11 @@ class Pipeline:
         return requested_precisions(self.section("evaluation")["precision"], self.models)
 
     def gates(self, precision: str) -> dict:
-        """cosine_min / max_abs of a precision: validation.gates.<precision>, else QUANTIZED_GATES for
-        an integer precision, else validation.cosine_min / max_abs."""
+        """cosine_min / max_abs / max_relative of a precision: validation.gates.<precision>, else
+        QUANTIZED_GATES for an integer precision, else validation's own."""
         v = self.section("validation")
-        base = dict(QUANTIZED_GATES) if self.is_quantized(precision) else {"cosine_min": v["cosine_min"], "max_abs": v["max_abs"]}
+        base = dict(QUANTIZED_GATES) if self.is_quantized(precision) else \
+            {"cosine_min": v["cosine_min"], "max_abs": v["max_abs"], "max_relative": v["max_relative"]}
         return {**base, **v["gates"].get(precision, {})}
 
     def calibration_suite(self) -> str:
