@@ -88,7 +88,13 @@ class Policy:
                                                for k, s in self.stages.items()}})
         return self.normalizer.action(x[0])
 
-    def select_action(self, images: list[np.ndarray], state: np.ndarray, task: str) -> np.ndarray:
+    @property
+    def needs_observation(self) -> bool:
+        """Whether the next `select_action` plans a chunk and so reads its images and state (else it
+        returns the next queued action, and they may be None)."""
+        return not self.queue
+
+    def select_action(self, images: list[np.ndarray] | None, state: np.ndarray | None, task: str) -> np.ndarray:
         if not self.queue:
             chunk = self.predict_chunk(images, state, task)
             self.queue.extend(chunk[: self.n_action_steps])

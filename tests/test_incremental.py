@@ -6,10 +6,10 @@ precisions added, removed and reordered, a crash at any point, and two workers.
 digest, file deps and targets) is computed for all of them; the builds then check:
 - the edits that change no key of the default build, all at once: `doit` runs nothing, and a clean
   build of the edited pipeline equals the clean build;
-- the precision edits, and edits of the others drawn at random per session (one per group of stage
-  families they change; $SMOLVLA_PROPERTY_SEED repeats a draw, $SMOLVLA_PROPERTY_EDITS=all runs every
-  one): `doit` after the edit equals a clean build of the edited pipeline, and `doit` after undoing
-  it equals the clean build it started from.
+- the precision edits, and one edit of the others drawn per session (a group of the stage families
+  they change, then an edit in it; $SMOLVLA_PROPERTY_SEED repeats a draw, $SMOLVLA_PROPERTY_EDITS=all
+  runs every one): `doit` after the edit equals a clean build of the edited pipeline, and `doit`
+  after undoing it equals the clean build it started from.
 The shared tiny build is this module's to change (conftest.own_build), and comes back at the end.
 """
 
@@ -52,8 +52,8 @@ def default_task_keys(pipe_path) -> dict[str, tuple]:
 
 @pytest.fixture(scope="module")
 def edits(own_build):
-    """Every setting's edit and the precision edits, each with the tasks whose key it changes (computed on the build's own pipeline file,
-    which is put back after)."""
+    """Every setting's edit and the precision edits, each with the tasks whose key it changes
+    (computed on the build's own pipeline file, which is put back after)."""
     raw = yaml.safe_load(own_build.pipe.read_text())
     from smolvla_build.config import load_pipeline
     drawn, _ = setting_edits(raw, load_pipeline(own_build.pipe).data)

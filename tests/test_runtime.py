@@ -125,3 +125,48 @@ def test_libero_episode_writes_every_file(tiny_build):
     import imageio.v2 as imageio
     frames = [f for f in imageio.get_reader(str(out / "video.mp4"), format="FFMPEG")]  # len() is inf
     assert len(frames) == 5 and frames[0].shape == (256, 256, 3)
+
+
+def test_frames_nobody_reads_are_not_rendered_and_the_episode_is_the_same(tiny_build, monkeypatch):
+    """Cameras render only for the observations the policy or the video reads, and a task's
+    environment serves its next trials; the same seed gives the same actions, rewards and success as
+    a fresh environment rendering both cameras on every step (issue #27)."""
+    pytest.importorskip("libero", reason="LIBERO is installed by scripts/install_libero.sh (scripts/test.sh runs it)")
+    from smolvla_build.evaluate import episode
+    config = Layout(tiny_build).root / "libero-config"
+    rendered = []
+    want = episode.Cameras.want
+
+    def counting(self, policy_reads, video):
+        want(self, policy_reads, video)
+        rendered.append(sum(self.on.values()))           # the cameras that render during the next step
+
+    def always(self, policy_reads, video):
+        rendered.append(2)
+
+    runs = {}
+    for name, how, frames in (("skipping", counting, False), ("with video", counting, True), ("always", always, False)):
+        rendered.clear()
+        monkeypatch.setattr(episode.Cameras, "want", how)
+        r = episode.simulate(_policy(tiny_build, "reference"), "libero_spatial", 0, 0, 12, config, frames=frames,
+                             progress=False)
+        runs[name] = (r, sum(rendered))
+    monkeypatch.setattr(episode.Cameras, "want", counting)
+    envs = episode.TaskEnvironments(config)
+    try:
+        made = []
+        for trial in (1, 0):                        # trial 0 in the environment trial 1 ran in
+            runs["reused"] = (episode.simulate(_policy(tiny_build, "reference"), "libero_spatial", 0, trial, 12, config,
+                                               frames=False, progress=False, envs=envs), None)
+            made.append(envs.made[0])
+        assert made[0] is made[1]
+    finally:
+        envs.close()
+    base, _ = runs["always"]
+    for name in ("skipping", "with video", "reused"):
+        r, _ = runs[name]
+        assert (r["actions"], r["rewards"], r["success"]) == (base["actions"], base["rewards"], base["success"]), name
+    # 10 waits + 12 steps, a plan every 10: both cameras for the last wait (plan 1) and step 9 (plan 2);
+    # with the video, the agentview on the other 11 steps too
+    assert runs["skipping"][1] == 2 * 2 and runs["with video"][1] == 2 * 2 + 11
+    assert runs["always"][1] == 2 * (10 + 12)

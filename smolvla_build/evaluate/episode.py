@@ -15,33 +15,93 @@ from .libero_env import NOOP, NUM_STEPS_WAIT, SUITE_MAX_STEPS, make_env
 
 log = logging.getLogger("smolvla_build.episode")
 FPS = 20  # LIBERO control frequency
+CAMERAS = ("agentview_image", "robot0_eye_in_hand_image")      # the policy's images; the video is the first
+
+
+class Cameras:
+    """Render a camera only for the steps whose observation is read (the policy reads both every
+    `n_action_steps`; the video, when kept, the agentview every step; docs/evaluation.md). Each
+    camera observable keeps its sampling schedule, so a frame that is read is rendered at the very
+    sub-step an always-rendering episode renders it; on the other steps its sensor returns a blank
+    frame instead of rendering. Rendering reads the simulation and changes none of it: the episode is
+    the same step for step (tests/test_runtime.py). Made after each reset (a hard reset rebuilds the
+    observables)."""
+
+    def __init__(self, env):
+        import functools
+
+        self.on = dict.fromkeys(CAMERAS, True)
+        observables = env.env._observables          # LIBERO's ControlEnv wraps the robosuite environment
+        for name in CAMERAS:
+            observable = observables[name]
+            render = observable._sensor
+            blank = np.zeros(observable._data_shape, dtype=np.uint8)
+
+            @functools.wraps(render)
+            def sensor(obs_cache, render=render, blank=blank, name=name):
+                return render(obs_cache) if self.on[name] else blank
+
+            sensor.__modality__ = render.__modality__       # robosuite's sensor decorator marks it
+            observable._sensor = sensor
+
+    def want(self, policy_reads: bool, video: bool) -> None:
+        self.on.update(zip(CAMERAS, (policy_reads or video, policy_reads)))
+
+
+class TaskEnvironments:
+    """The LIBERO environment of the task being run, kept for that task's next episodes (each episode
+    resets it and sets its trial's init state, LeRobot's protocol; a hard reset reloads the model, so
+    the episode does not depend on the one before: tests/test_runtime.py). Another task closes it."""
+
+    def __init__(self, config_dir: Path):
+        self.config_dir, self.task, self.made = config_dir, None, None
+
+    def get(self, suite: str, task_id: int):
+        if self.task != (suite, task_id):
+            self.close()
+            self.made, self.task = make_env(suite, task_id, self.config_dir), (suite, task_id)
+        return self.made
+
+    def close(self) -> None:
+        if self.made is not None:
+            self.made[0].close()
+        self.task, self.made = None, None
 
 
 def simulate(policy, suite: str, task_id: int, trial: int, max_steps: int | None, config_dir: Path, seed: int = 0,
-             frames: bool = True, progress: bool = True) -> dict:
+             frames: bool = True, progress: bool = True, envs: TaskEnvironments | None = None) -> dict:
     """One episode, LeRobot's protocol: reset, the suite's init state for the trial, 10 no-op steps,
-    then the policy until success or the step limit. Returns what happened (and the frames)."""
+    then the policy until success or the step limit. Returns what happened (and the frames). `envs`:
+    reuse the task's environment across episodes (else one is made and closed here)."""
     from tqdm import tqdm
     max_steps = max_steps or SUITE_MAX_STEPS[suite]
     t0 = time.time()
-    env, language, init_states = make_env(suite, task_id, config_dir)
+    own = envs is None
+    envs = envs or TaskEnvironments(config_dir)
+    env, language, init_states = envs.get(suite, task_id)
+    t_env = time.time()
     shots, actions, rewards, policy_s = [], [], [], []
     success = False
     try:
         env.seed(seed)
         env.reset()
         obs = env.set_init_state(init_states[trial % len(init_states)])
-        for _ in range(NUM_STEPS_WAIT):
-            obs, _, _, _ = env.step(NOOP)
+        cameras = Cameras(env)
         policy.reset()
+        for wait in range(NUM_STEPS_WAIT):
+            last = wait == NUM_STEPS_WAIT - 1             # its observation is the policy's first
+            cameras.want(policy_reads=last, video=frames and last)
+            obs, _, _, _ = env.step(NOOP)
         if frames:
             shots.append(obs["agentview_image"][::-1, ::-1].copy())
         bar = tqdm(range(max_steps), desc=f"{suite} task{task_id}", unit="step", disable=not progress)
         for step in bar:
-            images = [obs["agentview_image"], obs["robot0_eye_in_hand_image"]]
+            reads = policy.needs_observation
+            images = [obs["agentview_image"], obs["robot0_eye_in_hand_image"]] if reads else None
             ts = time.perf_counter()
-            action = policy.select_action(images, libero_state(obs), language)
+            action = policy.select_action(images, libero_state(obs) if reads else None, language)
             policy_s.append(time.perf_counter() - ts)
+            cameras.want(policy_reads=policy.needs_observation, video=frames)
             obs, reward, done, _ = env.step(np.asarray(action, dtype=np.float64).tolist())
             actions.append(np.asarray(action, dtype=np.float64).tolist())
             rewards.append(float(reward))
@@ -51,11 +111,12 @@ def simulate(policy, suite: str, task_id: int, trial: int, max_steps: int | None
                 success = True
                 break
     finally:
-        env.close()
+        if own:
+            envs.close()
     elapsed = time.time() - t0
     return {"task": language, "success": success, "steps": len(actions), "actions": actions, "rewards": rewards,
-            "frames": shots, "seconds": elapsed, "policy_s": float(np.sum(policy_s)),
-            "simulator_s": elapsed - float(np.sum(policy_s))}
+            "frames": shots, "seconds": elapsed, "policy_s": float(np.sum(policy_s)), "env_build_s": t_env - t0,
+            "simulator_s": elapsed - (t_env - t0) - float(np.sum(policy_s))}
 
 
 def run_episode(policy, suite: str, task_id: int, trial: int, max_steps: int | None, out_dir: Path,

@@ -73,6 +73,8 @@ class EpisodeWorker:
         self.policy = Policy.from_artifacts(layout, runtime, pipe.soc, pipe.precisions, pipe.requested_precisions(),
                                             ev["n_action_steps"])
         self.config_dir = layout.root / "libero-config" / f"worker-{os.getpid()}"     # one per process
+        from .episode import TaskEnvironments
+        self.envs = TaskEnvironments(self.config_dir)        # a task's environment, kept for its next trials
 
     def run(self, suite: str, task: int, trial: int, seed: int, max_steps, video: str | None):
         import socket
@@ -82,13 +84,14 @@ class EpisodeWorker:
         from .episode import simulate, write_video
         self.policy.seed = seed                        # per episode, not per worker: reset() reseeds
         r = simulate(self.policy, suite, task, trial, max_steps, self.config_dir, seed=seed,
-                     frames=video is not None, progress=False)
+                     frames=video is not None, progress=False, envs=self.envs)
         if video:
             write_video(r["frames"], Path(video))
         return {"task": r["task"], "success": r["success"], "steps": r["steps"], "rewards": r["rewards"],
                 "actions": r["actions"],
                 "sum_reward": float(sum(r["rewards"])), "max_reward": float(max(r["rewards"], default=0.0)),
                 "seconds": r["seconds"], "policy_s": r["policy_s"], "simulator_s": r["simulator_s"],
+                "env_build_s": r["env_build_s"],
                 "video": video, "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
                 "pid": os.getpid()}
 
@@ -147,14 +150,17 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
             actors = [Worker.remote(pipeline_path, runtime) for _ in range(workers)]
             pending = collections.deque((ep, None) for ep in todo)       # (episode, slot to avoid)
             failures, deaths = collections.Counter(), collections.Counter()
-            free, in_flight = list(range(workers)), {}
+            free, in_flight, holds = list(range(workers)), {}, {}
             bar = tqdm(total=len(todo), desc="eval", unit="episode")
             successes = 0
             t0 = time.time()
             while pending or in_flight:
                 while free and pending:
                     ep, avoid = pending.popleft()
-                    slot = next((s for s in free if s != avoid), free[0])
+                    # an actor that already holds this task's environment, else any other than `avoid`
+                    candidates = [s for s in free if s != avoid] or free
+                    slot = next((s for s in candidates if holds.get(s) == ep[:2]), candidates[0])
+                    holds[slot] = ep[:2]
                     free.remove(slot)
                     suite, task, trial = ep
                     seed = episode_seed(ev["seed"], suite, task, trial)
@@ -176,6 +182,7 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
                     log.warning("eval: the actor running %s task %d trial %d died (%s): replaced, episode re-run",
                                 suite, task, trial, type(e).__name__)
                     actors[slot] = Worker.remote(pipeline_path, runtime)
+                    holds.pop(slot, None)                 # the new actor holds no environment yet
                     free.append(slot)
                     if deaths[ep] < 3:
                         pending.appendleft((ep, None))
