@@ -87,6 +87,19 @@ def fake_msvc(tmp_path_factory) -> dict:
     return make(tmp_path_factory.mktemp("msvc"))
 
 
+def pytest_collection_finish(session):
+    """LeRobot's own environment (scripts/lerobot_env.sh) is made while the tests before the parity
+    test run, if the session runs it."""
+    if any(getattr(getattr(item, "module", None), "__name__", "") == "test_lerobot_parity" for item in session.items):
+        from lerobot_parity import prepare_in_background
+        prepare_in_background()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import lerobot_parity
+    lerobot_parity.stop_background()
+
+
 def traced_env(folder: Path) -> dict:
     """The environment of a doit run that records the project modules it loads and each file access
     its tasks make (tests/fixtures/build_trace)."""
@@ -136,11 +149,11 @@ class SharedBuild:
 
 @pytest.fixture(scope="session")
 def shared_build(tmp_path_factory) -> SharedBuild:
-    """The tiny pipeline's default build, made once with two workers (traced: imports.txt and
+    """The tiny pipeline's default build, made once with one worker (traced: imports.txt and
     access.txt beside it). Read it freely; a module that changes it uses `checkout()`."""
     folder = tmp_path_factory.mktemp("tiny-build")
     pipe = write_pipeline(folder)
-    first = doit(pipe, "-n", "2", env=traced_env(folder))
+    first = doit(pipe, env=traced_env(folder))
     return SharedBuild(folder, first)
 
 

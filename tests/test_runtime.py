@@ -144,26 +144,25 @@ def test_frames_nobody_reads_are_not_rendered_and_the_episode_is_the_same(tiny_b
     def always(self, policy_reads, video):
         rendered.append(2)
 
-    runs = {}
-    for name, how, frames in (("skipping", counting, False), ("with video", counting, True), ("always", always, False)):
+    def episode_run(how, trial, frames, envs=None):
         rendered.clear()
         monkeypatch.setattr(episode.Cameras, "want", how)
-        r = episode.simulate(_policy(tiny_build, "reference"), "libero_spatial", 0, 0, 12, config, frames=frames,
-                             progress=False)
-        runs[name] = (r, sum(rendered))
-    monkeypatch.setattr(episode.Cameras, "want", counting)
-    envs = episode.TaskEnvironments(config)
+        r = episode.simulate(_policy(tiny_build, "reference"), "libero_spatial", 0, trial, 12, config, frames=frames,
+                             progress=False, envs=envs)
+        return r, sum(rendered)
+
+    runs = {"always": episode_run(always, 0, False)}            # a fresh environment, both cameras every step
+    envs = episode.TaskEnvironments(config)                     # then one environment for task 0's next runs
     try:
-        made = []
-        for trial in (1, 0):                        # trial 0 in the environment trial 1 ran in
-            runs["reused"] = (episode.simulate(_policy(tiny_build, "reference"), "libero_spatial", 0, trial, 12, config,
-                                               frames=False, progress=False, envs=envs), None)
-            made.append(envs.made[0])
-        assert made[0] is made[1]
+        runs["trial 1"] = episode_run(counting, 1, False, envs)
+        made = envs.made[0]
+        runs["skipping"] = episode_run(counting, 0, False, envs)  # trial 0 in the environment trial 1 ran in
+        runs["with video"] = episode_run(counting, 0, True, envs)
+        assert envs.made[0] is made
     finally:
         envs.close()
     base, _ = runs["always"]
-    for name in ("skipping", "with video", "reused"):
+    for name in ("skipping", "with video"):
         r, _ = runs[name]
         assert (r["actions"], r["rewards"], r["success"]) == (base["actions"], base["rewards"], base["success"]), name
     # 10 waits + 12 steps, a plan every 10: both cameras for the last wait (plan 1) and step 9 (plan 2);

@@ -103,7 +103,7 @@ def test_preprocess_reports_each_pass_and_the_equivalence_run(tiny_export, tmp_p
                            str(tmp_path / "out.onnx"), "--embedding-on-cpu", "--sinusoid-on-cpu"],
                           capture_output=True, text=True, cwd=ROOT, check=True)
     passes = [line for line in proc.stderr.splitlines() if ": pass " in line]
-    assert len(passes) == 8 and passes[0].startswith("llm_backbone.onnx: pass 1/8 fold_constant_subgraphs")
+    assert len(passes) == 9 and passes[0].startswith("llm_backbone.onnx: pass 1/9 fold_constant_subgraphs")
     assert "llm_backbone.onnx: proving equivalence in onnxruntime" in proc.stderr
 
 
