@@ -95,8 +95,7 @@ def bundle_task(kw: dict):
         for m, entry in plan.items():
             for src, name in entry["copies"].items():
                 shutil.copyfile(src, tmp / "models" / name)
-            reference = next(s for s, n in entry["copies"].items() if n == entry["reference"])
-            data = Path(reference + ".data")
+            data = Path(entry["reference_path"] + ".data")
             if data.exists():                      # a reference model over 2 GB: its weights beside it
                 shutil.copyfile(data, tmp / "models" / (entry["reference"] + ".data"))
             names = None

@@ -168,16 +168,17 @@ class Layout:
         and reads for its manifest; strings, as the bundle task's key holds them. A reference model
         over 2 GB brings its `.data` if it exists when the bundle is made (smolvla_build/bundle.py)."""
         from . import SINUSOID_ON_CPU
+        q = self.qairt(model, precision)
         ctx = self.context(model, precision)
+        binary = q.serialized if self.toolchain == "qairt" else self.ort_qnn_context_bin(model, precision)
         ref, sidecar = self.reference_model(model), self.io_sidecar(model)
-        copies = {ctx: ctx.name, ref: ref.name, sidecar: sidecar.name}
-        copies.update({f: f.name for f in self.context_files(model, precision)[1:2]})   # the context binary
+        copies = {ctx: ctx.name, binary: binary.name, ref: ref.name, sidecar: sidecar.name}
         if model in SINUSOID_ON_CPU:
             copies[self.cpu_model(model)] = self.cpu_model(model).name
         if model == "llm_backbone":
             copies[self.embed_table] = self.embed_table.name
-        q = self.qairt(model, precision)
         return {"copies": {str(k): v for k, v in copies.items()}, "context": ctx.name, "reference": ref.name,
+                "reference_path": str(ref),
                 "sidecar": sidecar.name, "validation": str(self.validation(model, precision)),
                 "preprocessed": str(self.preprocessed(model)),
                 "qairt": {"binary_info": str(q.binary_info), "net_json": str(q.net_json)}

@@ -133,16 +133,15 @@ def test_cpu_copy_is_checked_against_the_unfused_model():
     assert none.model is None and none.report["reason"] == "no fusion pattern matched"
 
 
-def test_doit_reference_on_the_tiny_build(tmp_path):
+def test_doit_reference_on_the_tiny_build(own_build):
     """The vision encoder's copy is fused and checked; the LLM's and the action head's (masked
     attention, SiLU) have nothing to fuse and are the preprocessed models; the reference runtime's
     actions stay those of the unfused models."""
-    from conftest import doit, write_pipeline
+    from conftest import doit
 
     from smolvla_build.config import load_pipeline
     from smolvla_build.layout import Layout
-    pipe_path = write_pipeline(tmp_path)
-    res = doit(pipe_path, "reference")
+    pipe_path, res = own_build.pipe, own_build.first          # the shared tiny build, this module's to change
     assert {"reference:vision_encoder", "reference:llm_backbone", "reference:action_head"} <= res.ran
     layout = Layout(load_pipeline(pipe_path))
     info = {m: json.loads(layout.reference_info(m).read_text()) for m in ("vision_encoder", "llm_backbone", "action_head")}

@@ -37,11 +37,10 @@ class Cameras:
             render = observable._sensor
             blank = np.zeros(observable._data_shape, dtype=np.uint8)
 
-            @functools.wraps(render)
+            @functools.wraps(render)                        # keeps the modality robosuite's decorator set
             def sensor(obs_cache, render=render, blank=blank, name=name):
                 return render(obs_cache) if self.on[name] else blank
 
-            sensor.__modality__ = render.__modality__       # robosuite's sensor decorator marks it
             observable._sensor = sensor
 
     def want(self, policy_reads: bool, video: bool) -> None:
@@ -110,6 +109,9 @@ def simulate(policy, suite: str, task_id: int, trial: int, max_steps: int | None
             if done or env.check_success():
                 success = True
                 break
+    except BaseException:
+        envs.close()             # a failed episode may leave its environment broken: the next starts afresh
+        raise
     finally:
         if own:
             envs.close()

@@ -16,6 +16,12 @@ from pathlib import Path
 VISION_POSITION_IDS = ("transformers-4", "transformers-5")
 DEFAULT_VISION_POSITION_IDS = "transformers-4"
 SETTING = "source.vision_position_ids"
+ASSUMED = "the default"          # how a `why` begins when nothing said which LeRobot made the checkpoint
+
+
+def assumed(why: str) -> bool:
+    """Whether a checkpoint's convention was assumed rather than read (the export warns)."""
+    return why.startswith(ASSUMED + ":")
 
 
 def _transformers_version(path: Path) -> str | None:
@@ -55,7 +61,7 @@ def evidence_files(ckpt: Path | None, vlm_dir: Path | None) -> list[Path]:
 
 def vision_position_ids(configured: str | None, ckpt: Path | None, vlm_dir: Path | None) -> tuple[str, str]:
     """(convention, why) for a source: `configured` (the pipeline's setting) if given; else what the
-    checkpoint's files show (docs/lerobot-versions.md); else the default."""
+    checkpoint's files show (docs/lerobot-versions.md); else the default (`assumed`)."""
     if configured is not None:
         return configured, f"{SETTING} in the pipeline file"
     if ckpt is None:
@@ -71,6 +77,6 @@ def vision_position_ids(configured: str | None, ckpt: Path | None, vlm_dir: Path
             return f"transformers-{major}", (f"the VLM folder's config.json ({Path(vlm_dir) / 'config.json'}) "
                                              f"records transformers {version}")
     return DEFAULT_VISION_POSITION_IDS, (
-        f"the default: nothing beside {ckpt} records the transformers version it was made with, so "
+        f"{ASSUMED}: nothing beside {ckpt} records the transformers version it was made with, so "
         f"LeRobot 0.4.4's (the PyPI release, transformers 4) is assumed; a checkpoint of LeRobot's main "
         f"branch (transformers 5) needs `{SETTING}: transformers-5` in the pipeline file")

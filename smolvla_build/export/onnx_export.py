@@ -105,7 +105,7 @@ def export_all(out_dir: Path, preset_name: str, weights: str, seed: int = 0, pat
     convention, why = conventions.vision_position_ids(vision_position_ids, ckpt,
                                                       local_vlm_folder(ckpt) if ckpt is not None else None)
     # the one choice a user cannot see in the outputs: always said
-    (log.warning if why.startswith("the default:") else log.info)("export: vision position ids %s, %s", convention, why)
+    (log.warning if conventions.assumed(why) else log.info)("export: vision position ids %s, %s", convention, why)
     policy, stats = load_policy(preset_name, weights, seed, ckpt)
     policy.vision_position_ids = convention
     p = policy.preset
