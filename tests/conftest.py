@@ -39,8 +39,12 @@ class DoitResult:
         self.uptodate = {m.group(1) for m in re.finditer(r"^-- (\S+)", proc.stdout, re.M)}
 
 
+def doit_command(pipeline: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(ROOT), *args, f"pipeline={pipeline}"]
+
+
 def doit(pipeline: Path, *args: str, check: bool = True, env=None) -> DoitResult:
-    cmd = [sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(ROOT), *args, f"pipeline={pipeline}"]
+    cmd = doit_command(pipeline, *args)
     # unbuffered: with `-n 2` the worker processes share the pipe, and block-buffered output flushed
     # mid-line would break the `.  <task>` lines this helper reads
     env = dict(env or os.environ, PYTHONUNBUFFERED="1")

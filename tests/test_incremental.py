@@ -20,7 +20,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -29,7 +28,7 @@ import yaml
 from build_equality import outputs
 from schema_edits import SET_ASIDE, precision_edits, setting_edits, settings
 
-from conftest import ROOT, doit, traced_env, write_pipeline
+from conftest import doit, doit_command, traced_env, write_pipeline
 
 SEED = int(os.environ.get("SMOLVLA_PROPERTY_SEED", random.SystemRandom().randrange(10**6)))
 ALL_EDITS = os.environ.get("SMOLVLA_PROPERTY_EDITS") == "all"
@@ -174,8 +173,7 @@ KILL_POINTS = [   # (task whose start is awaited, when after it to kill, what is
 def _doit_until(pipe, task: str, ready):
     """Run doit and SIGKILL it (its whole process group) once `task` has started and `ready(artifacts,
     start time)` holds; True if it was killed, False if it ended first."""
-    cmd = [sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(ROOT), "-n", "2", f"pipeline={pipe}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    proc = subprocess.Popen(doit_command(pipe, "-n", "2"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
         for line in proc.stdout:

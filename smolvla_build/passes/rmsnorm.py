@@ -38,7 +38,7 @@ def _rmsnorm_at(pow_node: gs.Node):
     return x, mean, add, sqrt, scale
 
 
-def _axes(mean: gs.Node, graph: gs.Graph) -> list[int] | None:
+def _axes(mean: gs.Node) -> list[int] | None:
     if "axes" in mean.attrs:
         return list(mean.attrs["axes"])
     if len(mean.inputs) > 1:                       # opset 18: axes as an input
@@ -69,7 +69,7 @@ def rmsnorm_over_max(model: onnx.ModelProto) -> onnx.ModelProto:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     for node in list(graph.nodes):
         found = _rmsnorm_at(node) if node.op == "Pow" else None
-        axes = found and _axes(found[1], graph)
+        axes = found and _axes(found[1])
         if not axes:
             continue
         x, mean, add, sqrt, scale = found
