@@ -37,7 +37,7 @@ def timed_steps(policy, reps: int, images, state, task: str, noise) -> tuple[lis
 
 def _timed_steps(policy, reps: int) -> list[dict]:
     images, state = _observation()
-    noise = np.random.default_rng(1).standard_normal((1, 50, 32)).astype(np.float32)
+    noise = np.random.default_rng(1).standard_normal(policy.chunk_shape).astype(np.float32)
     return timed_steps(policy, reps, images, state, TASK, noise)[1]
 
 
@@ -94,7 +94,7 @@ def _calls(layout, policy) -> list[tuple[str, dict]]:
             recorded.append((_name, dict(feeds)))
             return _orig(feeds, outputs)
         runner.infer = spy
-    policy.predict_chunk(images, state, TASK, noise=np.zeros((1, 50, 32), np.float32))
+    policy.predict_chunk(images, state, TASK, noise=np.zeros(policy.chunk_shape, np.float32))
     return recorded
 
 
@@ -132,20 +132,22 @@ def htp_emulation(layout, pipe, reps: int = 5) -> dict:
     """Scenario 5: seconds per call of each stage's context binary in HTP emulation (tiny preset)."""
     from smolvla_build.runtime import OrtQnnRunner, StageRunner
     from smolvla_build.export.presets import get_preset
-    from smolvla_build.validation import graph_inputs, image_like, llm_feeds, prefix_pad_from
+    from smolvla_runtime.stage import declared_input_shapes
+    from smolvla_build.validation import image_like, llm_feeds, prefix_pad_from
     table = np.load(layout.embed_table, mmap_mode="r")
-    lfeeds = llm_feeds(table.shape[0], graph_inputs(layout.preprocessed("llm_backbone")),
-                       get_preset(pipe.source["preset"]).state_dim, 0)
-    feeds = {"vision_encoder": {"pixel_values": image_like(0)}, "llm_backbone": lfeeds}
+    shapes = {m: declared_input_shapes(layout.io_sidecar(m)) for m in MODELS}
+    lfeeds = llm_feeds(table.shape[0], shapes["llm_backbone"], get_preset(pipe.source["preset"]).state_dim, 0)
+    feeds = {"vision_encoder": {"pixel_values": image_like(0, shapes["vision_encoder"]["pixel_values"][-1])},
+             "llm_backbone": lfeeds}
     out = {}
     for pname, precision in pipe.precisions.items():
         kv = None
         for m in MODELS:
-            stage = StageRunner(OrtQnnRunner(layout.context(m, pname), pipe.soc, precision), layout.io_sidecar(m))
+            stage = StageRunner(OrtQnnRunner(layout.context(m, pname), pipe.soc, precision.settings), layout.io_sidecar(m))
             t0 = time.perf_counter()
             stage.activate()
             load = time.perf_counter() - t0
-            f = feeds.get(m) or {"x_t": np.zeros((1, 50, 32), np.float32), "timestep": np.array([0.5], np.float32),
+            f = feeds.get(m) or {"x_t": np.zeros(shapes["action_head"]["x_t"], np.float32), "timestep": np.array([0.5], np.float32),
                                  "kv": kv, "prefix_pad_mask": prefix_pad_from(lfeeds)}
             for _ in range(reps):
                 res = stage.infer(f)

@@ -7,11 +7,9 @@ Layout (one job per subpackage):
   toolchains/  ort-qnn (onnxruntime-qnn HTP backend) and the fingerprint of each tool
   runtime/     runners: reference (onnxruntime CPU) and ort-qnn (HTP context binaries)
   stages/      doit task generators, one module per task family
+  declaration.py the three stages: names, I/O shapes, what runs on the CPU
 """
 
 __version__ = "0.1.0"
 
-from smolvla_runtime import MODELS  # noqa: E402,F401 - the stages, declared once beside the runtime
-# the parts of a stage that run on the CPU beside its HTP graph (preprocess moves them there):
-EMBEDDING_ON_CPU = {"llm_backbone"}                   # the token-embedding lookup
-SINUSOID_ON_CPU = {"llm_backbone", "action_head"}     # RoPE tables (both), the timestep embedding (action head)
+from smolvla_runtime import MODELS  # noqa: E402,F401 - the stages in call order, beside the runtime (declaration.py: the rest)

@@ -80,7 +80,7 @@ def bundle_task(kw: dict):
     from smolvla_runtime.bundle import FORMAT, sha256
 
     from .fsutil import atomic_path
-    from .precisions import effective_precisions, precision_label
+    from .precisions import PrecisionRequest, effective_precisions
     validations = {m: {p: json.loads(Path(e["validation"]).read_text()) for p, e in plan_all[m].items()} for m in MODELS}
     chosen = {m: e["precision"] for m, e in effective_precisions(validations, wanted).items()}
     plan = {m: plan_all[m][chosen[m]] for m in MODELS}
@@ -103,7 +103,8 @@ def bundle_task(kw: dict):
                 from .runtime.contexts import qairt_names
                 names = qairt_names(entry["qairt"]["binary_info"], entry["qairt"]["net_json"], entry["preprocessed"])[1]
             v = validations[m][chosen[m]]
-            models[m] = {"precision": chosen[m], "context": f"models/{entry['context']}",
+            stage = json.loads((tmp / "models" / entry["sidecar"]).read_text())["stage"]
+            models[m] = {"precision": chosen[m], "stage": stage, "context": f"models/{entry['context']}",
                          "reference": f"models/{entry['reference']}", "sidecar": f"models/{entry['sidecar']}",
                          "names": names, "validation": {"status": v["status"], "metrics": {
                              k: v["metrics"][k] for k in ("cosine", "max_abs", "psnr_db")}, "reasons": v["reasons"]}}
@@ -112,7 +113,7 @@ def bundle_task(kw: dict):
         shutil.copytree(RUNTIME_DIR, tmp / "smolvla_runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         pins = {p: package_version(p) for p in REQUIREMENTS}
         (tmp / "requirements.txt").write_text(requirements_txt(pins))
-        (tmp / "README.md").write_text(README.format(precision=precision_label(wanted), toolchain=toolchain, soc_name=soc.get("name", ""),
+        (tmp / "README.md").write_text(README.format(precision=PrecisionRequest(wanted).label, toolchain=toolchain, soc_name=soc.get("name", ""),
                                                      soc_model=soc["soc_model"], htp_arch=soc["htp_arch"]))
         files = {p.relative_to(tmp).as_posix(): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"format": FORMAT, "precision": wanted, "toolchain": toolchain, "soc": soc,
@@ -136,5 +137,5 @@ def bundle_task(kw: dict):
         shutil.make_archive(str(tmp_zip.with_suffix("")), "zip", root_dir=out_dir.parent, base_dir=out_dir.name)
     size = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     log.info("bundle %s: %s (%.1f MB, %d files) and %s (%.1f MB); run it with: python -m smolvla_runtime %s",
-             precision_label(wanted), out_dir, size / 1e6, len(files) + 1, zip_path, zip_path.stat().st_size / 1e6, out_dir)
+             PrecisionRequest(wanted).label, out_dir, size / 1e6, len(files) + 1, zip_path, zip_path.stat().st_size / 1e6, out_dir)
     return True

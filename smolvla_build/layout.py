@@ -138,7 +138,8 @@ class Layout:
     def runtime_files(self, runtime: str) -> list[Path]:
         """The built files a policy reads on `runtime` (reference, ort-qnn, qnn-net-run): an
         episode's, an evaluation's or a calibration's dependencies."""
-        from . import MODELS, SINUSOID_ON_CPU
+        from . import MODELS
+        from .declaration import SINUSOID_ON_CPU
         files = [self.export_dir / "tokenizer.json", self.export_dir / "normalization.json"]
         for m in MODELS:
             files += [self.reference_model(m), self.reference_info(m), self.io_sidecar(m)]
@@ -167,7 +168,7 @@ class Layout:
         """What a device bundle of `model` at `precision` copies (source path -> name in the bundle)
         and reads for its manifest; strings, as the bundle task's key holds them. A reference model
         over 2 GB brings its `.data` if it exists when the bundle is made (smolvla_build/bundle.py)."""
-        from . import SINUSOID_ON_CPU
+        from .declaration import SINUSOID_ON_CPU
         q = self.qairt(model, precision)
         ctx = self.context(model, precision)
         binary = q.serialized if self.toolchain == "qairt" else self.ort_qnn_context_bin(model, precision)

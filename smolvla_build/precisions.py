@@ -1,49 +1,104 @@
 """Precisions: which one a model runs, and where it falls back. The one place for these rules; the
-config loader, the report, the bundle and the runtime policy all ask here.
+config loader, the stages, the report, the bundle and the runtime policy all ask here.
 
 A precision is a pipeline.yaml entry under `precisions:` (a float one with `converter.float_bitwidth`,
-an integer one with `quantization`). `evaluation.precision` asks for one per model; a model whose
-build misses its gates falls back (`fallback_of`), and what it finally runs follows the validation
+an integer one with `quantization`), held as a `Precision`; the pipeline's are a `Precisions`, in the
+order listed. `evaluation.precision` asks for one per model (`PrecisionRequest`); a model whose build
+misses its gates falls back (`Precisions.fallback`), and what it finally runs follows the validation
 reports' chain of fallbacks (`effective_precisions`).
+
+Actions and the device bundle receive a precision's `settings`, the plain dict with every default
+filled in: it is what their up-to-date keys digest and what manifest.json records.
 """
 
 from __future__ import annotations
 
-
-def is_quantized(precision: dict) -> bool:
-    return "quantization" in precision
-
-
-def requested_precisions(value, models) -> dict[str, str]:
-    """evaluation.precision (a name, or {model: name} with an optional `default`) per model."""
-    if isinstance(value, str):
-        return {m: value for m in models}
-    return {m: value.get(m, value.get("default")) for m in models}
+import dataclasses
+from collections.abc import Iterator, Mapping
 
 
-def precision_label(value) -> str:
-    """A file-name-safe name for evaluation.precision (`w8a16`, or `fp16+w8a16` for a mapping)."""
-    return value if isinstance(value, str) else "+".join(sorted(set(value.values())))
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    name: str
+    settings: dict          # converter, context and (integer precisions) quantization, defaults filled in
+
+    @property
+    def quantized(self) -> bool:
+        return "quantization" in self.settings
+
+    @property
+    def float_bitwidth(self) -> int | None:
+        """16 or 32 for a float precision, None for an integer one."""
+        return None if self.quantized else self.settings["converter"]["float_bitwidth"]
+
+    @property
+    def quantization(self) -> dict | None:
+        return self.settings.get("quantization")
+
+    @property
+    def calibration_samples(self) -> int | None:
+        """How many LIBERO samples per graph an integer precision is calibrated on."""
+        return self.quantization["calibration"]["samples"] if self.quantized else None
 
 
-def fallback_of(precisions: dict[str, dict], name: str) -> str | None:
-    """The precision a model falls back to when `name` misses its gates: for fp16 the first fp32
-    precision listed; for an integer precision the next precision listed after it, else (listed
-    last) the first float precision listed."""
-    names = list(precisions)
-    if is_quantized(precisions[name]):
-        i = names.index(name)
-        floats = [k for k in names if not is_quantized(precisions[k])]
-        return names[i + 1] if i + 1 < len(names) else (floats[0] if floats else None)
-    if precisions[name]["converter"]["float_bitwidth"] != 16:
-        return None
-    fp32 = [k for k in names if not is_quantized(precisions[k]) and precisions[k]["converter"]["float_bitwidth"] == 32]
-    return fp32[0] if fp32 else None
+class Precisions(Mapping):
+    """The pipeline's precisions by name, in the order pipeline.yaml lists them (the order the
+    fallback rules read)."""
+
+    def __init__(self, settings: Mapping[str, dict]):
+        self._by_name = {name: Precision(name, s) for name, s in settings.items()}
+
+    def __getitem__(self, name: str) -> Precision:
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def settings(self) -> dict[str, dict]:
+        """{name: settings}: what an action's kw or a manifest holds."""
+        return {name: p.settings for name, p in self._by_name.items()}
+
+    def quantized(self) -> list[str]:
+        return [name for name, p in self._by_name.items() if p.quantized]
+
+    def fallback(self, name: str) -> str | None:
+        """The precision a model falls back to when `name` misses its gates: for fp16 the first fp32
+        precision listed; for an integer precision the next precision listed after it, else (listed
+        last) the first float precision listed; none for fp32."""
+        names = list(self._by_name)
+        if self[name].quantized:
+            i = names.index(name)
+            floats = [k for k in names if not self[k].quantized]
+            return names[i + 1] if i + 1 < len(names) else (floats[0] if floats else None)
+        if self[name].float_bitwidth != 16:
+            return None
+        fp32 = [k for k in names if self[k].float_bitwidth == 32]
+        return fp32[0] if fp32 else None
+
+    def fallback_targets(self) -> set[str]:
+        """The precisions some other precision falls back to."""
+        return {self.fallback(p) for p in self} - {None}
 
 
-def fallback_targets(precisions: dict[str, dict]) -> set[str]:
-    """The precisions some other precision falls back to."""
-    return {fallback_of(precisions, p) for p in precisions} - {None}
+@dataclasses.dataclass(frozen=True)
+class PrecisionRequest:
+    """What evaluation.precision (or bundle.precision) asks for: one precision name for every model,
+    or {model: name} with an optional `default`."""
+
+    value: str | dict
+
+    def per_model(self, models) -> dict[str, str | None]:
+        if isinstance(self.value, str):
+            return {m: self.value for m in models}
+        return {m: self.value.get(m, self.value.get("default")) for m in models}
+
+    @property
+    def label(self) -> str:
+        """A file-name-safe name (`w8a16`, or `fp16+w8a16` for a mapping)."""
+        return self.value if isinstance(self.value, str) else "+".join(sorted(set(self.value.values())))
 
 
 def effective_precisions(validations: dict, wanted) -> dict:

@@ -20,7 +20,7 @@ N_VALID_TOKENS = 15
 NUM_STEPS = 10
 
 
-def image_like(seed: int, size: int = 512) -> np.ndarray:
+def image_like(seed: int, size: int) -> np.ndarray:
     """A smooth random image in [-1, 1]: a coarse grid upsampled, plus a little noise."""
     rng = np.random.default_rng(seed)
     coarse = rng.uniform(-1, 1, size=(3, 8, 8))
@@ -37,7 +37,8 @@ def image_like(seed: int, size: int = 512) -> np.ndarray:
 def llm_feeds(vocab_size: int, inputs: dict[str, list[int]], state_dim: int, seed: int) -> dict:
     """Synthetic image embeddings (validation replaces them with `image_embeddings`), real token ids
     (looked up on the CPU), a padded language mask (N_VALID_TOKENS valid) and a state of the robot's
-    `state_dim` values, zero-padded: in the shapes the LLM graph declares (`inputs`: name -> dims)."""
+    `state_dim` values, zero-padded: in the shapes the LLM stage declares (`inputs`: name -> dims,
+    smolvla_runtime.stage.declared_input_shapes)."""
     rng = np.random.default_rng(seed + 1)
     n_lang = inputs["lang_mask"][1]
     mask = np.zeros((1, n_lang), dtype=np.float32)
@@ -50,19 +51,14 @@ def llm_feeds(vocab_size: int, inputs: dict[str, list[int]], state_dim: int, see
             "lang_mask": mask, "state": state}
 
 
-def graph_inputs(model_path) -> dict[str, list[int]]:
-    """name -> dims of a graph's inputs, as it declares them."""
-    from .toolchains.epcontext import signature
-    return {name: dims for name, _, dims in signature(model_path)[0]}
-
-
 def image_embeddings(vision_model: str, vision_sidecar: str, seed: int) -> dict[str, np.ndarray]:
     """img_emb0/1 as the LLM receives them: the fp32 reference vision encoder's output on two
     image-like frames (an integer precision's scales are calibrated on such embeddings; N(0, 1)
     stand-ins reach twice their range and would judge the quantizer on inputs it never sees)."""
     from .runtime import ReferenceRunner, StageRunner
     ve = StageRunner(ReferenceRunner(vision_model), vision_sidecar)
-    return {f"img_emb{i}": ve.infer({"pixel_values": image_like(seed + 10 + i)})["image_embeddings"] for i in (0, 1)}
+    size = ve.input_shape("pixel_values")[-1]
+    return {f"img_emb{i}": ve.infer({"pixel_values": image_like(seed + 10 + i, size)})["image_embeddings"] for i in (0, 1)}
 
 
 def prefix_pad_from(llm_feeds: dict) -> np.ndarray:
@@ -153,21 +149,23 @@ def judge(metrics: dict, flagged: list, model: str, options: dict) -> list[str]:
 
 def validation_inputs(kw: dict) -> dict[str, np.ndarray]:
     """The seeded inputs of one stage (kw: model, seed and the reference files it needs)."""
+    from smolvla_runtime.stage import declared_input_shapes
+
     from .model_files import load_npy
     from .runtime import ReferenceRunner, StageRunner
     model, seed = kw["model"], kw["options"]["seed"]
+    shapes = declared_input_shapes(kw["sidecar"])
     if model == "vision_encoder":
-        return {"pixel_values": image_like(seed)}
+        return {"pixel_values": image_like(seed, size=shapes["pixel_values"][-1])}
     table = load_npy(kw["embed_table"], mmap_mode="r")
-    lfeeds = llm_feeds(table.shape[0], graph_inputs(kw["llm_reference"]), kw["state_dim"], seed)
+    lfeeds = llm_feeds(table.shape[0], declared_input_shapes(kw["llm_sidecar"]), kw["state_dim"], seed)
     if kw["vision_reference"]:
         lfeeds.update(image_embeddings(kw["vision_reference"], kw["vision_sidecar"], seed))
     if model == "llm_backbone":
         return lfeeds
     kv = StageRunner(ReferenceRunner(kw["llm_reference"]), kw["llm_sidecar"]).infer(lfeeds)["kv"]
-    chunk = graph_inputs(kw["reference"])["x_t"]            # the head declares it
     rng = np.random.default_rng(seed + 2)
-    noise = rng.standard_normal(chunk).astype(np.float32)
+    noise = rng.standard_normal(shapes["x_t"]).astype(np.float32)
     return {"kv": kv, "prefix_pad_mask": prefix_pad_from(lfeeds), "x_t": noise,
             "timestep": np.array([1.0], np.float32)}
 

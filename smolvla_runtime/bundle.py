@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .files import ModelFileError
 
-FORMAT = 1
+FORMAT = 2          # 2: each model's stage declaration (its I/O shapes) in the manifest and its sidecar
 
 
 class BundleError(Exception):

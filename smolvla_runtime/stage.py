@@ -1,9 +1,10 @@
 """A stage = its runner (reference or HTP) + the CPU side its preprocessing moved out of the graph.
 
-The preprocess sidecar (`<model>.io.json`) says which graph inputs are computed on the CPU: an
-embedding-table lookup (`lookup`, `ids_input`) or a small CPU sub-model (`cpu_model`, `inputs`).
-A StageRunner takes the stage's natural inputs (token ids, timestep, 0/1 masks in any dtype) and
-feeds the graph what it declares.
+The preprocess sidecar (`<model>.io.json`) holds the stage's declaration (`stage`: its inputs and
+outputs as the caller feeds them, with shapes and dtypes) and says which graph inputs are computed
+on the CPU: an embedding-table lookup (`lookup`, `ids_input`) or a small CPU sub-model (`cpu_model`,
+`inputs`). A StageRunner takes the stage's natural inputs (token ids, timestep, 0/1 masks in any
+dtype) and feeds the graph what it declares.
 """
 
 from __future__ import annotations
@@ -18,11 +19,31 @@ from .files import load_npy
 from .runners import ReferenceRunner, Runner
 
 
+def load_sidecar(path: str | Path) -> dict:
+    from .files import ModelFileError, require_file
+    path = Path(path)
+    require_file(path, "a stage's I/O sidecar")
+    try:
+        sidecar = json.loads(path.read_text())
+    except ValueError as e:
+        raise ModelFileError(f"{path}: not valid JSON ({e})") from None
+    if "stage" not in sidecar:
+        raise ModelFileError(f"{path}: no stage declaration (`stage`): written by an older smolvla-build; rebuild "
+                             "(doit) or rebundle (doit bundle)")
+    return sidecar
+
+
+def declared_input_shapes(sidecar: str | Path) -> dict[str, list[int]]:
+    """name -> shape of a stage's inputs as its declaration (in the sidecar) gives them."""
+    return {name: list(t["shape"]) for name, t in load_sidecar(sidecar)["stage"]["inputs"].items()}
+
+
 class StageRunner:
     def __init__(self, runner: Runner, sidecar: str | Path):
         self.runner = runner
         sidecar = Path(sidecar)
-        self.changes = json.loads(sidecar.read_text())
+        self.changes = load_sidecar(sidecar)
+        self.declared = self.changes["stage"]
         base = sidecar.parent
         self._tables: dict[str, np.ndarray] = {}
         self._cpu: dict[str, ReferenceRunner] = {}          # one session per CPU sub-model file
@@ -41,12 +62,8 @@ class StageRunner:
         return self.runner.inference_times
 
     def input_shape(self, name: str) -> list[int]:
-        """The shape the graph declares for input `name` (the model carries its own I/O shapes: the
-        export's preset wrote them once, everything else reads them here)."""
-        for arg in self.runner.activate().session.get_inputs():
-            if arg.name == name:
-                return [int(d) for d in arg.shape]
-        raise KeyError(f"{self.runner.name} graph has no input {name!r}")
+        """The declared shape of the stage's input `name`, as the caller feeds it."""
+        return list(self.declared["inputs"][name]["shape"])
 
     def activate(self):
         self.runner.activate()

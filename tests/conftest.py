@@ -39,12 +39,12 @@ class DoitResult:
         self.uptodate = {m.group(1) for m in re.finditer(r"^-- (\S+)", proc.stdout, re.M)}
 
 
-def doit_command(pipeline: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(ROOT), *args, f"pipeline={pipeline}"]
+def doit_command(pipeline: Path, *args: str, python=sys.executable) -> list[str]:
+    return [str(python), "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(ROOT), *args, f"pipeline={pipeline}"]
 
 
-def doit(pipeline: Path, *args: str, check: bool = True, env=None) -> DoitResult:
-    cmd = doit_command(pipeline, *args)
+def doit(pipeline: Path, *args: str, check: bool = True, env=None, python=sys.executable) -> DoitResult:
+    cmd = doit_command(pipeline, *args, python=python)
     # unbuffered: with `-n 2` the worker processes share the pipe, and block-buffered output flushed
     # mid-line would break the `.  <task>` lines this helper reads
     env = dict(env or os.environ, PYTHONUNBUFFERED="1")
@@ -152,12 +152,21 @@ class SharedBuild:
 
 
 @pytest.fixture(scope="session")
-def shared_build(tmp_path_factory) -> SharedBuild:
-    """The tiny pipeline's default build, made once with one worker (traced: imports.txt and
-    access.txt beside it). Read it freely; a module that changes it uses `checkout()`."""
+def declared_env(tmp_path_factory) -> Path:
+    """The python of a venv holding only the project's declared build dependencies
+    (tests/fixtures/declared_env.py)."""
+    from declared_env import make_declared_env
+    return make_declared_env(tmp_path_factory.mktemp("declared-env") / "venv")
+
+
+@pytest.fixture(scope="session")
+def shared_build(tmp_path_factory, declared_env) -> SharedBuild:
+    """The tiny pipeline's default build, made once with one worker in the declared-dependencies
+    venv (traced: imports.txt and access.txt beside it). Read it freely; a module that changes it
+    uses `checkout()`."""
     folder = tmp_path_factory.mktemp("tiny-build")
     pipe = write_pipeline(folder)
-    first = doit(pipe, env=traced_env(folder))
+    first = doit(pipe, env=traced_env(folder), python=declared_env)
     return SharedBuild(folder, first)
 
 

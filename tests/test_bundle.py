@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 import yaml
 
+from smolvla_build.declaration import declaration
+from smolvla_build.export.presets import PRESETS
+
 from conftest import doit
 
 
@@ -60,6 +63,7 @@ def test_the_bundle_holds_what_the_manifest_says(bundle):
     manifest = json.loads((bdir / "manifest.json").read_text())
     assert manifest["soc"]["soc_model"] == 60 and manifest["toolchain"] == "ort-qnn"
     assert set(manifest["models"]) == {"vision_encoder", "llm_backbone", "action_head"}
+    assert all(v["stage"] == declaration(PRESETS["tiny"], m) for m, v in manifest["models"].items())
     assert all(v["validation"]["status"] == "pass" for v in manifest["models"].values())
     assert {"smolvla_runtime/policy.py", "requirements.txt", "README.md", "tokenizer.json",
             "models/llm_backbone_ctx_qnn.bin", "models/embed_tokens.npy"} <= set(manifest["files"])

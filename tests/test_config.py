@@ -90,5 +90,5 @@ def test_the_default_pipeline_builds_the_cards_converter():
     default pipeline gets the patch unless it says otherwise."""
     from smolvla_build.config import load_pipeline
     pipe = load_pipeline(ROOT / "pipeline.yaml")
-    assert all(p["converter"]["disable_matmul_to_fc"] for p in pipe.precisions.values())
+    assert all(p.settings["converter"]["disable_matmul_to_fc"] for p in pipe.precisions.values())
     assert pipe.section("evaluation")["qnn_net_run"]["perf_profile"] == "burst"

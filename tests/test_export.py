@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from smolvla_build.export.checkpoint import CheckpointError, load_checkpoint, random_model
 from smolvla_build.export.model import apply_rope, prefix_pad_mask, sinusoidal_time_embedding
 from smolvla_build.export.onnx_export import example_inputs, export_all
-from smolvla_build.export.presets import stage_io
+from smolvla_build.declaration import stage_io
 from smolvla_build.export.presets import PRESETS
 
 TINY = PRESETS["tiny"]
@@ -81,19 +81,20 @@ def test_onnx_io_is_the_deployed_cards(checkpoint_export):
     for stage, io in stage_io(TINY).items():
         m = onnx.load(str(root / "out" / f"{stage}.onnx"))
         got = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in list(m.graph.input) + list(m.graph.output)}
-        assert got == {k: v[0] for side in io.values() for k, v in side.items()}
+        assert got == {k: v["shape"] for side in io.values() for k, v in side.items()}
     llm = onnx.load(str(root / "out" / "llm_backbone.onnx"))
     assert "/embed_tokens/Gather_output_0" in {o for n in llm.graph.node for o in n.output}
 
 
 def test_full_size_shapes_are_exact():
     io = stage_io(PRESETS["smolvla-libero"])
-    assert io["vision_encoder"]["inputs"]["pixel_values"][0] == [1, 3, 512, 512]
-    assert io["vision_encoder"]["outputs"]["image_embeddings"][0] == [1, 64, 960]
-    assert io["llm_backbone"]["inputs"]["lang_tokens"] == ([1, 48], "int64")
-    assert io["llm_backbone"]["outputs"]["kv"][0] == [32, 1, 177, 5, 64]
-    assert io["action_head"]["inputs"]["x_t"][0] == [1, 50, 32]
-    assert io["action_head"]["outputs"]["v_t"][0] == [1, 50, 32]
+    assert io["vision_encoder"]["inputs"]["pixel_values"]["shape"] == [1, 3, 512, 512]
+    assert io["vision_encoder"]["outputs"]["image_embeddings"]["shape"] == [1, 64, 960]
+    assert io["llm_backbone"]["inputs"]["lang_tokens"]["shape"] == [1, 48]
+    assert io["llm_backbone"]["inputs"]["lang_tokens"]["dtype"] == "int64"
+    assert io["llm_backbone"]["outputs"]["kv"]["shape"] == [32, 1, 177, 5, 64]
+    assert io["action_head"]["inputs"]["x_t"]["shape"] == [1, 50, 32]
+    assert io["action_head"]["outputs"]["v_t"]["shape"] == [1, 50, 32]
 
 
 def test_rollout_of_the_three_onnx_models_matches_sample_actions(checkpoint_export):
@@ -230,4 +231,4 @@ def test_onnx_source_skips_export_and_checks_io(tiny_export, tmp_path):
     onnx.save(bad, str(src / "action_head.onnx"))
     res = doit(pipe, "preprocess:action_head", check=False)
     assert res.returncode != 0
-    assert f"{src / 'action_head.onnx'}: graph input 'x_t' is float[1, 49, 32], expected float[1, 50, 32]" in res.stdout
+    assert f"{src / 'action_head.onnx'}: graph input 'x_t' is float32[1, 49, 32], expected float32[1, 50, 32]" in res.stdout

@@ -388,8 +388,8 @@ def test_qnn_net_run_runner_matches_the_epcontext_runner(qairt_build, fake_sdk, 
     inputs, _ = graph_io(layout.preprocessed("action_head"))
     feeds = {n: np.ones(dims, np.int32) if dtype == "int32" else rng.uniform(-1, 1, dims).astype(np.float32)
              for n, dtype, dims in inputs}
-    net_run = htp_runner(layout, "action_head", "fp16", pipe.soc, pipe.precisions["fp16"], "qnn-net-run")
-    ort = htp_runner(layout, "action_head", "fp16", pipe.soc, pipe.precisions["fp16"], "ort-qnn")
+    net_run = htp_runner(layout, "action_head", "fp16", pipe.soc, pipe.precisions["fp16"].settings, "qnn-net-run")
+    ort = htp_runner(layout, "action_head", "fp16", pipe.soc, pipe.precisions["fp16"].settings, "ort-qnn")
     a = net_run.infer(cast_feeds(net_run, feeds))
     b = ort.infer(cast_feeds(ort, feeds))
     assert a["v_t"].dtype == np.float32 and b["v_t"].dtype == np.float32

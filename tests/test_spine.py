@@ -31,11 +31,8 @@ def build(own_build):
 
 
 def declared_distributions(*extras: str) -> set[str]:
-    import re
-    import tomllib
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + [r for e in extras for r in project["optional-dependencies"][e]]
-    return {re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", r).group(0)).lower() for r in reqs}
+    from declared_env import declared_requirements, distribution_name
+    return {distribution_name(r) for r in declared_requirements(*extras)}
 
 
 def imported_distributions(module_files) -> dict[str, set[str]]:
@@ -77,6 +74,19 @@ def test_every_task_is_keyed_on_all_the_project_code_its_action_runs(build):
     assert loaded <= covered, sorted(loaded - covered)
     assert {"smolvla_build.toolchains.ort_qnn", "smolvla_build.passes._graph",
             "smolvla_runtime.runners"} <= set(import_closure("smolvla_build.validation"))
+
+
+def test_the_tiny_build_passes_with_only_the_declared_dependencies_installed(build, declared_env):
+    """The shared build ran in a venv made only of `pip install -e .[export]` (issue #23): the
+    packages a build may import, and nothing else (no LIBERO, Ray or pytest)."""
+    _, _, first = build
+    assert first.returncode == 0 and ALL_TASKS <= first.ran
+    assert first.proc.args[0] == str(declared_env)
+    probe = subprocess.run([str(declared_env), "-c", "import importlib.util as u, sys; print(sys.prefix); "
+                            "print([m for m in ('libero', 'ray', 'pytest', 'robosuite') if u.find_spec(m)])"],
+                           capture_output=True, text=True, check=True)
+    prefix, present = probe.stdout.split("\n")[:2]
+    assert prefix == str(declared_env.parent.parent) and present == "[]"
 
 
 def test_the_build_imports_only_declared_dependencies(build):

@@ -50,8 +50,10 @@ def _overflowing_vision_model(path):
 def overflowing(tmp_path_factory):
     d = tmp_path_factory.mktemp("guard")
     _overflowing_vision_model(d / "vision_encoder.onnx")
-    (d / "vision_encoder.io.json").write_text(json.dumps({"inputs": {}, "outputs": {}, "removed_inputs": [],
-                                                          "added_inputs": {}}))
+    stage = {"name": "vision_encoder", "inputs": {"pixel_values": {"shape": [1, 3, 512, 512], "dtype": "float32"}},
+             "outputs": {"image_embeddings": {"shape": [1, 3, 1, 1], "dtype": "float32"}}}
+    (d / "vision_encoder.io.json").write_text(json.dumps({"stage": stage, "inputs": {}, "outputs": {},
+                                                          "removed_inputs": [], "added_inputs": {}}))
     build_context(d / "vision_encoder.onnx", d / "ctx" / "vision_encoder_ctx.onnx", SOC, FP16)
     return d
 

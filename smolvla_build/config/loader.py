@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-from ..precisions import fallback_of, is_quantized, requested_precisions
+from ..precisions import PrecisionRequest, Precisions
 from .schema import (DEFAULTS, PIPELINE_SCHEMA, PRECISION_DEFAULTS, QUANTIZATION_COMBINATIONS, QUANTIZATION_DEFAULTS,
                      QUANTIZED_GATES)
 
@@ -65,7 +66,8 @@ def _merge(defaults: dict, given: dict) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class Pipeline:
-    """The validated pipeline: plain dicts with every default filled in."""
+    """The validated pipeline: its sections as plain dicts with every default filled in; its precisions
+    typed (smolvla_build.precisions)."""
 
     path: Path
     data: dict[str, Any]
@@ -87,9 +89,9 @@ class Pipeline:
     def models(self) -> list[str]:
         return list(self.data["models"])
 
-    @property
-    def precisions(self) -> dict[str, dict]:
-        return self.data["precisions"]
+    @functools.cached_property
+    def precisions(self) -> Precisions:
+        return Precisions(self.data["precisions"])
 
     @property
     def soc(self) -> dict:
@@ -102,22 +104,19 @@ class Pipeline:
     def section(self, name: str) -> dict:
         return self.data[name]
 
-    def is_quantized(self, precision: str) -> bool:
-        return is_quantized(self.precisions[precision])
-
     def quantized_precisions(self) -> list[str]:
-        return [p for p in self.precisions if self.is_quantized(p)]
+        return self.precisions.quantized()
 
     def requested_precisions(self) -> dict[str, str]:
         """Per model, the precision evaluation.precision asks for (a name, or a per-model mapping
         with an optional `default`)."""
-        return requested_precisions(self.section("evaluation")["precision"], self.models)
+        return PrecisionRequest(self.section("evaluation")["precision"]).per_model(self.models)
 
     def gates(self, precision: str) -> dict:
         """cosine_min / max_abs / max_relative of a precision: validation.gates.<precision>, else
         QUANTIZED_GATES for an integer precision, else validation's own."""
         v = self.section("validation")
-        base = dict(QUANTIZED_GATES) if self.is_quantized(precision) else \
+        base = dict(QUANTIZED_GATES) if self.precisions[precision].quantized else \
             {"cosine_min": v["cosine_min"], "max_abs": v["max_abs"], "max_relative": v["max_relative"]}
         return {**base, **v["gates"].get(precision, {})}
 
@@ -125,7 +124,7 @@ class Pipeline:
         return self.section("calibration")["suite"] or self.section("evaluation")["suite"]
 
     def fallback(self, precision: str) -> str | None:
-        return fallback_of(self.precisions, precision)
+        return self.precisions.fallback(precision)
 
     def resolve(self, p: str) -> Path:
         return (self.root / p).resolve()

@@ -24,7 +24,8 @@ from ..progress import heartbeat
 from . import conventions
 from .checkpoint import CheckpointError, hub_snapshot, inspect_checkpoint, load_checkpoint, random_model
 from .model import SmolVLA
-from .presets import Preset, get_preset, stage_io
+from ..declaration import stage_io
+from .presets import Preset, get_preset
 from .tokenizer import TokenizerNotFound, find_tokenizer, local_vlm_folder, write_tokenizer
 
 log = logging.getLogger("smolvla_build.export")

@@ -96,28 +96,3 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown model preset {name!r}; expected one of {sorted(PRESETS)}") from None
-
-
-def stage_io(p: Preset) -> dict[str, dict]:
-    """Expected graph I/O of each raw stage: name -> (shape, elem type name)."""
-    return {
-        "vision_encoder": {"inputs": {"pixel_values": ([1, 3, p.image_size, p.image_size], "float")},
-                           "outputs": {"image_embeddings": ([1, p.image_tokens, p.text_hidden], "float")}},
-        "llm_backbone": {"inputs": {"img_emb0": ([1, p.image_tokens, p.text_hidden], "float"),
-                                    "img_emb1": ([1, p.image_tokens, p.text_hidden], "float"),
-                                    "lang_tokens": ([1, p.tokenizer_max_length], "int64"),
-                                    "lang_mask": ([1, p.tokenizer_max_length], "bool"),
-                                    "state": ([1, p.max_state_dim], "float")},
-                         "outputs": {"kv": (list(p.kv_shape), "float")}},
-        "action_head": {"inputs": {"x_t": ([1, p.chunk_size, p.max_action_dim], "float"),
-                                   "timestep": ([1], "float"),
-                                   "kv": (list(p.kv_shape), "float"),
-                                   "prefix_pad_mask": ([1, p.prefix_len], "bool")},
-                        "outputs": {"v_t": ([1, p.chunk_size, p.max_action_dim], "float")}},
-    }
-
-
-def raw_stage_io(preset) -> dict:
-    """Expected I/O of the raw stage models (name -> [shape, dtype]) for a preset."""
-    return {m: {side: {k: [list(v[0]), v[1]] for k, v in d.items()} for side, d in io.items()}
-            for m, io in stage_io(preset).items()}

@@ -13,7 +13,8 @@ log = logging.getLogger("smolvla_build.preprocess")
 
 def preprocess_task(kw: dict):
     """kw: model, src, out, report, sidecar, embed_npy (the LLM's token table, moved to the CPU),
-    cpu_model (the sinusoids' CPU sub-model), expected_io (an ONNX source's stage I/O), options."""
+    cpu_model (the sinusoids' CPU sub-model), declaration (the stage's, smolvla_build/declaration.py),
+    check_io (an ONNX source: its graph I/O is checked against the declaration), options."""
     from doit.exceptions import TaskFailed
 
     from .. import onnx_io
@@ -22,13 +23,13 @@ def preprocess_task(kw: dict):
     from .pipeline import PreprocessError, preprocess
     from .signature import SignatureError, check_signature
     model_name, src, out, options = kw["model"], kw["src"], kw["out"], kw["options"]
-    report_path, sidecar, embed_npy, cpu_model_path, expected_io = (
-        kw[k] for k in ("report", "sidecar", "embed_npy", "cpu_model", "expected_io"))
+    report_path, sidecar, embed_npy, cpu_model_path, declared = (
+        kw[k] for k in ("report", "sidecar", "embed_npy", "cpu_model", "declaration"))
     log.info("preprocess %s: loading %s", model_name, src)
     model = onnx_io.load(src)
     try:
-        if expected_io is not None:
-            check_signature(model, expected_io, src)
+        if kw["check_io"]:
+            check_signature(model, declared, src)
         with heartbeat(f"preprocess {model_name}", log):
             result = preprocess(model, embedding_cpu=options["embedding_on_cpu"], sinusoid_cpu=options["sinusoid_on_cpu"],
                                 mask_bound=options["mask_bound"], rtol=options["equivalence_rtol"], seed=options["seed"],
@@ -48,7 +49,7 @@ def preprocess_task(kw: dict):
         if result.cpu_model is None:
             return TaskFailed(f"{src}: no sinusoid of small inputs (timestep embedding, RoPE tables) found to move to the CPU")
         onnx_io.save(result.cpu_model, cpu_model_path)
-    write_json(sidecar, result.io_changes)
+    write_json(sidecar, {"stage": declared, **result.io_changes})
     write_json(report_path, report)
     onnx_io.save(result.model, out)       # last: the model appears only with its report and sidecar
     errs = report.get("equivalence", {}).get("relative_error", {})

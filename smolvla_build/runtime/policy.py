@@ -11,7 +11,7 @@ from smolvla_runtime.runners import ReferenceRunner
 from smolvla_runtime.stage import StageRunner
 
 from .. import MODELS
-from ..precisions import requested_precisions
+from ..precisions import PrecisionRequest, Precisions
 from .contexts import htp_runner
 
 
@@ -36,9 +36,9 @@ def reference_model(layout, model: str):
     return path
 
 
-def stage_runners(layout, runtime: str, soc: dict, precisions: dict, wanted, models) -> dict[str, StageRunner]:
+def stage_runners(layout, runtime: str, soc: dict, precisions: Precisions, wanted, models) -> dict[str, StageRunner]:
     """`wanted`: a precision name, or {model: precision} (Pipeline.requested_precisions)."""
-    wanted = requested_precisions(wanted, models)
+    wanted = PrecisionRequest(wanted).per_model(models)
     chosen = runtime_precisions(layout, wanted)
     out = {}
     for m in models:
@@ -46,7 +46,7 @@ def stage_runners(layout, runtime: str, soc: dict, precisions: dict, wanted, mod
             runner = ReferenceRunner(reference_model(layout, m))
         elif runtime in ("ort-qnn", "qnn-net-run"):
             p = chosen[m]
-            runner = htp_runner(layout, m, p, soc, precisions[p], runtime)
+            runner = htp_runner(layout, m, p, soc, precisions[p].settings, runtime)
         else:
             raise ValueError(f"unknown runtime {runtime!r} (reference, ort-qnn, qnn-net-run)")
         out[m] = StageRunner(runner, layout.io_sidecar(m))
@@ -57,7 +57,7 @@ class Policy(RuntimePolicy):
     """The runtime policy, loaded from a build's artifacts."""
 
     @classmethod
-    def from_artifacts(cls, layout, runtime: str, soc: dict, precisions: dict, wanted, n_action_steps: int,
+    def from_artifacts(cls, layout, runtime: str, soc: dict, precisions: Precisions, wanted, n_action_steps: int,
                        seed: int = 0) -> "Policy":
         export = layout.export_dir
         stages = stage_runners(layout, runtime, soc, precisions, wanted, MODELS)

@@ -3,7 +3,9 @@ smolvla_build/bundle.py makes it)."""
 
 from __future__ import annotations
 
-from .. import MODELS, SINUSOID_ON_CPU
+from .. import MODELS
+from ..declaration import SINUSOID_ON_CPU
+from ..precisions import PrecisionRequest
 from ..toolchains.fingerprint import ort_qnn_fingerprint
 from .keys import RUNTIME, action, code_digest, uptodate
 
@@ -13,9 +15,8 @@ BUNDLE = action("bundle:bundle_task")
 
 
 def gen_tasks(pipe, layout, toolchain):
-    from ..precisions import precision_label
     wanted = (pipe.data.get("bundle") or {}).get("precision") or pipe.requested_precisions()
-    label = precision_label(wanted)
+    label = PrecisionRequest(wanted).label
     deps = [layout.export_dir / n for n in ("tokenizer.json", "tokenizer_config.json", "normalization.json")]
     deps += [layout.report_json]
     for m in MODELS:
@@ -28,7 +29,7 @@ def gen_tasks(pipe, layout, toolchain):
     tools = ort_qnn_fingerprint(pipe.soc)
     meta = {"tools": tools, "source": dict(pipe.source)}
     plan = {m: {p: layout.bundle_files(m, p) for p in pipe.precisions} for m in MODELS}
-    kw = {"out_dir": str(out_dir), "zip_path": str(zip_path), "plan": plan, "precisions": pipe.precisions,
+    kw = {"out_dir": str(out_dir), "zip_path": str(zip_path), "plan": plan, "precisions": pipe.precisions.settings(),
           "export_dir": str(layout.export_dir), "report_json": str(layout.report_json),
           "wanted": wanted, "toolchain": toolchain, "soc": dict(pipe.soc), "meta": meta,
           "n_action_steps": pipe.section("evaluation")["n_action_steps"],

@@ -13,7 +13,7 @@ CALIBRATE = action("calibration:calibrate_task")
 
 
 def sample_counts(pipe) -> list[int]:
-    return sorted({pipe.precisions[p]["quantization"]["calibration"]["samples"] for p in pipe.quantized_precisions()})
+    return sorted({pipe.precisions[p].calibration_samples for p in pipe.quantized_precisions()})
 
 
 def gen_tasks(pipe, layout, toolchain):

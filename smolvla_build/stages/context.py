@@ -19,12 +19,12 @@ def gen_tasks(pipe, layout, toolchain):
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():
             # an integer precision compiles its calibrated QDQ model (stages/quantize.py)
-            quantized = "quantization" in precision
+            quantized = precision.quantized
             src = layout.quantized(m, pname) if quantized else layout.preprocessed(m)
             qinfo = str(layout.quantized_info(m, pname)) if quantized else None
             kw = {"model_name": m, "precision_name": pname, "src": str(src), "quantized_info": qinfo,
                   "out": str(layout.ort_qnn_context(m, pname)), "info_path": str(layout.ort_qnn_context_info(m, pname)),
-                  "soc": dict(pipe.soc), "precision": precision, "tools": fp, "code": code, "toolchain": toolchain}
+                  "soc": dict(pipe.soc), "precision": precision.settings, "tools": fp, "code": code, "toolchain": toolchain}
             yield {
                 "basename": FAMILY,
                 "name": f"{m}-{pname}",

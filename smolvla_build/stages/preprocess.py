@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .. import EMBEDDING_ON_CPU, SINUSOID_ON_CPU
+from ..declaration import EMBEDDING_ON_CPU, SINUSOID_ON_CPU, declaration
+from ..export.presets import get_preset
 from ..toolchains.fingerprint import passes_fingerprint
 from .keys import action, uptodate
 
@@ -14,10 +15,7 @@ def gen_tasks(pipe, layout, toolchain):
     opts = pipe.section("preprocess")
     tools = passes_fingerprint()
     code = PREPROCESS.code()
-    expected = None
-    if pipe.source["weights"] == "onnx":
-        from ..export.presets import get_preset, raw_stage_io     # data only: no torch, onnx or passes
-        expected = raw_stage_io(get_preset(pipe.source["preset"]))
+    preset = get_preset(pipe.source["preset"])
     for m in pipe.models:
         options = {"embedding_on_cpu": m in EMBEDDING_ON_CPU, "sinusoid_on_cpu": m in SINUSOID_ON_CPU,
                    "mask_bound": opts["mask_bound"],
@@ -31,7 +29,7 @@ def gen_tasks(pipe, layout, toolchain):
               "report": str(layout.preprocess_report(m)), "sidecar": str(layout.io_sidecar(m)),
               "embed_npy": str(layout.embed_table) if options["embedding_on_cpu"] else None,
               "cpu_model": str(layout.cpu_model(m)) if options["sinusoid_on_cpu"] else None,
-              "expected_io": expected[m] if expected else None, "options": options, "tools": tools, "code": code}
+              "declaration": declaration(preset, m), "check_io": pipe.source["weights"] == "onnx", "options": options, "tools": tools, "code": code}
         yield {
             "basename": FAMILY,
             "name": m,

@@ -51,12 +51,12 @@ def gen_tasks(pipe, layout, toolchain):
             p = layout.qairt(m, pname)
             paths = {k: str(v) for k, v in vars(p).items() if hasattr(v, "as_posix")}
             paths["staging_libgen"] = str(p.staging("libgen"))
-            conv = precision["converter"]
+            conv = precision.settings["converter"]
             name = f"{m}-{pname}"
-            quantization = precision.get("quantization")
+            quantization = precision.quantization
             calibration, cal_deps = None, []
             if quantization:       # the converter's own quantizer, on the recorded calibration set
-                n = quantization["calibration"]["samples"]
+                n = precision.calibration_samples
                 calibration = {"npz": str(layout.calibration_set(n, m)), "model": str(layout.preprocessed(m)),
                                "input_list": str(p.staging("convert") / "input_list.txt")}
                 cal_deps = [calibration["npz"], str(layout.calibration_info(n))]
@@ -124,7 +124,7 @@ def gen_tasks(pipe, layout, toolchain):
                       code=code,
                       missing=[missing[t] for t in ("qnn-context-binary-generator",) if t in missing],
                       ctx_cmd=ctx_cmd, info_cmd=info_cmd,
-                      backend_extensions=context_backend_extensions(m, pipe.soc, precision["context"]),
+                      backend_extensions=context_backend_extensions(m, pipe.soc, precision.settings["context"]),
                       backend_config=backend_config(sdk.lib / host.extensions, p.backend_ext))
             yield {"basename": "context", "name": name, "doc": f"qnn-context-binary-generator: {m} ({pname}) for "
                                                                 f"soc_model {pipe.soc['soc_model']}",

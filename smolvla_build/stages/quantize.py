@@ -20,8 +20,7 @@ def gen_tasks(pipe, layout, toolchain):
     code = QUANTIZE.code()
     for m in pipe.models:
         for pname in pipe.quantized_precisions():
-            q = pipe.precisions[pname]["quantization"]
-            n = q["calibration"]["samples"]
+            q, n = pipe.precisions[pname].quantization, pipe.precisions[pname].calibration_samples
             kw = {"model_name": m, "precision_name": pname, "src": str(layout.preprocessed(m)),
                   "calibration": str(layout.calibration_set(n, m)), "calibration_info": str(layout.calibration_info(n)),
                   "out": str(layout.quantized(m, pname)), "info_path": str(layout.quantized_info(m, pname)),

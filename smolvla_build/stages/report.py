@@ -16,7 +16,7 @@ def gen_tasks(pipe, layout, toolchain):
     meta = {"pipeline": str(pipe.path), "preset": src["preset"], "weights": src["weights"], "toolchain": toolchain,
             "soc": dict(pipe.soc)}
     wanted = pipe.requested_precisions()
-    calibrations = {p: str(layout.calibration_info(pipe.precisions[p]["quantization"]["calibration"]["samples"]))
+    calibrations = {p: str(layout.calibration_info(pipe.precisions[p].calibration_samples))
                     for p in pipe.quantized_precisions()}
     chart = str(layout.report_chart)
     export_info = None if src["weights"] == "onnx" else str(layout.export_dir / "export_info.json")

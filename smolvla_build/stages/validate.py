@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from .. import SINUSOID_ON_CPU
-from ..precisions import fallback_targets
+from ..declaration import SINUSOID_ON_CPU, upstream
 from ..toolchains.fingerprint import ort_qnn_fingerprint, passes_fingerprint
 from .keys import action, uptodate
 
@@ -16,24 +15,25 @@ def gen_tasks(pipe, layout, toolchain):
     options = {k: v for k, v in pipe.section("validation").items() if k != "gates"}    # each task: its own gates
     fp = {**ort_qnn_fingerprint(pipe.soc), **passes_fingerprint(), "toolchain": toolchain}
     code = VALIDATE.code()
-    targets = fallback_targets(pipe.precisions)
+    targets = pipe.precisions.fallback_targets()
     from ..export.presets import get_preset               # data only (no torch)
-    state_dim = get_preset(pipe.source["preset"]).state_dim
+    preset = get_preset(pipe.source["preset"])
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():
             deps = [layout.preprocessed(m), layout.io_sidecar(m), *layout.context_files(m, pname)]
             deps += [layout.cpu_model(m)] if m in SINUSOID_ON_CPU else []
-            needs_llm = m in ("llm_backbone", "action_head")
-            with_vision = needs_llm and "vision_encoder" in pipe.models
+            feeders = upstream(preset, m) + [m]        # the stages whose reference makes this one's inputs
+            needs_llm = "llm_backbone" in feeders
+            with_vision = needs_llm and "vision_encoder" in feeders and "vision_encoder" in pipe.models
             if needs_llm:  # real embedding rows, and the action head's KV cache comes from the LLM reference
                 deps += [layout.embed_table, layout.preprocessed("llm_backbone"), layout.io_sidecar("llm_backbone")]
             if with_vision:  # image embeddings from the reference vision encoder
                 deps += [layout.preprocessed("vision_encoder"), layout.io_sidecar("vision_encoder")]
             q = layout.qairt(m, pname)
             # exactly what the action reads, and the up-to-date key
-            kw = {"model": m, "precision_name": pname, "precision": precision, "soc": dict(pipe.soc),
+            kw = {"model": m, "precision_name": pname, "precision": precision.settings, "soc": dict(pipe.soc),
                   "options": options, "gates": pipe.gates(pname), "fallback_to": pipe.fallback(pname),
-                  "fallback_target": pname in targets, "state_dim": state_dim,
+                  "fallback_target": pname in targets, "state_dim": preset.state_dim,
                   "reference": str(layout.preprocessed(m)), "sidecar": str(layout.io_sidecar(m)),
                   "ctx": str(layout.context(m, pname)), "out": str(layout.validation(m, pname)),
                   "qairt_io": {"binary_info": str(q.binary_info), "net_json": str(q.net_json)} if toolchain == "qairt" else None,
