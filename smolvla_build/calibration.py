@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fsutil import atomic_path, write_json
+from .fsutil import save_npz, write_json
 
 log = logging.getLogger("smolvla_build.calibration")
 CALLS_PER_CHUNK = {"vision_encoder": 2, "llm_backbone": 1, "action_head": 10}
@@ -89,9 +89,7 @@ def record(policy, suite: str, tasks: list[int], samples: int, seed: int, config
     for m, rec in recorders.items():
         stacked = {k: np.stack([s[k] for s in rec.samples]) for k in rec.samples[0]}
         path = out_dir / f"{m}.npz"
-        with atomic_path(path, suffix=".npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **stacked)
+        save_npz(path, stacked)
         files[m] = {"file": path.name, "samples": len(rec.samples), "calls": rec.calls,
                     "inputs": {k: list(v.shape[1:]) for k, v in stacked.items()}}
         stage = policy.stages[m]

@@ -92,6 +92,13 @@ def save_npy(target: str | Path, array) -> None:
         np.save(tmp, array)
 
 
+def save_npz(target: str | Path, arrays: dict) -> None:
+    import numpy as np
+    with atomic_path(target, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:          # a file object: np.savez would append .npz to a path
+            np.savez(fh, **arrays)
+
+
 def tree_digest(*paths: str | Path, pattern: str = "*.py") -> str:
     """Digest of the source files under `paths`: part of a stage's up-to-date key, so a change
     of the code that produces an output rebuilds it."""

@@ -145,6 +145,8 @@ class Layout:
             files += [self.reference_model(m), self.reference_info(m), self.io_sidecar(m)]
             if runtime in ("ort-qnn", "qnn-net-run"):
                 files += [f for p in self.pipe.precisions for f in self.context_files(m, p)]
+            if runtime == "proxy":
+                files += [f for p in self.pipe.precisions for f in self.proxy_files(m, p)]
         return files + [self.embed_table] + [self.cpu_model(m) for m in sorted(SINUSOID_ON_CPU)]
 
     def qnn_net_run_dir(self, model: str, precision: str) -> Path:
@@ -194,6 +196,32 @@ class Layout:
     # validate / report
     def validation(self, model: str, precision: str) -> Path:
         return self.root / "validation" / f"{model}-{precision}.json"
+
+    def validation_arrays(self, model: str, precision: str) -> Path:
+        """Validation's inputs (`in/<name>`) and its judged outputs (`reference`, `htp`)."""
+        return self.root / "validation" / f"{model}-{precision}.npz"
+
+    def stage_cpu_files(self, model: str) -> list[Path]:
+        """What a stage's runner reads beside its graph: the sidecar and the parts moved to the CPU."""
+        from .declaration import EMBEDDING_ON_CPU, SINUSOID_ON_CPU
+        return ([self.io_sidecar(model)] + ([self.embed_table] if model in EMBEDDING_ON_CPU else [])
+                + ([self.cpu_model(model)] if model in SINUSOID_ON_CPU else []))
+
+    # CPU proxies of the HTP precisions (smolvla_build/proxies.py)
+    def proxy_model_file(self, model: str, precision: str) -> Path:
+        """The fp16-rounded graph (float precisions that compute in fp16 on the HTP)."""
+        return self.root / "proxy" / precision / f"{model}.onnx"
+
+    def proxy_fidelity(self, model: str, precision: str) -> Path:
+        return self.root / "proxy" / precision / f"{model}.fidelity.json"
+
+    def proxy_files(self, model: str, precision: str) -> list[Path]:
+        """Everything the proxy runtime reads for a model in a precision."""
+        from .proxies import proxy_kind
+        kind = proxy_kind(self.pipe.precisions[precision].settings)
+        model_file = {"qdq": self.quantized(model, precision), "fp16-rounded": self.proxy_model_file(model, precision),
+                      "fp32": self.preprocessed(model)}[kind]
+        return [model_file, self.proxy_fidelity(model, precision)]
 
     @property
     def report_md(self) -> Path:

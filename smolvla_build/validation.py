@@ -170,9 +170,10 @@ def validation_inputs(kw: dict) -> dict[str, np.ndarray]:
             "timestep": np.array([1.0], np.float32)}
 
 
-def measure(kw: dict, log) -> dict:
+def measure(kw: dict, log) -> tuple[dict, dict]:
     """The HTP context against the fp32 reference on the stage's seeded inputs: metrics (the action
-    head after the whole rollout), timings and the reference's intermediate ranges beyond fp16."""
+    head after the whole rollout), timings and the reference's intermediate ranges beyond fp16; and
+    the arrays the CPU proxies are measured on (`in/<input>`, the judged `reference` and `htp`)."""
     import time
 
     from .compare import compare as compare_arrays
@@ -197,12 +198,14 @@ def measure(kw: dict, log) -> dict:
         ref_x, ref_v = rollout(ref, base, feeds["x_t"])
         htp_x, htp_v = rollout(htp, base, feeds["x_t"])
         metrics = compare_arrays(ref_x, htp_x)
+        judged = (ref_x, htp_x)
         report["per_step"] = [dict(step=i, **{k: v for k, v in compare_arrays(a, b).items() if k != "saturation"})
                               for i, (a, b) in enumerate(zip(ref_v, htp_v))]
         report["judged_on"] = f"final action chunk after the {NUM_STEPS}-step Euler rollout, same noise"
     else:
         name = ref.runner.output_names[0]
-        metrics = compare_arrays(ref.infer(feeds)[name], htp.infer(feeds)[name])
+        judged = (ref.infer(feeds)[name], htp.infer(feeds)[name])
+        metrics = compare_arrays(*judged)
         report["judged_on"] = f"output {name}"
     report["metrics"] = metrics
     report["htp_seconds_per_call"] = float(np.median(htp.inference_times))
@@ -214,7 +217,9 @@ def measure(kw: dict, log) -> dict:
     # activation ranges are calibrated scales instead
     report["intermediates_beyond_fp16"] = [] if "quantization" in kw["precision"] else over_fp16(ranges)
     report["seconds"] = round(time.time() - t0, 2)
-    return report
+    arrays = {f"in/{k}": np.asarray(v) for k, v in feeds.items()}
+    arrays.update(reference=judged[0], htp=judged[1])
+    return report, arrays
 
 
 def decide(reasons: list[str], options: dict, fallback_to: str | None, is_fallback_target: bool) -> str:
@@ -238,9 +243,9 @@ def validate_task(kw: dict):
 
     from doit.exceptions import TaskFailed
 
-    from .fsutil import write_json
+    from .fsutil import save_npz, write_json
     log = logging.getLogger("smolvla_build.validate")
-    report = measure(kw, log)
+    report, arrays = measure(kw, log)
     options = kw["options"]
     gates = {"cosine_min": options["cosine_min"], "max_abs": options["max_abs"],
              "max_relative": options.get("max_relative"), **(kw["gates"] or {})}
@@ -249,7 +254,8 @@ def validate_task(kw: dict):
     report["status"] = decide(reasons, options, kw["fallback_to"], kw["fallback_target"])
     if report["status"] == "fallback":
         report["fallback_to"] = kw["fallback_to"]
-    write_json(kw["out"], report)
+    save_npz(kw["arrays"], arrays)
+    write_json(kw["out"], report)           # last: the report appears only with its arrays
     metrics, label = report["metrics"], f"{kw['model']}-{kw['precision_name']}"
     msg = (f"validate {label}: {report['status']}, cosine {metrics['cosine']:.6f}, "
            f"max abs {metrics['max_abs']:.3g}, PSNR {metrics['psnr_db']:.1f} dB")

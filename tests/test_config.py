@@ -48,6 +48,8 @@ BASE = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text())
     (lambda d: d["source"].update(weights="checkpoint", path="does/not/exist"), "source.path", "does not exist"),
     (lambda d: d["source"].update(weights="onnx"), "source.path", "required when source.weights is 'onnx'"),
     (lambda d: d["evaluation"].__setitem__("precision", "int8"), "evaluation.precision", "not one of the declared"),
+    (lambda d: d["evaluation"].__setitem__("divergence", ["fp16", "w8a16"]), "evaluation.divergence",
+     "'w8a16' is not one of the declared precisions"),
 ])
 def test_broken_pipeline_is_one_line(tmp_path, mutate, field, expected):
     data = yaml.safe_load(yaml.safe_dump(BASE))

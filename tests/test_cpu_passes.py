@@ -191,3 +191,22 @@ def test_cli_cpu_copy(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode == 1 and not out.exists()
     assert "error:" in bad.stderr and "fused copy's relative error" in bad.stderr and "not written" in bad.stderr
+
+
+# --- the fp16 CPU proxy ------------------------------------------------------------------------------
+
+def test_round_to_fp16_rounds_weights_and_every_activation_and_saturates_like_fp16():
+    """Pattern: x * w, then a square. Each float value the graph holds is what fp16 would hold:
+    the weight 1.0001 becomes 1, the product 300^2 overflows to inf, 1e-9 flushes to 0."""
+    from smolvla_build.cpu_passes.fp16_rounding import round_to_fp16
+    w = nh.from_array(np.array([[1.0001, 300.0, 1e-9, 2.0]], np.float32), "w")
+    m = model([oh.make_node("Mul", ["x", "w"], ["m"]), oh.make_node("Mul", ["m", "m"], ["y"])],
+              [vi("x", T.FLOAT, [1, 4])], [vi("y", T.FLOAT, [1, 4])], [w])
+    x = np.array([[1.0, 1.0, 1.0, 1.0001]], np.float32)
+    exact = run(m, {"x": x})[0]
+    got = run(round_to_fp16(m), {"x": x})[0]
+    with np.errstate(over="ignore"):                      # fp16's own overflow, the point of the test
+        want = ((x.astype(np.float16) * nh.to_array(w).astype(np.float16)) ** 2).astype(np.float32)
+    assert np.isinf(got[0, 1]) and got[0, 2] == 0 and np.isfinite(exact).all()
+    assert np.array_equal(got, want)
+    assert ops(round_to_fp16(m))["Cast"] == 2 * 3          # after the input and each of the two Muls

@@ -111,3 +111,33 @@ def test_a_two_node_loopback_cluster_spreads_the_episodes(evaluated, tmp_path):
     assert len(got) == 4 and len({r["node"] for r in got.values()}) == 2
     info = json.loads((folder / "artifacts" / "eval" / "eval_info.json").read_text())
     assert len(info["nodes"]) == 2
+
+
+def test_divergence_reports_each_precision_against_the_fp32_policy(evaluated):
+    """`doit divergence` on 2 tiny episodes: the fp16 proxy acts beside the fp32 shadow, the fp32
+    reference runs the same seeds; summary.md, divergence.json and the chart. proxy_max_ratio is
+    raised: the tiny fp16 proxy's measured distance to the HTP is near the HTP's own to fp32
+    (test_proxies.py), over the default's 20%."""
+    folder, pipe, _ = evaluated
+    cfg = yaml.safe_load(pipe.read_text())
+    cfg["evaluation"].update(runtime="proxy", divergence=["fp16"], tasks=[0], trials=2)
+    pipe.write_text(yaml.safe_dump(cfg))
+    refused = doit(pipe, "divergence", check=False)                  # the default proxy_max_ratio, 0.2
+    assert refused.returncode != 0 and "over evaluation.proxy_max_ratio 0.2" in refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stdout + refused.stderr
+    cfg["evaluation"]["proxy_max_ratio"] = 5.0
+    pipe.write_text(yaml.safe_dump(cfg))
+    doit(pipe, "divergence")
+    root = folder / "artifacts" / "eval" / "divergence"
+    d = json.loads((root / "divergence.json").read_text())
+    fp16 = d["precisions"]["fp16"]
+    assert fp16["episodes"] == 2 and d["baseline"]["episodes"] == 2 and fp16["runtime"] == "proxy"
+    assert fp16["control_steps"] == 6 and fp16["action_diff"]["n"] == 6                     # 2 episodes x 3 steps
+    assert 0 < fp16["action_diff"]["median"] <= fp16["action_diff"]["p95"] <= fp16["action_diff"]["max"] < 0.05
+    assert fp16["ee_max_m"]["n"] == 2 and fp16["ee_max_m"]["max"] >= 0
+    assert set(d["proxy_ratio"]["fp16"]) == {"vision_encoder", "llm_backbone", "action_head"}
+    summary = (root / "summary.md").read_text()
+    assert "RANDOM WEIGHTS" in summary and "| fp16 | proxy | 2 |" in summary
+    assert (root / "divergence.png").stat().st_size > 0
+    trial = json.loads((root / "fp16" / "libero_spatial" / "task0" / "trial0.json").read_text())
+    assert len(trial["action_diffs"]) == len(trial["ee_positions"]) == trial["steps"] == 3

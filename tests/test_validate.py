@@ -65,7 +65,8 @@ def _validate(d, policy, fallback_to="fp32", on_fallback_miss="fail", fallback_t
     kw = {"model": "vision_encoder", "precision_name": "fp16", "precision": FP16, "soc": SOC, "options": options,
           "gates": None, "fallback_to": fallback_to, "fallback_target": fallback_target,
           "reference": str(d / "vision_encoder.onnx"), "sidecar": str(d / "vision_encoder.io.json"),
-          "ctx": str(d / "ctx" / "vision_encoder_ctx.onnx"), "out": str(out), "qairt_io": None,
+          "ctx": str(d / "ctx" / "vision_encoder_ctx.onnx"), "out": str(out), "arrays": str(out.with_suffix(".npz")),
+          "qairt_io": None,
           "embed_table": None, "llm_reference": None, "llm_sidecar": None, "vision_reference": None,
           "vision_sidecar": None}
     result = validate_task(kw)

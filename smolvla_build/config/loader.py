@@ -204,6 +204,9 @@ def _check_semantics(name: str, pipe: Pipeline) -> None:
         if missing:
             raise ConfigError(f"{name}: evaluation.precision: no precision for {', '.join(missing)}; expected a key per model "
                               "or a `default`")
+    for p in ev["divergence"]:
+        if p not in pipe.precisions:
+            raise ConfigError(f"{name}: evaluation.divergence: {p!r} is not one of the declared precisions {sorted(pipe.precisions)}")
     for p in pipe.section("validation")["gates"]:
         if p not in pipe.precisions:
             raise ConfigError(f"{name}: validation.gates.{p}: not one of the declared precisions {sorted(pipe.precisions)}")

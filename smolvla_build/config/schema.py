@@ -217,7 +217,13 @@ PIPELINE_SCHEMA = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "runtime": {"enum": ["auto", "reference", "ort-qnn", "qnn-net-run"]},
+                # proxy: each precision's CPU proxy (docs/runtimes.md, "CPU proxies")
+                "runtime": {"enum": ["auto", "reference", "ort-qnn", "qnn-net-run", "proxy"]},
+                # the proxy runtime runs a stage only if its measured distance to the HTP output is at
+                # most this fraction of the HTP's own distance to fp32
+                "proxy_max_ratio": {"type": "number", "exclusiveMinimum": 0},
+                # doit divergence: these precisions' episodes beside the fp32 reference policy
+                "divergence": {"type": "array", "items": {"type": "string", "pattern": IDENTIFIER}},
                 # one precision for every model, or per model ({action_head: fp16, default: w8a16})
                 "precision": {"oneOf": [{"type": "string", "pattern": IDENTIFIER},
                                         {"type": "object", "minProperties": 1, "additionalProperties": False,
@@ -276,6 +282,8 @@ DEFAULTS = {
     "calibration": {"suite": None, "tasks": "all", "seed": 0},
     "evaluation": {
         "runtime": "auto",
+        "proxy_max_ratio": 0.2,
+        "divergence": [],
         "precision": "fp16",
         "suite": "libero_spatial",
         "suites": None,

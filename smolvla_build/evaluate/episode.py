@@ -79,7 +79,7 @@ def simulate(policy, suite: str, task_id: int, trial: int, max_steps: int | None
     envs = envs or TaskEnvironments(config_dir)
     env, language, init_states = envs.get(suite, task_id)
     t_env = time.time()
-    shots, actions, rewards, policy_s = [], [], [], []
+    shots, actions, rewards, policy_s, ee = [], [], [], [], []
     success = False
     try:
         env.seed(seed)
@@ -104,6 +104,7 @@ def simulate(policy, suite: str, task_id: int, trial: int, max_steps: int | None
             obs, reward, done, _ = env.step(np.asarray(action, dtype=np.float64).tolist())
             actions.append(np.asarray(action, dtype=np.float64).tolist())
             rewards.append(float(reward))
+            ee.append(np.asarray(obs["robot0_eef_pos"], dtype=np.float64).tolist())
             if frames:
                 shots.append(obs["agentview_image"][::-1, ::-1].copy())
             if done or env.check_success():
@@ -117,6 +118,7 @@ def simulate(policy, suite: str, task_id: int, trial: int, max_steps: int | None
             envs.close()
     elapsed = time.time() - t0
     return {"task": language, "success": success, "steps": len(actions), "actions": actions, "rewards": rewards,
+            "ee_positions": ee,
             "frames": shots, "seconds": elapsed, "policy_s": float(np.sum(policy_s)), "env_build_s": t_env - t0,
             "simulator_s": elapsed - (t_env - t0) - float(np.sum(policy_s))}
 

@@ -61,17 +61,23 @@ def policy_hash(files: list[str], settings: dict) -> str:
 
 
 class EpisodeWorker:
-    """A Ray actor: the policy and LIBERO set up once, then episodes."""
+    """A Ray actor: the policy and LIBERO set up once, then episodes. `precision`: run this one
+    instead of evaluation.precision; `shadow`: the fp32 reference policy plans beside it
+    (evaluate/divergence.py)."""
 
-    def __init__(self, pipeline_path: str, runtime: str):
+    def __init__(self, pipeline_path: str, runtime: str, precision: str | None = None, shadow: bool = False):
         from ..config import load_pipeline
         from ..layout import Layout
         from ..runtime.policy import Policy
         pipe = load_pipeline(pipeline_path)
         layout = Layout(pipe)
         ev = pipe.section("evaluation")
-        self.policy = Policy.from_artifacts(layout, runtime, pipe.soc, pipe.precisions, pipe.requested_precisions(),
-                                            ev["n_action_steps"])
+        wanted = precision or pipe.requested_precisions()
+        self.policy = Policy.from_artifacts(layout, runtime, pipe.soc, pipe.precisions, wanted, ev["n_action_steps"])
+        if shadow:
+            from .divergence import ShadowedPolicy
+            self.policy = ShadowedPolicy(self.policy, Policy.from_artifacts(
+                layout, "reference", pipe.soc, pipe.precisions, wanted, ev["n_action_steps"]))
         self.config_dir = layout.root / "libero-config" / f"worker-{os.getpid()}"     # one per process
         from .episode import TaskEnvironments
         self.envs = TaskEnvironments(self.config_dir)        # a task's environment, kept for its next trials
@@ -88,7 +94,8 @@ class EpisodeWorker:
         if video:
             write_video(r["frames"], Path(video))
         return {"task": r["task"], "success": r["success"], "steps": r["steps"], "rewards": r["rewards"],
-                "actions": r["actions"],
+                "actions": r["actions"], "ee_positions": r["ee_positions"],
+                **({"action_diffs": list(self.policy.diffs)} if hasattr(self.policy, "diffs") else {}),
                 "sum_reward": float(sum(r["rewards"])), "max_reward": float(max(r["rewards"], default=0.0)),
                 "seconds": r["seconds"], "policy_s": r["policy_s"], "simulator_s": r["simulator_s"],
                 "env_build_s": r["env_build_s"],
@@ -106,18 +113,24 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, meta: dict) -> dict:
-    """Run the missing episodes on Ray, then aggregate. Returns counts."""
+def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, meta: dict,
+             precision: str | None = None, shadow: bool = False) -> dict:
+    """Run the missing episodes on Ray, then aggregate. Returns counts. `precision`, `shadow`:
+    EpisodeWorker's."""
     import ray
     from ray.exceptions import RayActorError, RayTaskError
     from tqdm import tqdm
 
     from ..config import load_pipeline
     from ..fsutil import write_json
+    from .. import MODELS
+    from ..layout import Layout
+    from ..runtime.policy import check_runtime
     pipe = load_pipeline(pipeline_path)
     ev = pipe.section("evaluation")
+    check_runtime(Layout(pipe), runtime, precision or pipe.requested_precisions(), MODELS)
     root = Path(out_root)
-    settings = {"runtime": runtime, "precision": ev["precision"], "max_steps": ev["max_steps"],
+    settings = {"runtime": runtime, "precision": precision or ev["precision"], "shadow": shadow, "max_steps": ev["max_steps"],
                 "n_action_steps": ev["n_action_steps"], "seed": ev["seed"]}
     fingerprint = policy_hash(files, settings)
     todo = []
@@ -147,7 +160,7 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
         stats["ray_start_s"] = round(time.time() - t_ray, 2)
         Worker = ray.remote(num_cpus=1)(EpisodeWorker)
         try:
-            actors = [Worker.remote(pipeline_path, runtime) for _ in range(workers)]
+            actors = [Worker.remote(pipeline_path, runtime, precision, shadow) for _ in range(workers)]
             pending = collections.deque((ep, None) for ep in todo)       # (episode, slot to avoid)
             failures, deaths = collections.Counter(), collections.Counter()
             free, in_flight, holds = list(range(workers)), {}, {}
@@ -181,7 +194,7 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
                     stats["actor_deaths"] += 1
                     log.warning("eval: the actor running %s task %d trial %d died (%s): replaced, episode re-run",
                                 suite, task, trial, type(e).__name__)
-                    actors[slot] = Worker.remote(pipeline_path, runtime)
+                    actors[slot] = Worker.remote(pipeline_path, runtime, precision, shadow)
                     holds.pop(slot, None)                 # the new actor holds no environment yet
                     free.append(slot)
                     if deaths[ep] < 3:

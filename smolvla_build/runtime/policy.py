@@ -36,6 +36,16 @@ def reference_model(layout, model: str):
     return path
 
 
+def check_runtime(layout, runtime: str, wanted, models) -> None:
+    """Before episodes start on Ray actors: what the proxy runtime would refuse, refused here in one
+    line (ProxyError) rather than in every actor."""
+    if runtime == "proxy":
+        from ..proxies import proxy_model
+        chosen = runtime_precisions(layout, PrecisionRequest(wanted).per_model(models))
+        for m in models:
+            proxy_model(layout, m, chosen[m], layout.pipe.section("evaluation")["proxy_max_ratio"])
+
+
 def stage_runners(layout, runtime: str, soc: dict, precisions: Precisions, wanted, models) -> dict[str, StageRunner]:
     """`wanted`: a precision name, or {model: precision} (Pipeline.requested_precisions)."""
     wanted = PrecisionRequest(wanted).per_model(models)
@@ -47,8 +57,11 @@ def stage_runners(layout, runtime: str, soc: dict, precisions: Precisions, wante
         elif runtime in ("ort-qnn", "qnn-net-run"):
             p = chosen[m]
             runner = htp_runner(layout, m, p, soc, precisions[p].settings, runtime)
+        elif runtime == "proxy":
+            from ..proxies import proxy_model
+            runner = ReferenceRunner(proxy_model(layout, m, chosen[m], layout.pipe.section("evaluation")["proxy_max_ratio"]))
         else:
-            raise ValueError(f"unknown runtime {runtime!r} (reference, ort-qnn, qnn-net-run)")
+            raise ValueError(f"unknown runtime {runtime!r} (reference, ort-qnn, qnn-net-run, proxy)")
         out[m] = StageRunner(runner, layout.io_sidecar(m))
     return out
 

@@ -14,10 +14,12 @@ from pathlib import Path
 
 from ..config import ConfigError, load_pipeline
 from ..toolchains import ToolchainError, select_toolchain
-from . import bundle, calibrate, context, eval, export, infer, preprocess, qairt, quantize, reference, report, validate
+from . import (bundle, calibrate, context, divergence, eval, export, infer, preprocess, proxy, qairt, quantize, reference,
+               report, validate)
 from ..layout import Layout
 
-FAMILIES = [export, preprocess, reference, calibrate, quantize, context, qairt, validate, report, infer, eval, bundle]
+FAMILIES = [export, preprocess, reference, calibrate, quantize, context, qairt, validate, proxy, report, infer, eval, divergence,
+            bundle]
 
 
 class Guarded:

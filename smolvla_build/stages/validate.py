@@ -36,6 +36,7 @@ def gen_tasks(pipe, layout, toolchain):
                   "fallback_target": pname in targets, "state_dim": preset.state_dim,
                   "reference": str(layout.preprocessed(m)), "sidecar": str(layout.io_sidecar(m)),
                   "ctx": str(layout.context(m, pname)), "out": str(layout.validation(m, pname)),
+                  "arrays": str(layout.validation_arrays(m, pname)),
                   "qairt_io": {"binary_info": str(q.binary_info), "net_json": str(q.net_json)} if toolchain == "qairt" else None,
                   "embed_table": str(layout.embed_table) if needs_llm else None,
                   "llm_reference": str(layout.preprocessed("llm_backbone")) if needs_llm else None,
@@ -49,7 +50,7 @@ def gen_tasks(pipe, layout, toolchain):
                 "doc": f"compare the {pname} HTP context of {m} ({toolchain}) with the fp32 reference",
                 "actions": [(VALIDATE, [kw])],
                 "file_dep": sorted({str(d) for d in deps}),
-                "targets": [str(layout.validation(m, pname))],
+                "targets": [str(layout.validation(m, pname)), str(layout.validation_arrays(m, pname))],
                 "uptodate": uptodate(kw),
                 "clean": True,
             }
