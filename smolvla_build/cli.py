@@ -11,6 +11,9 @@
       (exit 1 when it fails, 0 with nothing written when no pattern matched) and prints the report.
   export OUT_DIR [--preset tiny|smolvla-libero] [--weights random|checkpoint|hub] [--path P] [--repo-id R]
       export the three stage ONNX models and the runtime side files.
+  census MODEL.onnx SAMPLES.npz [--limit N] [--json OUT.json]
+      the saturation census: max |x| of every float intermediate of MODEL over recorded inputs (a
+      calibration set's `<model>.npz`: what the graph sees in LIBERO); exit 1 if any is beyond fp16.
   libero-check [--config-dir DIR]
       check the LIBERO install: import, build a task, render one frame headless.
   doctor [--host aarch64-windows-msvc|x86_64-linux-clang] [--pipeline pipeline.yaml] [--json]
@@ -103,6 +106,24 @@ def _export(args) -> int:
     return 0
 
 
+def _census(args) -> int:
+    from .fsutil import write_json
+    from .model_files import ModelFileError, load_npz
+    from .validation import census
+    try:
+        samples = load_npz(args.samples)
+        result = census(args.model, samples, args.limit,
+                        progress=lambda i, n: print(f"census {Path(args.model).name}: sample {i}/{n}", file=sys.stderr))
+    except ModelFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = {"model": str(args.model), "samples_file": str(args.samples), **result}
+    if args.json:
+        write_json(args.json, result)
+    print(json.dumps(dict(result, beyond_fp16=result["beyond_fp16"][:10]), indent=2))
+    return 1 if result["beyond_fp16"] else 0
+
+
 def _libero_check(args) -> int:
     from .evaluate.libero_env import LiberoError, check
     try:
@@ -162,6 +183,12 @@ def main(argv=None) -> int:
                    help="the transformers convention the checkpoint was trained with (default: read from the files "
                         "beside it, else transformers-4: docs/lerobot-versions.md)")
     e.set_defaults(fn=_export)
+    cs = sub.add_parser("census", help="max |x| of every intermediate over recorded inputs, against fp16")
+    cs.add_argument("model")
+    cs.add_argument("samples")
+    cs.add_argument("--limit", type=int, default=None, help="the first N samples only")
+    cs.add_argument("--json", type=Path, default=None, help="also write the whole census here")
+    cs.set_defaults(fn=_census)
     lc = sub.add_parser("libero-check", help="import LIBERO, build a task, render one frame headless")
     lc.add_argument("--config-dir", default="artifacts/libero-config")
     lc.set_defaults(fn=_libero_check)

@@ -217,8 +217,7 @@ class Layout:
 
     def proxy_files(self, model: str, precision: str) -> list[Path]:
         """Everything the proxy runtime reads for a model in a precision."""
-        from .proxies import proxy_kind
-        kind = proxy_kind(self.pipe.precisions[precision].settings)
+        kind = self.pipe.precisions[precision].cpu_proxy
         model_file = {"qdq": self.quantized(model, precision), "fp16-rounded": self.proxy_model_file(model, precision),
                       "fp32": self.preprocessed(model)}[kind]
         return [model_file, self.proxy_fidelity(model, precision)]

@@ -36,6 +36,17 @@ class Precision:
         return self.settings.get("quantization")
 
     @property
+    def cpu_proxy(self) -> str:
+        """What computes like this precision's HTP context on the CPU (docs/runtimes.md, "CPU
+        proxies"): qdq (the QDQ model an integer precision compiles), fp16-rounded (fp16, and fp32
+        with fp16_relaxed_precision, which the HTP computes in fp16 too) or fp32."""
+        if self.quantized:
+            return "qdq"
+        if self.float_bitwidth == 16 or self.settings["context"]["fp16_relaxed_precision"]:
+            return "fp16-rounded"
+        return "fp32"
+
+    @property
     def calibration_samples(self) -> int | None:
         """How many LIBERO samples per graph an integer precision is calibrated on."""
         return self.quantization["calibration"]["samples"] if self.quantized else None

@@ -2,11 +2,9 @@
 "CPU proxies").
 
 HTP emulation runs a full vision call in 90-130 s, far too slow for episodes. A proxy computes what
-a precision's context computes, on onnxruntime's CPU EP:
-- an integer precision: the QDQ model its context is compiled from (`quantize` tasks);
-- fp16, and fp32 with `fp16_relaxed_precision` (the HTP then computes in fp16 too): the HTP graph
-  with every weight and activation rounded to fp16 (cpu_passes/fp16_rounding.py);
-- fp32 without relaxed precision: the fp32 graph itself.
+a precision's context computes, on onnxruntime's CPU EP (which one: `Precision.cpu_proxy`): the QDQ
+model an integer precision's context is compiled from, the HTP graph with every weight and
+activation rounded to fp16 (cpu_passes/fp16_rounding.py), or the fp32 graph itself.
 
 A proxy is trusted only as far as it is measured: the `proxy` task runs it on validation's own
 inputs and compares it with the HTP output validation recorded. Its distance to the HTP (RMS of the
@@ -30,15 +28,6 @@ log = logging.getLogger("smolvla_build.proxy")
 
 class ProxyError(ModelFileError):
     """A proxy that cannot be used; str() names its fidelity file and says why, in one line."""
-
-
-def proxy_kind(settings: dict) -> str:
-    """qdq | fp16-rounded | fp32 for a precision's settings (smolvla_build.precisions.Precision)."""
-    if "quantization" in settings:
-        return "qdq"
-    if settings["converter"]["float_bitwidth"] == 16 or settings["context"]["fp16_relaxed_precision"]:
-        return "fp16-rounded"
-    return "fp32"
 
 
 def rms_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -70,17 +70,13 @@ def prefix_pad_from(llm_feeds: dict) -> np.ndarray:
                            np.ones((1, 1), np.float32)], axis=1)
 
 
-def intermediate_ranges(model_path: str, sidecar: str, feeds: dict) -> dict[str, float]:
-    """max |x| of every float intermediate tensor of the fp32 reference on `feeds`.
-
-    Each intermediate gets an Abs -> ReduceMax (a scalar output) placed right after the node that
-    makes it, so onnxruntime frees every activation as soon as its consumers ran and one run returns
-    all the ranges. (Exposing the activations themselves as outputs kept them all alive: 7.5 GB on
-    the full vision encoder; reductions appended at the end of the graph do the same.)"""
+def range_probes(model: onnx.ModelProto) -> tuple[bytes, dict[str, str]]:
+    """`model` (edited in place, returned serialized) with an Abs -> ReduceMax (a scalar output) right after the node that
+    makes each float intermediate, and {tensor: its probe output}: onnxruntime frees every
+    activation as soon as its consumers ran, and one run returns all the ranges. (Exposing the
+    activations themselves as outputs kept them all alive: 7.5 GB on the full vision encoder;
+    reductions appended at the end of the graph do the same.)"""
     from .passes._graph import skeleton
-    from .runtime import ReferenceRunner, StageRunner
-    from .onnx_io import load
-    model = load(model_path)
     inferred = onnx.shape_inference.infer_shapes(skeleton(model))      # types, without copying the weights
     float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
     existing = {o.name for o in model.graph.output}
@@ -99,8 +95,16 @@ def intermediate_ranges(model_path: str, sidecar: str, feeds: dict) -> dict[str,
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     model.graph.output.extend([onnx.helper.make_empty_tensor_value_info(p) for p in probes.values()])
-    stage = StageRunner(ReferenceRunner(model.SerializeToString(), priority_order=True), sidecar)
-    del model
+    return model.SerializeToString(), probes
+
+
+def intermediate_ranges(model_path: str, sidecar: str, feeds: dict) -> dict[str, float]:
+    """max |x| of every float intermediate tensor of the fp32 reference on `feeds` (the stage's)."""
+    from .onnx_io import load
+    from .runtime import ReferenceRunner, StageRunner
+    probe, probes = range_probes(load(model_path))
+    stage = StageRunner(ReferenceRunner(probe, priority_order=True), sidecar)
+    del probe
     infer = stage.runner.infer
     stage.runner.infer = _with_outputs(infer, list(probes.values()))
     got = stage.infer(feeds)
@@ -109,6 +113,30 @@ def intermediate_ranges(model_path: str, sidecar: str, feeds: dict) -> dict[str,
 
 def _with_outputs(infer, names):
     return lambda feeds, outputs=None: infer(feeds, outputs=names)
+
+
+def census(model_path, samples: dict[str, np.ndarray], limit: int | None = None, progress=None) -> dict:
+    """The saturation census of a graph: max |x| of every float intermediate over recorded inputs
+    (`samples`: {graph input: the inputs stacked on a first axis}, as a calibration set holds what
+    each HTP graph sees in LIBERO; `limit`: the first N of them). Returns the number of samples, the
+    largest intermediate, and every tensor beyond fp16's 65504, largest first."""
+    from smolvla_runtime.feeds import cast_feeds
+
+    from .onnx_io import load
+    from .runtime import ReferenceRunner
+    probe, probes = range_probes(load(model_path))
+    runner = ReferenceRunner(probe, priority_order=True).activate()
+    del probe
+    n = min(len(v) for v in samples.values())
+    n = min(n, limit) if limit else n
+    ranges: dict[str, float] = {}
+    for i in range(n):
+        got = runner.infer(cast_feeds(runner, {k: v[i] for k, v in samples.items()}), outputs=list(probes.values()))
+        for t, p in probes.items():
+            ranges[t] = max(ranges.get(t, 0.0), float(got[p]))
+        if progress:
+            progress(i + 1, n)
+    return {"samples": n, "max_intermediate": max(ranges.values(), default=0.0), "beyond_fp16": over_fp16(ranges)}
 
 
 def over_fp16(ranges: dict[str, float]) -> list[dict]:

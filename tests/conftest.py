@@ -91,17 +91,36 @@ def fake_msvc(tmp_path_factory) -> dict:
     return make(tmp_path_factory.mktemp("msvc"))
 
 
+def _uses_shared_build(item) -> bool:
+    return "shared_build" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """What waits for an environment made in the background runs after the rest, each module's tests
+    in file order: the modules that read the shared build (built in the declared-dependencies venv),
+    then the LeRobot parity test (LeRobot's environment)."""
+    later = {item.module.__name__ for item in items if _uses_shared_build(item)}
+    items.sort(key=lambda item: 2 if item.module.__name__ == "test_lerobot_parity" else item.module.__name__ in later)
+
+
 def pytest_collection_finish(session):
-    """LeRobot's own environment (scripts/lerobot_env.sh) is made while the tests before the parity
-    test run, if the session runs it."""
+    """Made while the earlier tests run, if the session needs them: LeRobot's own environment
+    (scripts/lerobot_env.sh) for the parity test, and the declared-dependencies venv."""
     if any(getattr(getattr(item, "module", None), "__name__", "") == "test_lerobot_parity" for item in session.items):
         from lerobot_parity import prepare_in_background
         prepare_in_background()
+    if any(_uses_shared_build(item) for item in session.items):
+        import tempfile
+
+        from declared_env import prepare_in_background
+        prepare_in_background(Path(tempfile.mkdtemp(prefix="smolvla-declared-env-")))
 
 
 def pytest_sessionfinish(session, exitstatus):
+    import declared_env
     import lerobot_parity
     lerobot_parity.stop_background()
+    declared_env.stop_background()
 
 
 def traced_env(folder: Path) -> dict:
@@ -155,8 +174,8 @@ class SharedBuild:
 def declared_env(tmp_path_factory) -> Path:
     """The python of a venv holding only the project's declared build dependencies
     (tests/fixtures/declared_env.py)."""
-    from declared_env import make_declared_env
-    return make_declared_env(tmp_path_factory.mktemp("declared-env") / "venv")
+    from declared_env import declared_python
+    return declared_python(tmp_path_factory.mktemp("declared-env"))
 
 
 @pytest.fixture(scope="session")

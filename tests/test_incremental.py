@@ -82,10 +82,10 @@ def same_as_clean(artifacts, clean, access_trace, made, clean_built_in=None) -> 
     """How an incrementally built folder differs from a clean build of its pipeline. What the clean
     build does not make (a removed precision's files) may stay if a clean build of an earlier
     pipeline made it (`made`), and no task of the incremental run read or listed it (access_trace)."""
+    from access_trace import accesses
     from build_equality import differences
     extra = set(outputs(artifacts)) - set(outputs(clean))
-    touched = {line.split("\t")[2] for line in access_trace.read_text().splitlines()
-               if line.split("\t")[1] in ("read", "list")} if access_trace.exists() else set()
+    touched = {path for _, kind, path in accesses(access_trace) if kind in ("read", "list")}
     found = [f"read though no clean build makes it: {p}" for p in sorted(extra) if str(artifacts / p) in touched]
     found += [f"left over though no earlier clean build made it: {p}" for p in sorted(extra - made)]
     return found + [d for d in differences(artifacts, clean, b_built_in=clean_built_in)

@@ -121,8 +121,8 @@ def test_each_task_reads_only_its_declared_inputs_and_writes_its_targets_atomica
         for t in c():
             declared[f"{t['basename']}:{t['name']}" if "name" in t else t["basename"]] = t
     seen, wrong = set(), []
-    for line in (folder / "access.txt").read_text().splitlines():
-        task, kind, path = line.split("\t")
+    from access_trace import accesses
+    for task, kind, path in accesses(folder / "access.txt"):
         seen.add(task)
         if path == str(pipe):
             wrong.append(f"{task} {kind}s the pipeline file")

@@ -168,3 +168,30 @@ def test_tiny_build_validates_and_reports(shared_build):
         v = json.loads((root / "validation" / f"action_head-{p}.json").read_text())
         assert len(v["per_step"]) == 10 and v["metrics"]["max_abs"] < 5e-3
     assert "RANDOM WEIGHTS" in (root / "report.md").read_text()
+
+
+def test_the_census_finds_the_rmsnorm_square_beyond_fp16_and_the_rewrite_removes_it(tiny_export, tmp_path):
+    """The tiny LLM as exported, on inputs scaled so that its RMSNorm squares pass 65504 (image
+    embeddings x 400): the census over the samples flags those squares; with rmsnorm_over_max
+    applied (the graph inputs are the same) none of them is left beyond fp16."""
+    from smolvla_build import onnx_io
+    from smolvla_build.passes import rmsnorm_over_max
+    from smolvla_build.validation import census
+    raw = onnx_io.load(tiny_export / "llm_backbone.onnx")
+    rng = np.random.default_rng(0)
+    n = 3
+    samples = {"img_emb0": 400 * rng.normal(size=(n, 1, 64, 48)).astype(np.float32),
+               "img_emb1": 400 * rng.normal(size=(n, 1, 64, 48)).astype(np.float32),
+               "lang_tokens": rng.integers(0, 512, (n, 1, 48)).astype(np.int64),
+               "lang_mask": np.ones((n, 1, 48), bool), "state": rng.normal(size=(n, 1, 32)).astype(np.float32)}
+    onnx_io.save(raw, tmp_path / "raw.onnx")
+    onnx_io.save(rmsnorm_over_max(raw), tmp_path / "rewritten.onnx")
+
+    def squares(result):
+        return [t for t in result["beyond_fp16"] if "/Pow" in t["tensor"] or "ReduceMean" in t["tensor"]]
+    before, after = census(tmp_path / "raw.onnx", samples), census(tmp_path / "rewritten.onnx", samples)
+    assert before["samples"] == after["samples"] == n
+    assert squares(before) and min(t["max_abs"] for t in squares(before)) > 65504
+    assert squares(after) == []
+    assert census(tmp_path / "raw.onnx", {k: v / 400 if k.startswith("img") else v for k, v in samples.items()},
+                  limit=1)["samples"] == 1

@@ -18,9 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-BASELINE = "fp32-reference"
-
-
 class ShadowedPolicy:
     """`acting` runs the episode exactly as it would alone (the same noise draws); `shadow` plans
     each chunk on the same observation and noise, and the max abs difference of each executed action
@@ -170,7 +167,8 @@ def chart(d: dict, path: Path) -> None:
 
 
 def divergence_task(kw: dict):
-    """The `divergence` action. kw: pipeline_path, runtime, precisions, files ({run: the policy files
+    """The `divergence` action. kw: pipeline_path, precisions, runs ({run: runtime, precision, shadow}:
+    one per precision, and the baseline's), baseline (its run's name), files ({run: the policy files
     it reads}), out_root, meta, htp_arch, fidelity ({precision: {model: fidelity JSON}}, proxy only)."""
     import logging
 
@@ -184,25 +182,23 @@ def divergence_task(kw: dict):
     if not kw["precisions"]:
         return TaskFailed(f"{kw['pipeline_path']}: evaluation.divergence lists no precision; expected the precisions to "
                           "compare with the fp32 policy, e.g. [fp16, w8a16]")
-    runtime = resolve_runtime(kw["runtime"], kw["htp_arch"])
-    runs = {p: (runtime, p, True) for p in kw["precisions"]}
-    runs[BASELINE] = ("reference", None, False)
+    from ..config import load_pipeline
+    ev = load_pipeline(kw["pipeline_path"]).section("evaluation")
     collected = collections.defaultdict(list)
-    for name, (rt, precision, shadow) in runs.items():
-        log.info("divergence: %s episodes (%s runtime%s)", name, rt, ", fp32 reference shadow" if shadow else "")
+    for name, run in kw["runs"].items():
+        rt = resolve_runtime(run["runtime"], kw["htp_arch"])
+        log.info("divergence: %s episodes (%s runtime%s)", name, rt, ", fp32 reference shadow" if run["shadow"] else "")
         run_eval(kw["pipeline_path"], rt, kw["files"][name], str(root / name), dict(meta, divergence_run=name),
-                 precision=precision, shadow=shadow)
-        from ..config import load_pipeline
-        ev = load_pipeline(kw["pipeline_path"]).section("evaluation")
+                 precision=run["precision"], shadow=run["shadow"])
         for ep in episodes(ev):
             p = result_path(root / name, *ep)
             if p.is_file():
                 collected[name].append(json.loads(p.read_text()))
-    baseline = collected.pop(BASELINE)
+    baseline = collected.pop(kw["baseline"])
     d = summarize({p: collected[p] for p in kw["precisions"]}, baseline, meta["meaningless_actions"])
     fidelity = {p: {m: json.loads(Path(f).read_text())["ratio"] for m, f in files.items()}
                 for p, files in (kw["fidelity"] or {}).items()}
-    write_json(root / "divergence.json", dict(d, proxy_ratio=fidelity, runtime=runtime))
+    write_json(root / "divergence.json", dict(d, proxy_ratio=fidelity))
     chart(d, root / "divergence.png")
     write_text(root / "summary.md", summary_md(d, fidelity))
     for p, r in d["precisions"].items():

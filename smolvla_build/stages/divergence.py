@@ -10,12 +10,11 @@ from .keys import action
 FAMILY = "divergence"
 DIVERGENCE = action("evaluate.divergence:divergence_task")
 DEFAULT = False
+BASELINE = "fp32-reference"           # the run of the fp32 reference policy acting
 
 
 def gen_tasks(pipe, layout, toolchain):
     from smolvla_runtime.host import planned_runtime
-
-    from ..evaluate.divergence import BASELINE
     ev = pipe.section("evaluation")
     runtime = planned_runtime(ev["runtime"], int(pipe.soc["htp_arch"]))
     files = {p: [str(f) for f in layout.runtime_files(runtime)] for p in ev["divergence"]}
@@ -25,7 +24,9 @@ def gen_tasks(pipe, layout, toolchain):
     out = layout.root / "eval" / "divergence"
     meta = {"preset": pipe.source["preset"], "weights": pipe.source["weights"],
             "meaningless_actions": pipe.source["weights"] == "random"}
-    kw = {"pipeline_path": str(pipe.path), "runtime": ev["runtime"], "precisions": list(ev["divergence"]),
+    runs = {p: {"runtime": ev["runtime"], "precision": p, "shadow": True} for p in ev["divergence"]}
+    runs[BASELINE] = {"runtime": "reference", "precision": None, "shadow": False}
+    kw = {"pipeline_path": str(pipe.path), "precisions": list(ev["divergence"]), "runs": runs, "baseline": BASELINE,
           "files": files, "out_root": str(out), "meta": meta, "htp_arch": int(pipe.soc["htp_arch"]), "fidelity": fidelity}
     yield {
         "basename": FAMILY,

@@ -4,7 +4,6 @@ needs (infer, eval and divergence with `evaluation.runtime: proxy` depend on the
 
 from __future__ import annotations
 
-from ..proxies import proxy_kind
 from ..toolchains.fingerprint import passes_fingerprint
 from .keys import action, uptodate
 
@@ -18,7 +17,7 @@ def gen_tasks(pipe, layout, toolchain):
     code = PROXY.code()
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():
-            kind = proxy_kind(precision.settings)
+            kind = precision.cpu_proxy
             if kind == "qdq" and toolchain != "ort-qnn":
                 continue              # the qairt chain quantizes inside its converter: no QDQ model to run
             src = layout.quantized(m, pname) if kind == "qdq" else layout.preprocessed(m)
