@@ -127,7 +127,9 @@ def test_divergence_reports_each_precision_against_the_fp32_policy(evaluated):
     assert "Traceback" not in refused.stdout + refused.stderr
     cfg["evaluation"]["proxy_max_ratio"] = 5.0
     pipe.write_text(yaml.safe_dump(cfg))
-    doit(pipe, "divergence")
+    res = doit(pipe, "divergence")
+    # the baseline's two episodes are the ones `doit eval` ran on the reference runtime: reused
+    assert "eval: 2 episodes, 2 already done with this policy, 0 to run" in res.stderr
     root = folder / "artifacts" / "eval" / "divergence"
     d = json.loads((root / "divergence.json").read_text())
     fp16 = d["precisions"]["fp16"]
@@ -139,5 +141,7 @@ def test_divergence_reports_each_precision_against_the_fp32_policy(evaluated):
     summary = (root / "summary.md").read_text()
     assert "RANDOM WEIGHTS" in summary and "| fp16 | proxy | 2 |" in summary
     assert (root / "divergence.png").stat().st_size > 0
+    # eval's own summary is left as `doit eval` wrote it (its 4 episodes), not the baseline's 2
+    assert json.loads((folder / "artifacts" / "eval" / "eval_info.json").read_text())["overall"]["n_episodes"] == 4
     trial = json.loads((root / "fp16" / "libero_spatial" / "task0" / "trial0.json").read_text())
     assert len(trial["action_diffs"]) == len(trial["ee_positions"]) == trial["steps"] == 3

@@ -167,9 +167,10 @@ def chart(d: dict, path: Path) -> None:
 
 
 def divergence_task(kw: dict):
-    """The `divergence` action. kw: pipeline_path, precisions, runs ({run: runtime, precision, shadow}:
-    one per precision, and the baseline's), baseline (its run's name), files ({run: the policy files
-    it reads}), out_root, meta, htp_arch, fidelity ({precision: {model: fidelity JSON}}, proxy only)."""
+    """The `divergence` action. kw: pipeline_path, precisions, runs ({run: runtime, precision, shadow,
+    out_root}: one per precision, and the baseline's), baseline (its run's name), files ({run: the
+    policy files it reads}), out_root (the summary's), meta, htp_arch, fidelity ({precision: {model:
+    fidelity JSON}}, proxy only)."""
     import logging
 
     from smolvla_runtime.host import resolve_runtime
@@ -188,10 +189,10 @@ def divergence_task(kw: dict):
     for name, run in kw["runs"].items():
         rt = resolve_runtime(run["runtime"], kw["htp_arch"])
         log.info("divergence: %s episodes (%s runtime%s)", name, rt, ", fp32 reference shadow" if run["shadow"] else "")
-        run_eval(kw["pipeline_path"], rt, kw["files"][name], str(root / name), dict(meta, divergence_run=name),
-                 precision=run["precision"], shadow=run["shadow"])
+        run_eval(kw["pipeline_path"], rt, kw["files"][name], run["out_root"], meta, precision=run["precision"],
+                 shadow=run["shadow"], summarize=name != kw["baseline"])     # eval's summary stays eval's
         for ep in episodes(ev):
-            p = result_path(root / name, *ep)
+            p = result_path(run["out_root"], *ep)
             if p.is_file():
                 collected[name].append(json.loads(p.read_text()))
     baseline = collected.pop(kw["baseline"])

@@ -114,9 +114,9 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, meta: dict,
-             precision: str | None = None, shadow: bool = False) -> dict:
-    """Run the missing episodes on Ray, then aggregate. Returns counts. `precision`, `shadow`:
-    EpisodeWorker's."""
+             precision: str | None = None, shadow: bool = False, summarize: bool = True) -> dict:
+    """Run the missing episodes on Ray, then aggregate (unless not `summarize`: the episodes of
+    another task's folder). Returns counts. `precision`, `shadow`: EpisodeWorker's."""
     import ray
     from ray.exceptions import RayActorError, RayTaskError
     from tqdm import tqdm
@@ -225,8 +225,9 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
             stats["episodes_per_hour"] = round(stats["run"] / max((time.time() - t0) / 3600, 1e-9), 1)
         finally:
             ray.shutdown()
-    results = [json.loads(result_path(root, *ep).read_text()) for ep in all_eps if result_path(root, *ep).is_file()]
-    aggregate(results, root, meta)
+    if summarize:
+        results = [json.loads(result_path(root, *ep).read_text()) for ep in all_eps if result_path(root, *ep).is_file()]
+        aggregate(results, root, meta)
     return stats
 
 

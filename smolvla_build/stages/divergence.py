@@ -24,8 +24,11 @@ def gen_tasks(pipe, layout, toolchain):
     out = layout.root / "eval" / "divergence"
     meta = {"preset": pipe.source["preset"], "weights": pipe.source["weights"],
             "meaningless_actions": pipe.source["weights"] == "random"}
-    runs = {p: {"runtime": ev["runtime"], "precision": p, "shadow": True} for p in ev["divergence"]}
-    runs[BASELINE] = {"runtime": "reference", "precision": None, "shadow": False}
+    runs = {p: {"runtime": ev["runtime"], "precision": p, "shadow": True, "out_root": str(out / p)}
+            for p in ev["divergence"]}
+    # the baseline's episodes are `doit eval`'s own where it ran the reference runtime: each episode
+    # found there computed with the same policy files and settings is reused, not rerun
+    runs[BASELINE] = {"runtime": "reference", "precision": None, "shadow": False, "out_root": str(layout.root / "eval")}
     kw = {"pipeline_path": str(pipe.path), "precisions": list(ev["divergence"]), "runs": runs, "baseline": BASELINE,
           "files": files, "out_root": str(out), "meta": meta, "htp_arch": int(pipe.soc["htp_arch"]), "fidelity": fidelity}
     yield {
