@@ -215,12 +215,21 @@ class Layout:
     def proxy_fidelity(self, model: str, precision: str) -> Path:
         return self.root / "proxy" / precision / f"{model}.fidelity.json"
 
+    def proxy_source(self, model: str, precision: str) -> Path:
+        """The graph a proxy is made from: an integer precision's QDQ model, else the HTP graph."""
+        if self.pipe.precisions[precision].cpu_proxy == "qdq":
+            return self.quantized(model, precision)
+        return self.preprocessed(model)
+
+    def proxy_runs(self, model: str, precision: str) -> Path:
+        """The model the proxy runtime runs: the fp16-rounded graph, else the source itself."""
+        if self.pipe.precisions[precision].cpu_proxy == "fp16-rounded":
+            return self.proxy_model_file(model, precision)
+        return self.proxy_source(model, precision)
+
     def proxy_files(self, model: str, precision: str) -> list[Path]:
         """Everything the proxy runtime reads for a model in a precision."""
-        kind = self.pipe.precisions[precision].cpu_proxy
-        model_file = {"qdq": self.quantized(model, precision), "fp16-rounded": self.proxy_model_file(model, precision),
-                      "fp32": self.preprocessed(model)}[kind]
-        return [model_file, self.proxy_fidelity(model, precision)]
+        return [self.proxy_runs(model, precision), self.proxy_fidelity(model, precision)]
 
     @property
     def report_md(self) -> Path:

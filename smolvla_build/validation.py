@@ -76,13 +76,10 @@ def range_probes(model: onnx.ModelProto) -> tuple[bytes, dict[str, str]]:
     activation as soon as its consumers ran, and one run returns all the ranges. (Exposing the
     activations themselves as outputs kept them all alive: 7.5 GB on the full vision encoder;
     reductions appended at the end of the graph do the same.)"""
-    from .passes._graph import skeleton
-    inferred = onnx.shape_inference.infer_shapes(skeleton(model))      # types, without copying the weights
+    from .passes._graph import value_types
     float_types = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
     existing = {o.name for o in model.graph.output}
-    floats = {v.name for v in inferred.graph.value_info
-              if v.type.tensor_type.elem_type in float_types and v.name not in existing}
-    del inferred
+    floats = {name for name, t in value_types(model).items() if t in float_types and name not in existing}
     nodes, probes = [], {}
     for node in model.graph.node:
         nodes.append(node)

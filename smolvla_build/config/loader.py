@@ -190,26 +190,20 @@ def _check_semantics(name: str, pipe: Pipeline) -> None:
         raise ConfigError(f"{name}: source.tokenizer: {pipe.resolve(src['tokenizer'])} does not exist (expected a folder "
                           "holding tokenizer.json, or the file)")
     ev = pipe.section("evaluation")
+    # (field, value) of every setting that names a precision
     bundled = (pipe.data.get("bundle") or {}).get("precision")
-    if bundled is not None and bundled not in pipe.precisions:
-        raise ConfigError(f"{name}: bundle.precision: {bundled!r} is not one of the declared precisions {sorted(pipe.precisions)}")
-    if isinstance(ev["precision"], str):
-        if ev["precision"] not in pipe.precisions:
-            raise ConfigError(f"{name}: evaluation.precision: {ev['precision']!r} is not one of the declared precisions {sorted(pipe.precisions)}")
-    else:
-        for key, p in ev["precision"].items():
-            if p not in pipe.precisions:
-                raise ConfigError(f"{name}: evaluation.precision.{key}: {p!r} is not one of the declared precisions {sorted(pipe.precisions)}")
-        missing = [m for m, p in pipe.requested_precisions().items() if p is None]
-        if missing:
-            raise ConfigError(f"{name}: evaluation.precision: no precision for {', '.join(missing)}; expected a key per model "
-                              "or a `default`")
-    for p in ev["divergence"]:
+    named = [("bundle.precision", bundled)] if bundled is not None else []
+    named += [("evaluation.precision", ev["precision"])] if isinstance(ev["precision"], str) else \
+        [(f"evaluation.precision.{key}", p) for key, p in ev["precision"].items()]
+    named += [("evaluation.divergence", p) for p in ev["divergence"]]
+    named += [(f"validation.gates.{p}", p) for p in pipe.section("validation")["gates"]]
+    for field, p in named:
         if p not in pipe.precisions:
-            raise ConfigError(f"{name}: evaluation.divergence: {p!r} is not one of the declared precisions {sorted(pipe.precisions)}")
-    for p in pipe.section("validation")["gates"]:
-        if p not in pipe.precisions:
-            raise ConfigError(f"{name}: validation.gates.{p}: not one of the declared precisions {sorted(pipe.precisions)}")
+            raise ConfigError(f"{name}: {field}: {p!r} is not one of the declared precisions {sorted(pipe.precisions)}")
+    missing = [m for m, p in pipe.requested_precisions().items() if p is None]
+    if missing:
+        raise ConfigError(f"{name}: evaluation.precision: no precision for {', '.join(missing)}; expected a key per model "
+                          "or a `default`")
     root = pipe.toolchain.get("sdk_root")
     if root is not None and not pipe.resolve(root).is_dir():
         raise ConfigError(f"{name}: toolchain.sdk_root: {pipe.resolve(root)} is not a directory (expected the QAIRT SDK root)")

@@ -8,15 +8,6 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 
-def _float_tensors(model: onnx.ModelProto) -> set[str]:
-    """Names of the float32 values of `model` (inputs, node outputs), by shape inference on its
-    structure only."""
-    from ..passes._graph import skeleton
-    inferred = onnx.shape_inference.infer_shapes(skeleton(model))
-    values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-    return {v.name for v in values if v.type.tensor_type.elem_type == TensorProto.FLOAT}
-
-
 def round_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """Round every float32 weight to its fp16 value, and put a Cast to float16 and back after every
     graph input and every node output that is float32: onnxruntime's CPU EP then computes each op
@@ -32,7 +23,8 @@ def round_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
-    floats = _float_tensors(model)
+    from ..passes._graph import value_types
+    floats = {name for name, t in value_types(model).items() if t == TensorProto.FLOAT}
     for init in g.initializer:
         if init.data_type == TensorProto.FLOAT:
             rounded = numpy_helper.to_array(init).astype(np.float16).astype(np.float32)

@@ -35,6 +35,13 @@ def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
     return sk
 
 
+def value_types(model: onnx.ModelProto) -> dict[str, int]:
+    """{name: elem type} of every graph input, node output and graph output of `model`, by shape
+    inference on its skeleton (no copy of the weights)."""
+    inferred = onnx.shape_inference.infer_shapes(skeleton(model)).graph
+    return {v.name: v.type.tensor_type.elem_type for v in [*inferred.input, *inferred.value_info, *inferred.output]}
+
+
 def import_graph(model: onnx.ModelProto) -> gs.Graph:
     """A graphsurgeon graph of `model` (which is left unchanged), with inferred dtypes/shapes on every
     tensor. Shape inference runs on a weight-less skeleton: copying a full-size model for it cost

@@ -36,14 +36,19 @@ def reference_model(layout, model: str):
     return path
 
 
+def _proxy(layout, model: str, precision: str):
+    """The proxy runtime's model for `model` in `precision`, under evaluation.proxy_max_ratio."""
+    from ..proxies import proxy_model
+    return proxy_model(layout, model, precision, layout.pipe.section("evaluation")["proxy_max_ratio"])
+
+
 def check_runtime(layout, runtime: str, wanted, models) -> None:
     """Before episodes start on Ray actors: what the proxy runtime would refuse, refused here in one
     line (ProxyError) rather than in every actor."""
     if runtime == "proxy":
-        from ..proxies import proxy_model
         chosen = runtime_precisions(layout, PrecisionRequest(wanted).per_model(models))
         for m in models:
-            proxy_model(layout, m, chosen[m], layout.pipe.section("evaluation")["proxy_max_ratio"])
+            _proxy(layout, m, chosen[m])
 
 
 def stage_runners(layout, runtime: str, soc: dict, precisions: Precisions, wanted, models) -> dict[str, StageRunner]:
@@ -58,8 +63,7 @@ def stage_runners(layout, runtime: str, soc: dict, precisions: Precisions, wante
             p = chosen[m]
             runner = htp_runner(layout, m, p, soc, precisions[p].settings, runtime)
         elif runtime == "proxy":
-            from ..proxies import proxy_model
-            runner = ReferenceRunner(proxy_model(layout, m, chosen[m], layout.pipe.section("evaluation")["proxy_max_ratio"]))
+            runner = ReferenceRunner(_proxy(layout, m, chosen[m]))
         else:
             raise ValueError(f"unknown runtime {runtime!r} (reference, ort-qnn, qnn-net-run, proxy)")
         out[m] = StageRunner(runner, layout.io_sidecar(m))

@@ -20,8 +20,8 @@ def gen_tasks(pipe, layout, toolchain):
             kind = precision.cpu_proxy
             if kind == "qdq" and toolchain != "ort-qnn":
                 continue              # the qairt chain quantizes inside its converter: no QDQ model to run
-            src = layout.quantized(m, pname) if kind == "qdq" else layout.preprocessed(m)
-            out = layout.proxy_model_file(m, pname) if kind == "fp16-rounded" else None
+            src, runs = layout.proxy_source(m, pname), layout.proxy_runs(m, pname)
+            out = runs if runs != src else None
             kw = {"model": m, "precision_name": pname, "kind": kind, "src": str(src), "out": out and str(out),
                   "sidecar": str(layout.io_sidecar(m)), "arrays": str(layout.validation_arrays(m, pname)),
                   "reference": str(layout.preprocessed(m)), "fidelity": str(layout.proxy_fidelity(m, pname)),
