@@ -8,6 +8,7 @@ Scenarios (full-size smolvla-libero preset, random weights, toolchain ort-qnn):
  5. HTP emulation cost per stage on the tiny preset
  6. the built policy vs LeRobot's own SmolVLA (full preset, same run): equality and control-step time
  1b. the cold main job (`bash scripts/build.sh`, default pipeline) and the no-op of a bare `doit` after it
+ 12. where a full-preset LIBERO episode's time goes, on the main job's policy (bench/episode_split.py)
 Scenarios 7-9 (bundle, Ray evaluation, integer precisions) and 10 (no-op A/B against a revision, noop_ab)
 run alone: python -m bench.<module>.
 """
@@ -19,8 +20,9 @@ import datetime
 import json
 import sys
 import time
+from pathlib import Path
 
-from . import build, control_step, lerobot_parity
+from . import build, control_step, episode_split, lerobot_parity
 from .common import ROOT, machine
 from .report import write_markdown
 
@@ -61,9 +63,11 @@ def main() -> int:
     build_targets = ("export", "preprocess", "reference", "context")
     log("scenario 1b: the cold main job (bash scripts/build.sh), then the no-op of a bare doit")
     results["main_job"] = build.main_job(log, args.reps)
-    log("scenario 2: no-op doit, rebuild after a change of fp32's options")
+    log("scenario 12: where a full-preset episode's time goes (the main job's policy)")
+    results["episode_split"] = episode_split.split(Path(results["main_job"]["pipeline"]), None, 0, log)
+    log("scenario 2: no-op doit, rebuild after a change of fp16's options")
     results["noop"] = build.noop(pipe_path, build_targets, args.reps)
-    results["rebuild_fp32"] = build.rebuild_after_option_change(pipe_path, "fp32", build_targets)
+    results["rebuild_option_change"] = build.rebuild_after_option_change(pipe_path, "fp16", build_targets)
     pipe = load_pipeline(pipe_path)
     layout = Layout(pipe)
     log("scenario 3: control step on the reference runtime")
@@ -82,7 +86,7 @@ def main() -> int:
     previous = ROOT / "bench" / "results.json"           # scenarios run alone keep their own dated figures
     if previous.is_file():
         old = json.loads(previous.read_text())
-        for key in ("bundle", "eval_scaling", "quantization"):
+        for key in ("bundle", "eval_scaling", "quantization", "noop_ab", "htp_kernels"):
             if key in old:
                 results[key] = old[key]
     previous.write_text(json.dumps(results, indent=2))

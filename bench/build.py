@@ -70,7 +70,7 @@ def main_job(log, reps: int = 5) -> dict:
         assert ran(n["output"]) == [], ran(n["output"])
         times.append(n["seconds"])
     return {"seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"], "tasks_ran": len(ran(r["output"])),
-            "noop_full_doit": stats(times)}
+            "noop_full_doit": stats(times), "pipeline": str(pipe)}
 
 
 def rebuild_after_option_change(pipe: Path, precision: str, targets: tuple[str, ...]) -> dict:
@@ -82,4 +82,4 @@ def rebuild_after_option_change(pipe: Path, precision: str, targets: tuple[str, 
     r = run_measured(doit_cmd(pipe, *targets))
     tasks = ran(r["output"])
     assert all(t.endswith(f"-{precision}") for t in tasks), tasks
-    return {"seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"], "ran": tasks}
+    return {"seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"], "ran": tasks, "precision": precision}

@@ -45,4 +45,26 @@ def machine() -> str:
         mem = f", {kb / 1024 / 1024:.1f} GiB RAM"
     except (OSError, StopIteration):
         pass
-    return f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores{mem}, Python {platform.python_version()}"
+    cpu = ""
+    try:
+        cpu = next(line for line in open("/proc/cpuinfo") if line.startswith("model name")).split(":", 1)[1].strip() + ", "
+    except (OSError, StopIteration):
+        pass
+    return (f"{platform.machine()} {platform.system()}, {cpu}{os.cpu_count()} cores{mem}, Python "
+            f"{platform.python_version()}, fp32 GEMM {gemm_gflops():.0f} GFLOP/s")
+
+
+def gemm_gflops(n: int = 2048, reps: int = 5) -> float:
+    """The host's fp32 matrix-multiply rate (numpy, every core; best of `reps`): the yardstick that
+    tells two runs on different hosts apart (the CPU stages scale with it, the HTP emulation less)."""
+    import numpy as np
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    best = min(_timed(lambda: a @ a) for _ in range(reps))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0

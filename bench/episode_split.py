@@ -15,7 +15,7 @@ from pathlib import Path
 from .common import machine
 
 
-def split(pipeline: Path, steps: int | None, task: int) -> dict:
+def split(pipeline: Path, steps: int | None, task: int, log=lambda msg: None) -> dict:
     from smolvla_build.config import load_pipeline
     from smolvla_build.evaluate.episode import TaskEnvironments, simulate
     from smolvla_build.layout import Layout
@@ -29,6 +29,7 @@ def split(pipeline: Path, steps: int | None, task: int) -> dict:
     rows = []
 
     def run(name, frames, envs=None, trial=0):
+        log(f"  episode: {name} ...")
         t0 = time.time()
         r = simulate(policy, ev["suite"], task, trial, steps, config, seed=ev["seed"], frames=frames, progress=False,
                      envs=envs)
@@ -36,6 +37,7 @@ def split(pipeline: Path, steps: int | None, task: int) -> dict:
                      "env_build_s": round(r["env_build_s"], 2), "policy_s": round(r["policy_s"], 2),
                      "simulator_s": round(r["simulator_s"], 2),
                      "simulator_s_per_step": round(r["simulator_s"] / max(1, r["steps"] + 10), 4)})
+        log(f"    {rows[-1]['wall_s']} s: policy {rows[-1]['policy_s']} s, simulator {rows[-1]['simulator_s']} s")
         return r
 
     from smolvla_build.evaluate import episode
@@ -55,6 +57,7 @@ def split(pipeline: Path, steps: int | None, task: int) -> dict:
         envs.close()
     same = before["actions"] == with_video["actions"] == without["actions"] == kept["actions"]
     return {"machine": machine(), "pipeline": str(pipeline), "preset": pipe.source["preset"], "suite": ev["suite"],
+            "n_action_steps": ev["n_action_steps"],
             "task": task, "episodes": rows, "same_actions": same,
             "simulator_ratio_none_to_all": round(rows[2]["simulator_s_per_step"] / rows[1]["simulator_s_per_step"], 3),
             "simulator_ratio_none_to_before": round(rows[2]["simulator_s_per_step"] / rows[0]["simulator_s_per_step"], 3)}

@@ -3,7 +3,7 @@ context size, quantize and build time, peak memory, validation metrics (10-step 
 action head) and HTP-emulated seconds per call; the calibration set's time and peak memory.
 
 Uses the full default pipeline build of scenario 7 (artifacts/bench-bundle) with the integer
-precisions added after fp16/fp32, each task in its own `doit` process so its peak RSS is its own.
+precisions added after the default pipeline's float ones, each task in its own `doit` process so its peak RSS is its own.
 `python -m bench.quantization` runs it alone and merges it into bench/results.json and BENCHMARKS.md.
 """
 
@@ -35,14 +35,15 @@ def quantization(log, precisions=("w8a16", "w8a8", "w16a16")) -> dict:
     folder = ROOT / "artifacts" / "bench-bundle"
     pipe_path = write_pipeline(folder)
     data = yaml.safe_load(pipe_path.read_text())
+    floats = list(data["precisions"])                   # the default pipeline's own (fp16)
     for p in precisions:
         data["precisions"][p] = {"quantization": dict(INTEGER[p], per_channel=True, calibration={"samples": 32})}
     data["evaluation"]["precision"] = "fp16"
     pipe_path.write_text(yaml.safe_dump(data, sort_keys=False))
     root = folder / "artifacts"
     out = {"pipeline": str(pipe_path.relative_to(ROOT)), "models": {}, "precisions": list(data["precisions"])}
-    base = run_measured(doit_cmd(pipe_path, *[f"validate:{m}-{p}" for p in ("fp16", "fp32") for m in MODELS]))
-    log(f"  fp16/fp32 contexts and validation (rebuilt only if stale): {base['seconds']:.0f} s")
+    base = run_measured(doit_cmd(pipe_path, *[f"validate:{m}-{p}" for p in floats for m in MODELS]))
+    log(f"  {'/'.join(floats)} contexts and validation (rebuilt only if stale): {base['seconds']:.0f} s")
     log("  calibrate (32 samples per graph, fp32 reference policy in LIBERO) ...")
     cal = run_measured(doit_cmd(pipe_path, "calibrate"))
     info = json.loads((root / "calibration" / "libero_spatial-n32" / "calibration.json").read_text())
@@ -60,7 +61,7 @@ def quantization(log, precisions=("w8a16", "w8a8", "w16a16")) -> dict:
             row = out["models"].setdefault(m, {})[p] = dict(built(root, m, p), quantize_seconds=q["seconds"], steps=steps)
             log(f"  {m} {p}: {row['context_mb']:.0f} MB, cosine {row['metrics']['cosine']:.6f}, "
                 f"max abs {row['metrics']['max_abs']:.3g}, {row['htp_seconds_per_call']:.1f} s/call emulated")
-    for p in ("fp16", "fp32"):
+    for p in floats:
         for m in MODELS:
             out["models"].setdefault(m, {})[p] = built(root, m, p)
     rep = run_measured(doit_cmd(pipe_path, "report"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .common import fmt
@@ -55,15 +56,16 @@ def write_markdown(r: dict, out: str) -> None:
           "## 2. No-op and incremental rebuild", ""]
     L += ([f"- cold main job, `bash scripts/build.sh pipeline=artifacts/bench-main/pipeline.yaml` (the default "
               f"pipeline, no artifacts, packages installed: {r['main_job']['tasks_ran']} doit tasks, then the LIBERO "
-              f"episode): {r['main_job']['seconds'] / 60:.1f} min (single shot; goal < 15 min), its largest process "
+              f"episode): {r['main_job']['seconds'] / 60:.1f} min (single shot; goal <= 8 min), its largest process "
               f"{r['main_job']['peak_rss_mb']:.0f} MB (wait4).",
               f"- no-op: bare `doit` on that finished build: {fmt(r['main_job']['noop_full_doit'])} (goal < 0.3 s)."]
           if "main_job" in r else [])
+    rb = r.get("rebuild_option_change") or dict(r["rebuild_fp32"], precision="fp32")    # runs before 2026-11-29
     L += [f"- no-op `doit export preprocess reference context` with all full-size build artifacts present: {fmt(r['noop'])} "
           "(goal < 1 s).",
-          f"- rebuild after a one-line change of the fp32 precision's `vtcm_mb`: {r['rebuild_fp32']['seconds']:.1f} s "
-          f"(single shot, peak RSS {r['rebuild_fp32']['peak_rss_mb']:.0f} MB); tasks that ran: "
-          + ", ".join(f"`{t}`" for t in r["rebuild_fp32"]["ran"]) + ". The fp32 validate tasks rerun too in a full "
+          f"- rebuild after a one-line change of the {rb['precision']} precision's `vtcm_mb`: {rb['seconds']:.1f} s "
+          f"(single shot, peak RSS {rb['peak_rss_mb']:.0f} MB); tasks that ran: "
+          + ", ".join(f"`{t}`" for t in rb["ran"]) + f". The {rb['precision']} validate tasks rerun too in a full "
           "`doit`; they cost what scenario 1 shows for validation.", "",
           "## 3. Control step on the `reference` runtime (onnxruntime CPU, fp32, full preset)", ""]
     c = r["control_step"]
@@ -174,7 +176,55 @@ def write_markdown(r: dict, out: str) -> None:
               "generation and the up-to-date checks, nothing to run) is timed alternately.", "",
               "| revision | bare `doit` on a finished build |", "|---|---|",
               f"| {rev['base']} (base) | {fmt(n['base'])} |", f"| {rev['head']} (head) | {fmt(n['head'])} |"]
-    Path(out).write_text("\n".join(L) + "\n")
+    if r.get("episode_split"):
+        L += episode_section(r["episode_split"], r)
+    if r.get("htp_kernels"):
+        from .htp_kernels import section
+        L += section(r["htp_kernels"])
+    write_merged(out, "\n".join(L) + "\n")
+
+
+SECTION = re.compile(r"^## (\d+)\. ", re.M)
+
+
+def sections(text: str) -> tuple[str, dict[int, str]]:
+    """The text before the first numbered section, and each `## N. ...` section by its number."""
+    starts = [m.start() for m in SECTION.finditer(text)]
+    body = {int(SECTION.match(text, s).group(1)): text[s:e].rstrip("\n") + "\n"
+            for s, e in zip(starts, starts[1:] + [len(text)])}
+    return text[:starts[0] if starts else len(text)], body
+
+
+def write_merged(out: str, text: str) -> None:
+    """Write the sections this run produced; a section it does not produce (one measured by hand, which
+    says when and how) is kept as the file had it, in number order."""
+    head, fresh = sections(text)
+    kept = sections(Path(out).read_text())[1] if Path(out).is_file() else {}
+    merged = {**kept, **fresh}
+    Path(out).write_text(head + "\n".join(merged[n] for n in sorted(merged)))
+
+
+def episode_section(s: dict, r: dict) -> list[str]:
+    rows = {e["episode"]: e for e in s["episodes"]}
+    none = rows["without video (videos: none)"]
+    plans = -(-none["steps"] // s.get("n_action_steps", 10))
+    L = ["", f"## 12. Where an episode's time goes ({'full' if s['preset'] == 'smolvla-libero' else s['preset']} preset)", "",
+         "`bench/episode_split.py` on the main job's build (section 2), in one process: the built reference policy, "
+         f"{s['suite']} task {s['task']}, LIBERO's step limit after its 10 no-op steps, the same seed in every episode. "
+         "Single shots. \"before\" renders both cameras on every step, as episodes did before issue #27.", "",
+         "| episode | steps | wall s | environment build s | policy s | simulator s | simulator s per step |",
+         "|---|---|---|---|---|---|---|"]
+    L += [f"| {e['episode']} | {e['steps']} | {e['wall_s']} | {e['env_build_s']} | {e['policy_s']} | "
+          f"{e['simulator_s']} | {e['simulator_s_per_step']} |" for e in s["episodes"]]
+    L += ["", f"- Same actions in all five episodes: {s['same_actions']}.",
+          f"- Episode with `videos: none`: {none['wall_s']:.1f} s (goal <= 60 s), of which the policy "
+          f"{none['policy_s']:.1f} s: {plans} plans of {none['policy_s'] / plans:.2f} s "
+          "(a control step, section 3, plus the observation's preprocessing).",
+          f"- Simulator seconds per step, `videos: none` / `videos: all`: {s['simulator_ratio_none_to_all']:.2f} "
+          f"(goal <= 0.5); / before: {s['simulator_ratio_none_to_before']:.2f}.",
+          f"- At {none['wall_s']:.0f} s per episode, one suite's 500 episodes take "
+          f"{500 * none['wall_s'] / 3600:.1f} h on one such machine, one episode at a time."]
+    return L
 
 
 def quantization_section(q: dict) -> list[str]:

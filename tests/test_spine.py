@@ -261,8 +261,9 @@ def test_default_pipeline_lists_full_chain():
     listed = doit(ROOT / "pipeline.yaml", "list", "--all").stdout
     assert "export" in listed
     for m in MODELS:
-        for p in PRECISIONS:
-            assert f"context:{m}-{p}" in listed
+        assert f"context:{m}-fp16" in listed and f"validate:{m}-fp16" in listed
+    names = [line.split()[0] for line in listed.splitlines() if line.strip()]
+    assert not [n for n in names if n.endswith("-fp32")]    # the fp32 fallback is commented out
 
 
 def test_task_generation_imports_no_heavy_library(tmp_path):
