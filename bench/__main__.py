@@ -86,7 +86,7 @@ def main() -> int:
     previous = ROOT / "bench" / "results.json"           # scenarios run alone keep their own dated figures
     if previous.is_file():
         old = json.loads(previous.read_text())
-        for key in ("bundle", "eval_scaling", "quantization", "noop_ab", "htp_kernels"):
+        for key in ("bundle", "eval_scaling", "quantization", "noop_ab", "htp_kernels", "worker_threads"):
             if key in old:
                 results[key] = old[key]
     previous.write_text(json.dumps(results, indent=2))

@@ -25,7 +25,8 @@ def merge_scenario(key: str, data: dict, command: str) -> None:
 
 def write_markdown(r: dict, out: str) -> None:
     L = ["# BENCHMARKS", "",
-         "Reproduce: `python -m bench` (about 25 minutes on this machine; writes this file and bench/results.json).", "",
+         f"Reproduce: `python -m bench` (about {r['bench_seconds'] / 60:.0f} minutes on this machine; writes this file and "
+         "bench/results.json; sections measured by another command say which).", "",
          f"Every figure below was measured by one run of `{r['command']}` on {r['date']}, on {r['machine']}.",
          f"Timings repeated {r['reps']} times report median (min, max, n); single-shot figures say so. "
          f"The whole run took {r['bench_seconds'] / 60:.1f} min. Raw numbers: `bench/results.json`.",
@@ -181,6 +182,9 @@ def write_markdown(r: dict, out: str) -> None:
     if r.get("htp_kernels"):
         from .htp_kernels import section
         L += section(r["htp_kernels"])
+    if r.get("worker_threads"):
+        from .worker_threads import section
+        L += section(r["worker_threads"])
     write_merged(out, "\n".join(L) + "\n")
 
 

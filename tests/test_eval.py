@@ -40,6 +40,9 @@ def test_four_episodes_on_two_actors_and_lerobot_evals_aggregate(evaluated):
     assert all(r["steps"] == 3 and not r.get("error") and r["policy_hash"] for r in got.values())
     assert len({r["pid"] for r in got.values()}) == 2                  # both actors ran episodes
     assert len({r["seed"] for r in got.values()}) == 4                 # per-episode seeds
+    threads = max(1, max(2, os.cpu_count() or 1) // 2)             # the local instance's cores, shared by 2
+    assert f"{threads} onnxruntime thread(s) per actor" in first.stderr
+    assert all(r["threads"] == threads and r["cpu_s"] > 0 and r["cores_used"] > 0 for r in got.values())
     info = json.loads((folder / "artifacts" / "eval" / "eval_info.json").read_text())
     assert {"per_task", "per_group", "overall"} <= set(info) and info["overall"]["n_episodes"] == 4
     assert {"pc_success", "n_episodes", "eval_s", "eval_ep_s", "video_paths", "avg_sum_reward"} <= set(info["overall"])
@@ -48,6 +51,14 @@ def test_four_episodes_on_two_actors_and_lerobot_evals_aggregate(evaluated):
     assert len(info["overall"]["video_paths"]) == 2                     # videos: first (one per task)
     assert "RANDOM WEIGHTS" in (folder / "artifacts" / "eval" / "summary.md").read_text()
     assert (folder / "artifacts" / "eval" / "libero_spatial.png").stat().st_size > 0
+
+
+def test_actors_share_the_cores_within_one_node():
+    from smolvla_build.evaluate.scale import threads_per_worker
+    assert threads_per_worker(2, cpus=2, largest_node_cpus=2) == 1
+    assert threads_per_worker(1, cpus=2, largest_node_cpus=2) == 2
+    assert threads_per_worker(3, cpus=3, largest_node_cpus=2) == 1      # more actors than cores: one each
+    assert threads_per_worker(2, cpus=16, largest_node_cpus=4) == 4     # an actor runs on one node
 
 
 def test_a_rerun_runs_nothing_twice(evaluated):

@@ -41,8 +41,17 @@ def result_path(root: Path, suite: str, task: int, trial: int) -> Path:
     return Path(root) / suite / f"task{task}" / f"trial{trial}.json"
 
 
+def threads_per_worker(workers: int, cpus: float, largest_node_cpus: float) -> int:
+    """onnxruntime threads per actor: the Ray instance's cores shared among the actors, at most one
+    node's. Each actor's threads defaulting to every core oversubscribe them: 2 full-preset actors on
+    2 cores ran 77 episodes per hour that way, 93 with 1 thread each (docs/evaluation.md, "Workers and
+    threads")."""
+    return max(1, min(int(cpus // max(1, workers)), int(largest_node_cpus)))
+
+
 def default_workers(preset: str) -> int:
-    """As many actors as the cores and the memory allow (an actor holds a policy and a simulator)."""
+    """As many actors as the cores and the memory allow (an actor holds a policy and a simulator;
+    with one thread per core each uses one core: docs/evaluation.md, "Workers and threads")."""
     per_actor_gb = 1.5 if preset == "tiny" else 6.0
     try:
         avail = int(next(line for line in open("/proc/meminfo") if line.startswith("MemAvailable")).split()[1]) / 2**20
@@ -65,7 +74,8 @@ class EpisodeWorker:
     instead of evaluation.precision; `shadow`: the fp32 reference policy plans beside it
     (evaluate/divergence.py)."""
 
-    def __init__(self, pipeline_path: str, runtime: str, precision: str | None = None, shadow: bool = False):
+    def __init__(self, pipeline_path: str, runtime: str, precision: str | None = None, shadow: bool = False,
+                 threads: int = 0):
         from ..config import load_pipeline
         from ..layout import Layout
         from ..runtime.policy import Policy
@@ -73,11 +83,13 @@ class EpisodeWorker:
         layout = Layout(pipe)
         ev = pipe.section("evaluation")
         wanted = precision or pipe.requested_precisions()
-        self.policy = Policy.from_artifacts(layout, runtime, pipe.soc, pipe.precisions, wanted, ev["n_action_steps"])
+        self.threads = threads
+        self.policy = Policy.from_artifacts(layout, runtime, pipe.soc, pipe.precisions, wanted, ev["n_action_steps"],
+                                            threads=threads)
         if shadow:
             from .divergence import ShadowedPolicy
             self.policy = ShadowedPolicy(self.policy, Policy.from_artifacts(
-                layout, "reference", pipe.soc, pipe.precisions, wanted, ev["n_action_steps"]))
+                layout, "reference", pipe.soc, pipe.precisions, wanted, ev["n_action_steps"], threads=threads))
         self.config_dir = layout.root / "libero-config" / f"worker-{os.getpid()}"     # one per process
         from .episode import TaskEnvironments
         self.envs = TaskEnvironments(self.config_dir)        # a task's environment, kept for its next trials
@@ -89,8 +101,10 @@ class EpisodeWorker:
 
         from .episode import simulate, write_video
         self.policy.seed = seed                        # per episode, not per worker: reset() reseeds
+        cpu0 = time.process_time()                     # every thread of this actor: policy and simulator
         r = simulate(self.policy, suite, task, trial, max_steps, self.config_dir, seed=seed,
                      frames=video is not None, progress=False, envs=self.envs)
+        cpu_s = time.process_time() - cpu0
         if video:
             write_video(r["frames"], Path(video))
         return {"task": r["task"], "success": r["success"], "steps": r["steps"], "rewards": r["rewards"],
@@ -98,8 +112,8 @@ class EpisodeWorker:
                 **({"action_diffs": list(self.policy.diffs)} if hasattr(self.policy, "diffs") else {}),
                 "sum_reward": float(sum(r["rewards"])), "max_reward": float(max(r["rewards"], default=0.0)),
                 "seconds": r["seconds"], "policy_s": r["policy_s"], "simulator_s": r["simulator_s"],
-                "env_build_s": r["env_build_s"],
-                "video": video, "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
+                "env_build_s": r["env_build_s"], "cpu_s": cpu_s, "cores_used": cpu_s / max(r["seconds"], 1e-9),
+                "threads": self.threads, "video": video, "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
                 "pid": os.getpid()}
 
 
@@ -158,9 +172,13 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                  **({} if address else {"num_cpus": max(workers, os.cpu_count() or 1)}))
         stats["ray_start_s"] = round(time.time() - t_ray, 2)
-        Worker = ray.remote(num_cpus=1)(EpisodeWorker)
+        threads = threads_per_worker(workers, ray.cluster_resources().get("CPU", 1),
+                                     max(n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]))
+        stats["threads_per_worker"] = threads
+        log.info("eval: %d onnxruntime thread(s) per actor", threads)
+        Worker = ray.remote(num_cpus=threads)(EpisodeWorker)      # Ray places actors by the cores they use
         try:
-            actors = [Worker.remote(pipeline_path, runtime, precision, shadow) for _ in range(workers)]
+            actors = [Worker.remote(pipeline_path, runtime, precision, shadow, threads) for _ in range(workers)]
             pending = collections.deque((ep, None) for ep in todo)       # (episode, slot to avoid)
             failures, deaths = collections.Counter(), collections.Counter()
             free, in_flight, holds = list(range(workers)), {}, {}
@@ -194,7 +212,7 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
                     stats["actor_deaths"] += 1
                     log.warning("eval: the actor running %s task %d trial %d died (%s): replaced, episode re-run",
                                 suite, task, trial, type(e).__name__)
-                    actors[slot] = Worker.remote(pipeline_path, runtime, precision, shadow)
+                    actors[slot] = Worker.remote(pipeline_path, runtime, precision, shadow, threads)
                     holds.pop(slot, None)                 # the new actor holds no environment yet
                     free.append(slot)
                     if deaths[ep] < 3:

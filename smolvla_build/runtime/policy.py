@@ -51,19 +51,21 @@ def check_runtime(layout, runtime: str, wanted, models) -> None:
             _proxy(layout, m, chosen[m])
 
 
-def stage_runners(layout, runtime: str, soc: dict, precisions: Precisions, wanted, models) -> dict[str, StageRunner]:
-    """`wanted`: a precision name, or {model: precision} (Pipeline.requested_precisions)."""
+def stage_runners(layout, runtime: str, soc: dict, precisions: Precisions, wanted, models,
+                  threads: int = 0) -> dict[str, StageRunner]:
+    """`wanted`: a precision name, or {model: precision} (Pipeline.requested_precisions); `threads`:
+    onnxruntime's intra-op threads for the CPU-run graphs (0: one per core)."""
     wanted = PrecisionRequest(wanted).per_model(models)
     chosen = runtime_precisions(layout, wanted)
     out = {}
     for m in models:
         if runtime == "reference":
-            runner = ReferenceRunner(reference_model(layout, m))
+            runner = ReferenceRunner(reference_model(layout, m), threads)
         elif runtime in ("ort-qnn", "qnn-net-run"):
             p = chosen[m]
             runner = htp_runner(layout, m, p, soc, precisions[p].settings, runtime)
         elif runtime == "proxy":
-            runner = ReferenceRunner(_proxy(layout, m, chosen[m]))
+            runner = ReferenceRunner(_proxy(layout, m, chosen[m]), threads)
         else:
             raise ValueError(f"unknown runtime {runtime!r} (reference, ort-qnn, qnn-net-run, proxy)")
         out[m] = StageRunner(runner, layout.io_sidecar(m))
@@ -75,9 +77,9 @@ class Policy(RuntimePolicy):
 
     @classmethod
     def from_artifacts(cls, layout, runtime: str, soc: dict, precisions: Precisions, wanted, n_action_steps: int,
-                       seed: int = 0) -> "Policy":
+                       seed: int = 0, threads: int = 0) -> "Policy":
         export = layout.export_dir
-        stages = stage_runners(layout, runtime, soc, precisions, wanted, MODELS)
+        stages = stage_runners(layout, runtime, soc, precisions, wanted, MODELS, threads)
         for s in stages.values():
             s.activate()
         return cls(stages, Tokenizer(export / "tokenizer.json"),
