@@ -9,8 +9,9 @@ Scenarios (full-size smolvla-libero preset, random weights, toolchain ort-qnn):
  6. the built policy vs LeRobot's own SmolVLA (full preset, same run): equality and control-step time
  1b. the cold main job (`bash scripts/build.sh`, default pipeline) and the no-op of a bare `doit` after it
  12. where a full-preset LIBERO episode's time goes, on the main job's policy (bench/episode_split.py)
-Scenarios 7-9 (bundle, Ray evaluation, integer precisions) and 10 (no-op A/B against a revision, noop_ab)
-run alone: python -m bench.<module>.
+Scenarios 7-9 (bundle, Ray evaluation, integer precisions), 10 (no-op A/B against a revision, noop_ab),
+13 (proxies), 14 (htp_kernels), 15 (worker_threads) and 16 (fp16_rewrites) run alone: python -m
+bench.<module>. Their sections, and those written by hand, stay in BENCHMARKS.md as they were.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def main() -> int:
     previous = ROOT / "bench" / "results.json"           # scenarios run alone keep their own dated figures
     if previous.is_file():
         old = json.loads(previous.read_text())
-        for key in ("bundle", "eval_scaling", "quantization", "noop_ab", "htp_kernels", "worker_threads"):
+        for key in ("bundle", "eval_scaling", "quantization", "noop_ab", "htp_kernels", "worker_threads",
+                    "fp16_rewrites"):
             if key in old:
                 results[key] = old[key]
     previous.write_text(json.dumps(results, indent=2))

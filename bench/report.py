@@ -185,6 +185,9 @@ def write_markdown(r: dict, out: str) -> None:
     if r.get("worker_threads"):
         from .worker_threads import section
         L += section(r["worker_threads"])
+    if r.get("fp16_rewrites"):
+        from .fp16_rewrites import section
+        L += section(r["fp16_rewrites"])
     write_merged(out, "\n".join(L) + "\n")
 
 

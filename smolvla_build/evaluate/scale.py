@@ -113,8 +113,8 @@ class EpisodeWorker:
                 "sum_reward": float(sum(r["rewards"])), "max_reward": float(max(r["rewards"], default=0.0)),
                 "seconds": r["seconds"], "policy_s": r["policy_s"], "simulator_s": r["simulator_s"],
                 "env_build_s": r["env_build_s"], "cpu_s": cpu_s, "cores_used": cpu_s / max(r["seconds"], 1e-9),
-                "threads": self.threads, "video": video, "node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
-                "pid": os.getpid()}
+                "threads": self.threads, "video": video, "node": ray.get_runtime_context().get_node_id(),
+                "host": socket.gethostname(), "pid": os.getpid()}
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
