@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from . import build, control_step, episode_split, lerobot_parity
-from .common import ROOT, machine
+from .common import ROOT, commit, machine
 from .report import write_markdown
 
 
@@ -55,7 +55,7 @@ def main() -> int:
 
     t0 = time.time()
     results = {"date": datetime.date.today().isoformat(), "machine": machine(), "reps": args.reps,
-               "command": "python -m bench"}
+               "command": "python -m bench", "commit": commit()}
     folder = ROOT / "artifacts" / "bench-full"
     pipe_path = build.write_pipeline(folder)
     log("scenario 1: cold build per stage (full preset)")

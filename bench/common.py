@@ -54,6 +54,13 @@ def machine() -> str:
             f"{platform.python_version()}, fp32 GEMM {gemm_gflops():.0f} GFLOP/s")
 
 
+def commit() -> str:
+    """The checkout's commit, and whether it had uncommitted changes: what the figures were measured on."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return (head or "unknown") + (" with uncommitted changes" if dirty else "")
+
+
 def gemm_gflops(n: int = 2048, reps: int = 5) -> float:
     """The host's fp32 matrix-multiply rate (numpy, every core; best of `reps`): the yardstick that
     tells two runs on different hosts apart (the CPU stages scale with it, the HTP emulation less)."""

@@ -27,7 +27,8 @@ def write_markdown(r: dict, out: str) -> None:
     L = ["# BENCHMARKS", "",
          f"Reproduce: `python -m bench` (about {r['bench_seconds'] / 60:.0f} minutes on this machine; writes this file and "
          "bench/results.json; sections measured by another command say which).", "",
-         f"Every figure below was measured by one run of `{r['command']}` on {r['date']}, on {r['machine']}.",
+         f"Unless a section says how it was measured, its figures come from one run of `{r['command']}` on {r['date']}"
+         + (f" at commit {r['commit']}" if r.get("commit") else "") + f", on {r['machine']}.",
          f"Timings repeated {r['reps']} times report median (min, max, n); single-shot figures say so. "
          f"The whole run took {r['bench_seconds'] / 60:.1f} min. Raw numbers: `bench/results.json`.",
          "Preset `smolvla-libero` (full size: 98M vision, 157M LLM prefix + 47M CPU embedding table, 100M action "
