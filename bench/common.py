@@ -57,7 +57,8 @@ def machine() -> str:
 def commit() -> str:
     """The checkout's commit, and whether it had uncommitted changes: what the figures were measured on."""
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
     return (head or "unknown") + (" with uncommitted changes" if dirty else "")
 
 

@@ -8,9 +8,8 @@ cd "$(dirname "$0")/.."
 source scripts/common.sh
 $PIP -e ".[export]"
 bash scripts/install_libero.sh
-# two tasks at a time where the cores and the memory allow it (each stage stays under 6 GB): the
-# full-size main job took 9.6 min so against 10.8 min one at a time (docs/incremental.md); a `-n`
-# among the arguments overrides it
+# two tasks at a time where the cores and the memory allow it (each stage stays under 6 GB; the
+# gain on 2 cores is small: docs/incremental.md); a `-n` among the arguments overrides it
 JOBS=$(python3 -c 'import os
 avail = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemAvailable")), 0) / 2**20
 print(2 if (os.cpu_count() or 1) >= 2 and avail >= 12 else 1)' 2>/dev/null || echo 1)
