@@ -64,9 +64,10 @@ def run(pipeline: Path, actors: int, threads: int, steps: int, log) -> dict:
 
 def worker_threads(pipeline: Path, steps: int, log) -> dict:
     from smolvla_build.config import load_pipeline
+    from smolvla_build.evaluate.scale import threads_per_worker
     cores = os.cpu_count() or 1
     runs = [run(pipeline, 1, 0, steps, log), run(pipeline, cores, 0, steps, log),
-            run(pipeline, cores, max(1, cores // cores), steps, log)]
+            run(pipeline, cores, threads_per_worker(cores, cores, cores), steps, log)]   # what doit eval gives
     return {"machine": machine(), "preset": load_pipeline(pipeline).source["preset"], "steps": steps, "runs": runs}
 
 
