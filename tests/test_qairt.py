@@ -3,6 +3,7 @@ lld-link and onnxruntime-qnn underneath) and the test-double MSVC/Windows SDK he
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -241,7 +242,9 @@ def qairt_build(tmp_path_factory, fake_sdk, fake_msvc):
     # 4 samples keep the suite short; the tiny LLM then reaches cosine 0.9988 (8 samples: 0.9995)
     cfg["validation"] = {"gates": {"w8a16": {"cosine_min": 0.995}}}
     pipe.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    env = dict(os.environ, QAIRT_SDK_ROOT=str(fake_sdk), FAKE_QAIRT_LOG=str(folder / "calls.jsonl"))
+    # its own temporary folder, to check that the build and the tools leave nothing there
+    env = dict(os.environ, QAIRT_SDK_ROOT=str(fake_sdk), FAKE_QAIRT_LOG=str(folder / "calls.jsonl"),
+               TMPDIR=str(tmp_path_factory.mktemp("qairt-tmp")))
     env.pop("QNN_SDK_ROOT", None)
     first = doit(pipe, env=env)
     return folder, pipe, env, first
@@ -249,6 +252,10 @@ def qairt_build(tmp_path_factory, fake_sdk, fake_msvc):
 
 def test_full_chain_builds_validates_and_reports(qairt_build):
     folder, pipe, env, first = qairt_build
+    # the qnn-net-run runners' space-free folders (this build's folder has a space) and the converter's
+    # QDQ models are gone once the build is (torch's and the HTP library's own caches may stay)
+    left = [p.name for p in Path(env["TMPDIR"]).iterdir() if p.name.startswith(("smolvla-", "qdq-"))]
+    assert not left
     for stage in ("convert", "compile", "link", "hostlib", "context", "validate"):
         assert {f"{stage}:{m}-{p}" for m in MODELS for p in ("fp16", "fp32")} <= first.ran
     assert "report" in first.ran
@@ -404,6 +411,13 @@ def test_qnn_net_run_runner_matches_the_epcontext_runner(qairt_build, fake_sdk, 
     assert backend.name == "libQnnHtp.so" and backend.parent.name == "htp" and (backend.parent / "libQnnSystem.so").is_file()
     net_run.deactivate()
     assert not backend.parent.exists()
+    # a runner nobody deactivates removes its temporary folder when it goes away
+    forgotten = htp_runner(layout, "action_head", "fp16", pipe.soc, pipe.precisions["fp16"].settings, "qnn-net-run")
+    staged = forgotten.activate().folder
+    assert (staged / "htp" / "libQnnHtp.so").is_file()
+    del forgotten
+    gc.collect()
+    assert not staged.exists()
     # the .raw files the runner writes hold what the context declares (--preserve_io: float32 and int32)
     from smolvla_build.toolchains.epcontext import net_json_signature
     from smolvla_build.toolchains.qairt.qnn_io import write_raw_inputs

@@ -45,6 +45,10 @@ class QnnNetRunRunner(Runner):
         if self.sdk.find_tool("qnn-net-run") is None:
             raise ToolchainError(f"qairt: {missing_tool(self.sdk, 'qnn-net-run')}")
         self.folder = space_free_folder(self.work, "qnn-net-run", "smolvla-qnn-net-run-")
+        if self.folder != self.work.resolve():     # a temporary folder: removed with the runner at the latest
+            import shutil
+            import weakref
+            self._remove_folder = weakref.finalize(self, shutil.rmtree, self.folder, True)
         staged = stage_htp_runtime(self.sdk, int(self.soc["htp_arch"]), self.folder / "htp")
         self.backend = staged["backend"]
         self.env = runtime_env(self.sdk, self.folder / "htp")
@@ -55,11 +59,11 @@ class QnnNetRunRunner(Runner):
         return self                     # nothing persistent: every call is a new process
 
     def deactivate(self):
-        """A temporary folder (taken when `work` has a space) goes with the runner."""
-        folder = getattr(self, "folder", None)
-        if self.session is not None and folder is not None and folder != self.work.resolve():
-            import shutil
-            shutil.rmtree(folder, ignore_errors=True)
+        """A temporary folder (taken when `work` has a space) goes with the session; a runner that is
+        never deactivated removes it when it is collected or the process exits (weakref.finalize)."""
+        remove = getattr(self, "_remove_folder", None)
+        if self.session is not None and remove is not None:
+            remove()
         super().deactivate()
 
     @property
