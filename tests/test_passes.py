@@ -13,7 +13,8 @@ import pytest
 from onnx import TensorProto as T
 
 from smolvla_build.passes import (bound_mask_constants, check_htp_clean, cumsum_to_matmul, eliminate_bool_logic,
-                                  embedding_on_cpu, fold_constant_subgraphs, gemm_to_matmul, rmsnorm_over_max, preprocess, sinusoid_on_cpu)
+                                  embedding_on_cpu, fold_constant_subgraphs, gemm_to_matmul, rmsnorm_over_max, preprocess,
+                                  silu_through_tanh, sinusoid_on_cpu, tanh_gelu_half_first)
 from smolvla_build.passes.checker import census
 
 
@@ -210,6 +211,101 @@ def test_the_tiny_llm_has_every_rmsnorm_rewritten(tiny_export):
     norms = sum(n.op_type == "ReduceMean" and n.input[0] in squares for n in m.graph.node)
     out = rmsnorm_over_max(m)
     assert norms == 3 and sum(n.name.endswith("/OverMax") for n in out.graph.node) == norms
+
+
+# (tokens, input width, output width, std of x): where the HTP's kernels for the exported forms lose
+# accuracy (measured: SiLU at the full LLM's sizes, 177 x 960 -> 2560, not at small ones; GELU on
+# x ~ N(0, 3^2) at these sizes; in the full vision encoder on its own input)
+ACTIVATION_SHAPES = {"gelu": (512, 64, 256, 3.0), "silu": (177, 960, 2560, 0.6)}
+
+
+def _mlp_activation_model(activation: str):
+    """A projection then its activation, as torch exports them: gelu(approximate="tanh")
+    `0.5 * (x * (1 + Tanh(k * (x + 0.044715 * x*x*x))))` or SiLU `x * Sigmoid(x)`; x ~ N(0, std^2) on
+    inputs ~ N(0, 1)."""
+    tokens, k, width, std = ACTIVATION_SHAPES[activation]
+    rng = np.random.default_rng(5)
+    c = lambda name, v: oh.make_tensor(name, T.FLOAT, [], [v])
+    inits = [onnx.numpy_helper.from_array((rng.standard_normal((k, width)) * std / np.sqrt(k)).astype(np.float32), "w")]
+    if activation == "gelu":              # SigLIP's fc1 has a bias, the LLM's gate_proj none
+        nodes = [oh.make_node("MatMul", ["h", "w"], ["hw"]), oh.make_node("Add", ["b", "hw"], ["x"])]
+        inits.append(onnx.numpy_helper.from_array((rng.standard_normal(width) / 10).astype(np.float32), "b"))
+    else:
+        nodes = [oh.make_node("MatMul", ["h", "w"], ["x"])]
+    if activation == "gelu":
+        nodes += [oh.make_node("Mul", ["x", "x"], ["x2"]), oh.make_node("Mul", ["x", "x2"], ["x3"]),
+                  oh.make_node("Mul", ["a", "x3"], ["ax3"]), oh.make_node("Add", ["x", "ax3"], ["inner"]),
+                  oh.make_node("Mul", ["k", "inner"], ["z"]), oh.make_node("Tanh", ["z"], ["t"]),
+                  oh.make_node("Add", ["one", "t"], ["one_t"]), oh.make_node("Mul", ["x", "one_t"], ["x_one_t"]),
+                  oh.make_node("Mul", ["half", "x_one_t"], ["y"])]
+        inits += [c("a", 0.044715), c("k", 0.7978845608028654), c("one", 1.0), c("half", 0.5)]
+    else:
+        nodes += [oh.make_node("Sigmoid", ["x"], ["s"]), oh.make_node("Mul", ["x", "s"], ["y"])]
+    return model(nodes, [vi("h", T.FLOAT, [1, tokens, k])], [vi("y", T.FLOAT, [1, tokens, width])], inits)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "silu"])
+def test_activations_are_rewritten_to_the_forms_the_htp_computes_op_by_op(activation):
+    """The same function in fp32; the exported form is gone (GELU: its half taken from x first and the
+    cube a Pow, onnxruntime's FastGelu pattern, which the CPU copy still fuses; SiLU: no Sigmoid,
+    a Tanh of x / 2); idempotent; a Tanh or Sigmoid that is not the activation is left alone."""
+    from smolvla_build.cpu_passes.gelu import fuse_tanh_gelu
+    m = _mlp_activation_model(activation)
+    rewrite = tanh_gelu_half_first if activation == "gelu" else silu_through_tanh
+    out = rewrite(m)
+    tokens, k, _, _ = ACTIVATION_SHAPES[activation]
+    h = np.random.default_rng(0).normal(0, 5, (1, tokens, k)).astype(np.float32)       # into both tails
+    want = run(m, {"h": h})[0]
+    # preprocess's measure (max abs error / max abs value): SiLU's tail, x * (0.5 - 0.5 * (1 - tiny)),
+    # cancels in fp32 where x * Sigmoid(x) does not, within 1e-6 of the largest value
+    assert np.abs(run(out, {"h": h})[0] - want).max() <= 1e-6 * np.abs(want).max()
+    ops = [n.op_type for n in out.graph.node]
+    if activation == "gelu":
+        assert ops.count("Pow") == 1 and ops.count("Tanh") == 1
+        last = next(n for n in out.graph.node if n.output[0] == "y")
+        producers = {o: n for n in out.graph.node for o in n.output}
+        assert sorted(producers[i].op_type for i in last.input) == ["Add", "Mul"]      # (x * 0.5) * (1 + tanh)
+        assert [n.op_type for n in fuse_tanh_gelu(out).graph.node].count("FastGelu") == 1
+    else:
+        assert "Sigmoid" not in ops and ops.count("Tanh") == 1
+    assert same_serialization(rewrite(out), out)
+    other = model([oh.make_node("Tanh" if activation == "gelu" else "Sigmoid", ["x"], ["y"])],
+                  [vi("x", T.FLOAT, [4])], [vi("y", T.FLOAT, [4])])
+    assert same_serialization(rewrite(other), other)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "silu"])
+def test_the_htp_computes_the_rewritten_activations_closer_to_fp32(activation, tmp_path):
+    """Why the rewrites exist: in HTP emulation (fp16, soc 60 / v73) the exported forms are computed by
+    a less accurate kernel than the rewritten ones, op by op (docs/runtimes.md, "Activation forms";
+    on the full models 4.9 to 5.9 times farther from fp32)."""
+    from smolvla_build.toolchains.ort_qnn import to_float16
+    from smolvla_runtime.htp import provider_options, session_options
+    options = provider_options({"soc_model": 60, "htp_arch": 73},
+                               {"context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}})
+    m = _mlp_activation_model(activation)
+    tokens, k, _, _ = ACTIVATION_SHAPES[activation]
+    h = np.random.default_rng(1).standard_normal((1, tokens, k)).astype(np.float32)
+    ref = run(m, {"h": h})[0].astype(np.float64)
+    errors = {}
+    for label, graph in (("exported", m), ("rewritten", (tanh_gelu_half_first if activation == "gelu" else silu_through_tanh)(m))):
+        onnx.save(graph, str(tmp_path / f"{label}.onnx"))
+        to_float16(tmp_path / f"{label}.onnx", tmp_path / f"{label}_fp16.onnx")
+        got = ort.InferenceSession(str(tmp_path / f"{label}_fp16.onnx"), sess_options=session_options(options)).run(None, {"h": h})[0]
+        errors[label] = float(np.sqrt(np.mean((got - ref) ** 2)))
+    assert errors["rewritten"] < 0.5 * errors["exported"], errors
+
+
+def test_the_tiny_models_have_every_activation_rewritten(tiny_export):
+    vision = onnx.load(str(tiny_export / "vision_encoder.onnx"))
+    gelus = sum(n.op_type == "Tanh" for n in vision.graph.node)
+    assert gelus > 0 and sum(n.op_type == "Pow" for n in tanh_gelu_half_first(vision).graph.node) == gelus
+    for stage in ("llm_backbone", "action_head"):
+        m = onnx.load(str(tiny_export / f"{stage}.onnx"))
+        silus = sum(n.op_type == "Sigmoid" for n in m.graph.node)
+        out = silu_through_tanh(m)
+        assert silus > 0 and not any(n.op_type == "Sigmoid" for n in out.graph.node)
+        assert sum(n.op_type == "Tanh" for n in out.graph.node) == silus
 
 
 def test_a_float64_sinusoid_moves_to_the_cpu_with_its_cast():

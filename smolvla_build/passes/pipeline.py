@@ -9,6 +9,7 @@ import time
 import numpy as np
 import onnx
 
+from .activations import silu_through_tanh, tanh_gelu_half_first
 from .bool_logic import eliminate_bool_logic
 from .checker import census, check_htp_clean
 from .cumsum import cumsum_to_matmul
@@ -111,6 +112,8 @@ def preprocess(model: onnx.ModelProto, *, embedding_cpu: bool = False, sinusoid_
               ("eliminate_bool_logic", eliminate_bool_logic),
               ("gemm_to_matmul", gemm_to_matmul),
               ("rmsnorm_over_max", rmsnorm_over_max),
+              ("tanh_gelu_half_first", tanh_gelu_half_first),
+              ("silu_through_tanh", silu_through_tanh),
               ("bound_mask_constants", lambda m: bound_mask_constants(m, mask_bound))]
     if embedding_cpu:
         passes.append(("embedding_on_cpu", embedding_on_cpu))
