@@ -20,7 +20,7 @@ pytest.importorskip("libero", reason="LIBERO is installed by scripts/install_lib
 def evaluated(own_build):
     folder, pipe = own_build.folder, own_build.pipe
     cfg = yaml.safe_load(pipe.read_text())
-    cfg["evaluation"].update(tasks=[0, 1], trials=2, workers=2, max_steps=3)
+    cfg["evaluation"].update(tasks=[0, 1], trials=2, workers=2, max_steps=3, progress_every_s=0.5)
     pipe.write_text(yaml.safe_dump(cfg))
     doit(pipe)
     first = doit(pipe, "eval")
@@ -51,6 +51,11 @@ def test_four_episodes_on_two_actors_and_lerobot_evals_aggregate(evaluated):
     assert len(info["overall"]["video_paths"]) == 2                     # videos: first (one per task)
     assert "RANDOM WEIGHTS" in (folder / "artifacts" / "eval" / "summary.md").read_text()
     assert (folder / "artifacts" / "eval" / "libero_spatial.png").stat().st_size > 0
+    # episodes still running are reported by the step their actor reached (every progress_every_s);
+    # the files that carry it are gone once each episode's result is written
+    import re
+    assert re.search(r"eval: libero_spatial task [01] trial [01]: step [0-3](/3)? after \d+ s", first.stderr), first.stderr
+    assert not list((folder / "artifacts" / "eval").rglob("*.running.json"))
 
 
 def test_actors_share_the_cores_within_one_node():

@@ -238,6 +238,8 @@ PIPELINE_SCHEMA = {
                 "trials": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 50},
                                      {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 49}}]},
                 "workers": {"type": ["integer", "null"], "minimum": 1},      # null: what cores and memory allow
+                # how often `doit eval`/`divergence` report the step of each episode still running
+                "progress_every_s": {"type": "number", "exclusiveMinimum": 0},
                 "videos": {"enum": ["first", "all", "none"]},
                 "ray": {"type": "object", "additionalProperties": False,
                         "properties": {"address": {"type": ["string", "null"]}}},   # null: a local instance
@@ -290,6 +292,7 @@ DEFAULTS = {
         "tasks": [0],
         "trials": 1,
         "workers": None,
+        "progress_every_s": 60,
         "videos": "first",
         "ray": {"address": None},
         "trial": 0,

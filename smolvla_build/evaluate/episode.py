@@ -68,10 +68,12 @@ class TaskEnvironments:
 
 
 def simulate(policy, suite: str, task_id: int, trial: int, max_steps: int | None, config_dir: Path, seed: int = 0,
-             frames: bool = True, progress: bool = True, envs: TaskEnvironments | None = None) -> dict:
+             frames: bool = True, progress: bool = True, envs: TaskEnvironments | None = None,
+             on_step=None) -> dict:
     """One episode, LeRobot's protocol: reset, the suite's init state for the trial, 10 no-op steps,
     then the policy until success or the step limit. Returns what happened (and the frames). `envs`:
-    reuse the task's environment across episodes (else one is made and closed here)."""
+    reuse the task's environment across episodes (else one is made and closed here). `on_step(done,
+    max_steps)` after each policy step."""
     from tqdm import tqdm
     max_steps = max_steps or SUITE_MAX_STEPS[suite]
     t0 = time.time()
@@ -107,6 +109,8 @@ def simulate(policy, suite: str, task_id: int, trial: int, max_steps: int | None
             ee.append(np.asarray(obs["robot0_eef_pos"], dtype=np.float64).tolist())
             if frames:
                 shots.append(obs["agentview_image"][::-1, ::-1].copy())
+            if on_step is not None:
+                on_step(step + 1, max_steps)
             if done or env.check_success():
                 success = True
                 break

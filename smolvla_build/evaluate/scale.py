@@ -41,6 +41,47 @@ def result_path(root: Path, suite: str, task: int, trial: int) -> Path:
     return Path(root) / suite / f"task{task}" / f"trial{trial}.json"
 
 
+def progress_path(result: Path) -> Path:
+    """Where the actor running an episode writes how far it got (removed when it ends)."""
+    return Path(result).with_suffix(".running.json")
+
+
+class ProgressFile:
+    """`on_step` for simulate: the step reached and the seconds since the episode began, written
+    (atomically) at most every `every` seconds, and at the start."""
+
+    def __init__(self, path: str | Path, every: float):
+        self.path, self.every = Path(path), every
+        self.t0 = self.last = time.time()
+        self.write(0, None)
+
+    def write(self, done: int, max_steps: int | None) -> None:
+        from ..fsutil import write_json
+        write_json(self.path, {"step": done, "max_steps": max_steps, "seconds": round(time.time() - self.t0, 1)})
+        self.last = time.time()
+
+    def __call__(self, done: int, max_steps: int) -> None:
+        if time.time() - self.last >= self.every:
+            self.write(done, max_steps)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def report_progress(in_flight: dict, root: Path) -> list[str]:
+    """One line per episode in flight whose actor has written its progress (an actor on a node
+    without the shared artifacts folder writes where the driver cannot read: its episode is silent)."""
+    lines = []
+    for _, (suite, task, trial), _ in in_flight.values():
+        try:
+            p = json.loads(progress_path(result_path(root, suite, task, trial)).read_text())
+        except (OSError, ValueError):
+            continue
+        of = f"/{p['max_steps']}" if p.get("max_steps") else ""
+        lines.append(f"eval: {suite} task {task} trial {trial}: step {p['step']}{of} after {p['seconds']:.0f} s")
+    return lines
+
+
 def threads_per_worker(workers: int, cpus: float, largest_node_cpus: float) -> int:
     """onnxruntime threads per actor: the Ray instance's cores shared among the actors, at most one
     node's. Each actor's threads defaulting to every core oversubscribe them: 2 full-preset actors on
@@ -94,7 +135,8 @@ class EpisodeWorker:
         from .episode import TaskEnvironments
         self.envs = TaskEnvironments(self.config_dir)        # a task's environment, kept for its next trials
 
-    def run(self, suite: str, task: int, trial: int, seed: int, max_steps, video: str | None):
+    def run(self, suite: str, task: int, trial: int, seed: int, max_steps, video: str | None, progress: str,
+            progress_every: float):
         import socket
 
         import ray
@@ -102,8 +144,12 @@ class EpisodeWorker:
         from .episode import simulate, write_video
         self.policy.seed = seed                        # per episode, not per worker: reset() reseeds
         cpu0 = time.process_time()                     # every thread of this actor: policy and simulator
-        r = simulate(self.policy, suite, task, trial, max_steps, self.config_dir, seed=seed,
-                     frames=video is not None, progress=False, envs=self.envs)
+        steps = ProgressFile(progress, progress_every)
+        try:
+            r = simulate(self.policy, suite, task, trial, max_steps, self.config_dir, seed=seed,
+                         frames=video is not None, progress=False, envs=self.envs, on_step=steps)
+        finally:
+            steps.remove()
         cpu_s = time.process_time() - cpu0
         if video:
             write_video(r["frames"], Path(video))
@@ -198,9 +244,16 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
                     video = None
                     if ev["videos"] == "all" or (ev["videos"] == "first" and first_trial[(suite, task)] == trial):
                         video = str(result_path(root, suite, task, trial).with_suffix(".mp4"))
-                    ref = actors[slot].run.remote(suite, task, trial, seed, ev["max_steps"], video)
+                    ref = actors[slot].run.remote(suite, task, trial, seed, ev["max_steps"], video,
+                                                  str(progress_path(result_path(root, suite, task, trial))),
+                                                  ev["progress_every_s"])
                     in_flight[ref] = (slot, ep, seed)
-                (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=ev["progress_every_s"])
+                if not ready:                         # a slow episode (HTP emulation): say how far each got
+                    for line in report_progress(in_flight, root):
+                        log.info("%s", line)
+                    continue
+                ref = ready[0]
                 slot, ep, seed = in_flight.pop(ref)
                 suite, task, trial = ep
                 record = {"suite": suite, "task_id": task, "trial": trial, "seed": seed, "policy_hash": fingerprint,
@@ -233,6 +286,7 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
                 else:
                     free.append(slot)
                 write_json(result_path(root, suite, task, trial), record)
+                progress_path(result_path(root, suite, task, trial)).unlink(missing_ok=True)   # a killed actor's
                 stats["run"] += 1
                 stats["errors"] += bool(record.get("error"))
                 successes += bool(record.get("success"))

@@ -33,7 +33,8 @@ def gen_tasks(pipe, layout, toolchain):
         yield {
             "basename": FAMILY,
             "name": m,
-            "doc": f"HTP-clean {m}: fold constants, CumSum->MatMul, bool->int32, Gemm->MatMul, bounded masks"
+            "doc": f"HTP-clean {m}: fold constants, CumSum->MatMul, bool->int32, Gemm->MatMul, bounded masks, "
+                   "fp16-safe RMSNorm and activations"
                    + (", embedding on CPU" if options["embedding_on_cpu"] else "")
             + (", sinusoids (timestep, RoPE) on CPU" if options["sinusoid_on_cpu"] else ""),
             "actions": [(PREPROCESS, [kw])],
