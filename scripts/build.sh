@@ -10,8 +10,6 @@ $PIP -e ".[export]"
 bash scripts/install_libero.sh
 # two tasks at a time where the cores and the memory allow it (each stage stays under 6 GB; the
 # gain on 2 cores is small: docs/incremental.md); a `-n` among the arguments overrides it
-JOBS=$(python3 -c 'import os
-avail = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemAvailable")), 0) / 2**20
-print(2 if (os.cpu_count() or 1) >= 2 and avail >= 12 else 1)' 2>/dev/null || echo 1)
+JOBS=$(python3 -m smolvla_build jobs --per-job-gb 6 --max 2 2>/dev/null || echo 1)
 python3 -m doit -n "$JOBS" "$@"
 python3 -m doit "$@" infer

@@ -147,6 +147,12 @@ def _doctor(args) -> int:
     return 0 if not r["problems"] else 1
 
 
+def _jobs(args) -> int:
+    from .resources import at_a_time
+    print(at_a_time(args.per_job_gb, args.max))
+    return 0
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     ap = argparse.ArgumentParser(prog="python -m smolvla_build", description=__doc__,
@@ -192,6 +198,10 @@ def main(argv=None) -> int:
     lc = sub.add_parser("libero-check", help="import LIBERO, build a task, render one frame headless")
     lc.add_argument("--config-dir", default="artifacts/libero-config")
     lc.set_defaults(fn=_libero_check)
+    j = sub.add_parser("jobs", help="how many tasks at a time the cores and the available memory allow")
+    j.add_argument("--per-job-gb", type=float, required=True, help="the memory one task needs")
+    j.add_argument("--max", type=int, default=None, help="at most this many")
+    j.set_defaults(fn=_jobs)
     d = sub.add_parser("doctor", help="what the qairt chain and the runtimes would use on a host, checked")
     d.add_argument("--host", choices=["aarch64-windows-msvc", "x86_64-linux-clang"],
                    help="the SDK host layout to check (default: toolchain.host, else this machine's)")

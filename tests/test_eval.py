@@ -66,6 +66,20 @@ def test_actors_share_the_cores_within_one_node():
     assert threads_per_worker(2, cpus=16, largest_node_cpus=4) == 4     # an actor runs on one node
 
 
+def test_tasks_and_actors_at_a_time_follow_the_cores_and_the_memory(monkeypatch):
+    """One rule for scripts/build.sh's tasks at a time (6 GB each, at most 2) and doit eval's actors."""
+    from smolvla_build import resources
+    from smolvla_build.evaluate.scale import default_workers
+    monkeypatch.setattr(resources.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(resources, "available_memory_gb", lambda default=8.0: 13.0)
+    assert resources.at_a_time(6.0, limit=2) == 2 and default_workers("smolvla-libero") == 2
+    monkeypatch.setattr(resources, "available_memory_gb", lambda default=8.0: 11.0)
+    assert resources.at_a_time(6.0, limit=2) == 1 and default_workers("smolvla-libero") == 1
+    assert default_workers("tiny") == 2                                 # 1.5 GB actors: the cores
+    monkeypatch.setattr(resources.os, "cpu_count", lambda: 16)
+    assert default_workers("tiny") == 7 and resources.at_a_time(6.0, limit=2) == 1 and resources.at_a_time(100.0) == 1
+
+
 def test_a_rerun_runs_nothing_twice(evaluated):
     folder, pipe, _ = evaluated
     before = results(folder)

@@ -93,12 +93,8 @@ def threads_per_worker(workers: int, cpus: float, largest_node_cpus: float) -> i
 def default_workers(preset: str) -> int:
     """As many actors as the cores and the memory allow (an actor holds a policy and a simulator;
     with one thread per core each uses one core: docs/evaluation.md, "Workers and threads")."""
-    per_actor_gb = 1.5 if preset == "tiny" else 6.0
-    try:
-        avail = int(next(line for line in open("/proc/meminfo") if line.startswith("MemAvailable")).split()[1]) / 2**20
-    except (OSError, StopIteration):
-        avail = 8.0
-    return max(1, min(os.cpu_count() or 1, int(avail // per_actor_gb)))
+    from ..resources import at_a_time
+    return at_a_time(1.5 if preset == "tiny" else 6.0)
 
 
 def policy_hash(files: list[str], settings: dict) -> str:
