@@ -109,24 +109,42 @@ def test_a_killed_actors_episode_is_rerun_and_is_deterministic(evaluated):
 
 def test_a_two_node_loopback_cluster_spreads_the_episodes(evaluated, tmp_path):
     """`ray start --head` and a second node on 127.0.0.1, one CPU each: the two actors land on both
-    nodes and each result says which node ran it; the cluster is stopped at the end."""
+    nodes and each result says which node ran it. The cluster is stopped at the end, and only it:
+    each `ray start --block` leads a process group of its own, which is killed (`ray stop` would
+    stop every Ray instance on the machine), and its session files, the address file that `ray.init()`
+    looks for included, are in a temporary folder of its own, not /tmp/ray."""
     import shutil
+    import signal
     import socket
     import subprocess
     import sys
+    import tempfile
+    import time
     folder, pipe, _ = evaluated
-    ray_cli = shutil.which("ray") or str(__import__("pathlib").Path(sys.executable).with_name("ray"))
+    ray_cli = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"127.0.0.1:{port}"
     env = dict(os.environ, RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO="0")
-    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", "--block"]
+    sessions = tempfile.mkdtemp(prefix="ray-")         # short: Ray's socket paths must fit 107 characters
+    alive = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+             "print(sum(n['Alive'] for n in ray.nodes()))")
+    nodes = []
     try:
-        subprocess.run([ray_cli, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common],
-                       check=True, capture_output=True, env=env, timeout=180)
-        subprocess.run([ray_cli, "start", "--address", address, *common], check=True, capture_output=True, env=env,
-                       timeout=180)
+        for args in (["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", sessions],
+                     ["--address", address]):
+            nodes.append(subprocess.Popen([ray_cli, "start", *args, *common], env=env, start_new_session=True,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            deadline = time.time() + 180
+            while True:               # this node has joined: as many alive nodes as started
+                out = subprocess.run([sys.executable, "-c", alive, address], capture_output=True, text=True, env=env,
+                                     timeout=120).stdout.strip()
+                if out == str(len(nodes)):
+                    break
+                assert time.time() < deadline and all(n.poll() is None for n in nodes), f"ray start: {out!r}"
+                time.sleep(1)
         cfg = yaml.safe_load(pipe.read_text())
         cfg["evaluation"]["ray"] = {"address": address}
         cluster = pipe.with_name("cluster.yaml")
@@ -136,7 +154,18 @@ def test_a_two_node_loopback_cluster_spreads_the_episodes(evaluated, tmp_path):
         res = doit(cluster, "eval", env=env)
         assert "4 to run on 2 Ray actor(s)" in res.stderr and "Started a local Ray instance" not in res.stderr
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
+        for n in reversed(nodes):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(n.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    n.wait(timeout=30)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        shutil.rmtree(sessions, ignore_errors=True)
     got = results(folder)
     assert len(got) == 4 and len({r["node"] for r in got.values()}) == 2
     info = json.loads((folder / "artifacts" / "eval" / "eval_info.json").read_text())

@@ -103,7 +103,7 @@ def test_preprocess_reports_each_pass_and_the_equivalence_run(tiny_export, tmp_p
                            str(tmp_path / "out.onnx"), "--embedding-on-cpu", "--sinusoid-on-cpu"],
                           capture_output=True, text=True, cwd=ROOT, check=True)
     passes = [line for line in proc.stderr.splitlines() if ": pass " in line]
-    assert len(passes) == 9 and passes[0].startswith("llm_backbone.onnx: pass 1/9 fold_constant_subgraphs")
+    assert len(passes) == 11 and passes[0].startswith("llm_backbone.onnx: pass 1/11 fold_constant_subgraphs")
     assert "llm_backbone.onnx: proving equivalence in onnxruntime" in proc.stderr
 
 
@@ -222,3 +222,28 @@ def test_the_project_documents_itself():
         assert "../" + "shared" not in text, f
         for cited in set(re.findall(r"\bdocs/[\w.-]+\.md", text)):
             assert (ROOT / cited).is_file(), f"{f.relative_to(ROOT)} cites {cited}"
+
+
+def test_a_soc_model_the_htp_backend_does_not_know_stops_the_context_in_one_line(tmp_path):
+    """soc_model 61 is a valid number but no SoC onnxruntime-qnn knows: its HTP backend takes no node,
+    and with CPU fallback off onnxruntime's own error would name neither the setting nor the cause."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from smolvla_build.toolchains import ToolchainError
+    from smolvla_build.toolchains.ort_qnn import build_context
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])],
+                              [numpy_helper.from_array(np.ones((8, 8), np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    precision = {"converter": {"float_bitwidth": 16},
+                 "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}}
+    with pytest.raises(ToolchainError) as err:
+        build_context(tmp_path / "m.onnx", tmp_path / "ctx" / "m_ctx.onnx", {"soc_model": 61, "htp_arch": 73}, precision)
+    assert "soc.soc_model 61" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "ctx" / "m_ctx.onnx").exists()
+    build_context(tmp_path / "m.onnx", tmp_path / "ctx" / "m_ctx.onnx", {"soc_model": 60, "htp_arch": 73}, precision)

@@ -158,7 +158,7 @@ def test_tiny_build_validates_and_reports(shared_build):
     res, root = shared_build.first, shared_build.clean_artifacts
     # progress inside the long stages (issue: rough edges): per model, per pass, per emulated call
     assert "export llm_backbone: " in res.stderr and "(2/3)" in res.stderr
-    assert "preprocess llm_backbone: pass 1/9" in res.stderr
+    assert "preprocess llm_backbone: pass 1/11" in res.stderr
     assert "validate action_head-fp16: HTP-emulated call 10/10" in res.stderr
     report = json.loads((root / "report.json").read_text())
     for name, stage in report["stages"].items():

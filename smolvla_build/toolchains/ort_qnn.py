@@ -98,6 +98,10 @@ def quantize_qdq(src: Path, dst: Path, calibration: Path, quantization: dict) ->
             "types": {k: str(v) for k, v in types.items()}, "qdq_bytes": dst.stat().st_size}
 
 
+# onnxruntime's messages when the QNN EP leaves nodes to the CPU EP, which the build disables
+UNSELECTED = ("fallback to CPU EP has been explicitly disabled", "was not selected by that EP")
+
+
 def build_context(src: Path, ctx_out: Path, soc: dict, precision: dict) -> dict:
     """Compile `src` for the HTP into `ctx_out` (+ its `_qnn.bin`), written atomically."""
     import time
@@ -113,7 +117,17 @@ def build_context(src: Path, ctx_out: Path, soc: dict, precision: dict) -> dict:
         staged = tmp / ctx_out.name
         t0 = time.time()
         import onnxruntime as ort
-        sess = ort.InferenceSession(str(model), sess_options=session_options(options, staged))
+        try:
+            sess = ort.InferenceSession(str(model), sess_options=session_options(options, staged))
+        except ort.capi.onnxruntime_pybind11_state.Fail as exc:
+            if not any(s in str(exc) for s in UNSELECTED):
+                raise
+            from . import ToolchainError
+            raise ToolchainError(
+                f"onnxruntime-qnn's HTP backend took none or not all of {Path(src).name}'s nodes for soc.soc_model "
+                f"{soc['soc_model']} / soc.htp_arch {soc['htp_arch']}, and the build allows no CPU fallback: is the "
+                f"soc_model one onnxruntime-qnn knows? (60, Snapdragon X Elite, is; 59 and 61 are not: docs/runtimes.md, "
+                f"\"SoC models\") onnxruntime: {str(exc).splitlines()[0][:200]}") from None
         del sess
         seconds = time.time() - t0
         bins = sorted(tmp.glob(staged.stem + "*.bin"))
