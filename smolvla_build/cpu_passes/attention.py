@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ..passes._graph import const_value, export_graph, import_graph
+from ..passes._graph import const_value, export_graph, import_graph, only_consumer, producer
 
 MS_DOMAIN = "com.microsoft"
 
@@ -42,14 +42,6 @@ def _up(t):
     return t
 
 
-def _producer(t, op: str):
-    return t.inputs[0] if len(t.inputs) == 1 and t.inputs[0].op == op else None
-
-
-def _only_consumer(t, op: str):
-    return t.outputs[0] if len(t.outputs) == 1 and t.outputs[0].op == op else None
-
-
 def _static(shape) -> bool:
     return shape is not None and all(isinstance(d, int) for d in shape)
 
@@ -61,7 +53,7 @@ def _scalar(t) -> float | None:
 
 def _split_heads(t, perm: list[int]):
     """For t = Transpose(x4 [B,L,N,H], perm) (no-op Casts allowed around it): (x4, N, H)."""
-    tr = _producer(_up(t), "Transpose")
+    tr = producer(_up(t), "Transpose")
     if tr is None or list(tr.attrs.get("perm", [])) != perm:
         return None
     x4 = _up(tr.inputs[0])
@@ -72,7 +64,7 @@ def _split_heads(t, perm: list[int]):
 
 def _merged(graph, x4, name: str):
     """x4 [B,L,N,H] as [B,L,N*H]: the tensor it was reshaped from, if any, else a new Reshape."""
-    src = _producer(x4, "Reshape")
+    src = producer(x4, "Reshape")
     if src is not None:
         x3 = _up(src.inputs[0])
         if _static(x3.shape) and list(x3.shape) == [*x4.shape[:2], x4.shape[2] * x4.shape[3]]:
@@ -130,13 +122,13 @@ def fuse_attention_to_multihead(model: onnx.ModelProto) -> onnx.ModelProto:
             continue
         qk, scale = found
         probs = _down(softmax.outputs[0])
-        av = _only_consumer(probs, "MatMul")
+        av = only_consumer(probs, "MatMul")
         if av is None or av.inputs[0] is not probs or len(qk.outputs[0].outputs) != 1:
             continue
-        back = _only_consumer(_down(av.outputs[0]), "Transpose")
+        back = only_consumer(_down(av.outputs[0]), "Transpose")
         if back is None or list(back.attrs.get("perm", [])) != [0, 2, 1, 3]:
             continue
-        merge = _only_consumer(_down(back.outputs[0]), "Reshape")
+        merge = only_consumer(_down(back.outputs[0]), "Reshape")
         q, k, v = (_split_heads(qk.inputs[0], [0, 2, 1, 3]), _split_heads(qk.inputs[1], [0, 2, 3, 1]),
                    _split_heads(av.inputs[1], [0, 2, 1, 3]))
         if merge is None or not (q and k and v):

@@ -91,3 +91,13 @@ def const_value(t):
         v = t.inputs[0].attrs.get("value")
         return v.values if isinstance(v, gs.Constant) else None
     return None
+
+
+def producer(t: gs.Tensor, op: str) -> gs.Node | None:
+    """The node making `t` if it is an `op` node."""
+    return t.inputs[0] if len(t.inputs) == 1 and t.inputs[0].op == op else None
+
+
+def only_consumer(t: gs.Tensor, op: str) -> gs.Node | None:
+    """The single consumer of `t` if it is an `op` node."""
+    return t.outputs[0] if len(t.outputs) == 1 and t.outputs[0].op == op else None

@@ -8,18 +8,9 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ._graph import const_value, export_graph, import_graph
+from ._graph import const_value, export_graph, import_graph, only_consumer, producer
 
 SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
-
-
-def _only(t: gs.Tensor, op: str) -> gs.Node | None:
-    """The single consumer of `t` if it is an `op` node."""
-    return t.outputs[0] if len(t.outputs) == 1 and t.outputs[0].op == op else None
-
-
-def _producer(t: gs.Tensor, op: str) -> gs.Node | None:
-    return t.inputs[0] if len(t.inputs) == 1 and t.inputs[0].op == op else None
 
 
 def _other(node: gs.Node, t: gs.Tensor) -> gs.Tensor | None:
@@ -48,21 +39,21 @@ def _tanh_gelu_at(tanh: gs.Node):
     """(x, the Add of 1, the Mul by x, the Mul by 0.5) of a tanh GELU whose Tanh is `tanh`, as torch
     exports `gelu(approximate="tanh")`: `0.5 * (x * (1 + Tanh(k * (x + 0.044715 * x*x*x))))`, or
     None."""
-    scale = _producer(tanh.inputs[0], "Mul")
+    scale = producer(tanh.inputs[0], "Mul")
     k = scale and next((i for i in scale.inputs if const_value(i) is not None), None)
     if k is None or not _is_const(k, SQRT_2_OVER_PI, rtol=1e-4):
         return None
-    inner = _producer(_other(scale, k), "Add")
+    inner = producer(_other(scale, k), "Add")
     if inner is None:
         return None
-    one_plus = _only(tanh.outputs[0], "Add")
+    one_plus = only_consumer(tanh.outputs[0], "Add")
     if one_plus is None or not _is_const(_other(one_plus, tanh.outputs[0]), 1.0):
         return None
-    times_x = _only(one_plus.outputs[0], "Mul")
+    times_x = only_consumer(one_plus.outputs[0], "Mul")
     x = times_x and _other(times_x, one_plus.outputs[0])
     if x is None or x not in inner.inputs:
         return None
-    half = _only(times_x.outputs[0], "Mul")
+    half = only_consumer(times_x.outputs[0], "Mul")
     if half is None or not _is_const(_other(half, times_x.outputs[0]), 0.5):
         return None
     return x, one_plus, times_x, half
@@ -96,7 +87,7 @@ def tanh_gelu_half_first(model: onnx.ModelProto) -> onnx.ModelProto:
         dtype = x.dtype or np.float32
         if cube_start:                     # x*x*x -> Pow(x, 3): onnxruntime's fuse_1 matches Pow
             square = cube_start[0]
-            cube = _only(square.outputs[0], "Mul")
+            cube = only_consumer(square.outputs[0], "Mul")
             if cube is not None and set(map(id, cube.inputs)) == {id(x), id(square.outputs[0])}:
                 cube.op = "Pow"
                 _replace(cube.inputs, [x, _const(f"{base}/three", 3.0, dtype)])
@@ -135,7 +126,7 @@ def silu_through_tanh(model: onnx.ModelProto) -> onnx.ModelProto:
         if node.op != "Sigmoid":
             continue
         x = node.inputs[0]
-        times_x = _only(node.outputs[0], "Mul")
+        times_x = only_consumer(node.outputs[0], "Mul")
         if times_x is None or _other(times_x, node.outputs[0]) is not x:
             continue
         base = node.name or node.outputs[0].name

@@ -7,14 +7,9 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ._graph import const_value, export_graph, import_graph
+from ._graph import const_value, export_graph, import_graph, only_consumer
 
 FP16_SMALLEST_NORMAL = 2.0 ** -14     # the floor of max|x|: an all-zero row stays 0, not 0/0
-
-
-def _only(t: gs.Tensor, op: str) -> gs.Node | None:
-    """The single consumer of `t` if it is an `op` node."""
-    return t.outputs[0] if len(t.outputs) == 1 and t.outputs[0].op == op else None
 
 
 def _rmsnorm_at(pow_node: gs.Node):
@@ -24,15 +19,15 @@ def _rmsnorm_at(pow_node: gs.Node):
     exponent = const_value(pow_node.inputs[1]) if len(pow_node.inputs) > 1 else None
     if exponent is None or np.asarray(exponent).size != 1 or float(np.asarray(exponent)) != 2.0:
         return None
-    mean = _only(pow_node.outputs[0], "ReduceMean")
-    add = mean and _only(mean.outputs[0], "Add")
-    sqrt = add and _only(add.outputs[0], "Sqrt")
+    mean = only_consumer(pow_node.outputs[0], "ReduceMean")
+    add = mean and only_consumer(mean.outputs[0], "Add")
+    sqrt = add and only_consumer(add.outputs[0], "Sqrt")
     if sqrt is None or const_value(add.inputs[1]) is None:
         return None
-    inv = _only(sqrt.outputs[0], "Div") or _only(sqrt.outputs[0], "Reciprocal")
+    inv = only_consumer(sqrt.outputs[0], "Div") or only_consumer(sqrt.outputs[0], "Reciprocal")
     if inv is None or (inv.op == "Div" and (inv.inputs[1] is not sqrt.outputs[0] or const_value(inv.inputs[0]) is None)):
         return None
-    scale = _only(inv.outputs[0], "Mul")
+    scale = only_consumer(inv.outputs[0], "Mul")
     if scale is None or x not in scale.inputs:
         return None
     return x, mean, add, sqrt, scale
