@@ -51,7 +51,6 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = ap.parse_args()
     from smolvla_build.config import load_pipeline
-    from smolvla_build.layout import Layout
 
     t0 = time.time()
     results = {"date": datetime.date.today().isoformat(), "machine": machine(), "reps": args.reps,
@@ -70,7 +69,7 @@ def main() -> int:
     results["noop"] = build.noop(pipe_path, build_targets, args.reps)
     results["rebuild_option_change"] = build.rebuild_after_option_change(pipe_path, "fp16", build_targets)
     pipe = load_pipeline(pipe_path)
-    layout = Layout(pipe)
+    layout = pipe.layout()
     log("scenario 3: control step on the reference runtime")
     results["control_step"] = control_step.control_step(layout, pipe, args.reps)
     log("scenario 4: persistent sessions vs one process per call")
@@ -80,7 +79,7 @@ def main() -> int:
     from .common import doit_cmd, run_measured
     run_measured(doit_cmd(tiny_path, "context"))
     tiny = load_pipeline(tiny_path)
-    results["htp_emulation_tiny"] = control_step.htp_emulation(Layout(tiny), tiny, args.reps)
+    results["htp_emulation_tiny"] = control_step.htp_emulation(tiny.layout(), tiny, args.reps)
     log("scenario 6: the built policy vs LeRobot's own SmolVLA (full preset)")
     results["lerobot_parity"] = lerobot_parity.lerobot_parity(args.reps, log)
     results["bench_seconds"] = time.time() - t0

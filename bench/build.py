@@ -11,7 +11,7 @@ import yaml
 
 from .common import ROOT, doit_cmd, run_measured, stats
 
-from smolvla_runtime import MODELS
+from smolvla_runtime.model import MODELS
 
 
 def write_pipeline(folder: Path, preset: str = "smolvla-libero") -> Path:

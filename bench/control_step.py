@@ -13,7 +13,7 @@ import numpy as np
 
 from .common import run_measured, stats
 
-from smolvla_runtime import MODELS
+from smolvla_runtime.model import MODELS
 TASK = "pick up the black bowl between the plate and the ramekin and place it on the plate"
 
 
@@ -46,11 +46,11 @@ def control_step(layout, pipe, reps: int = 5) -> dict:
     the same with the unfused preprocessed models in the same run: what the copies change."""
     import os
 
-    from smolvla_build.runtime.policy import Policy
+    from smolvla_build.runtime.artifacts import load_policy
     from smolvla_runtime.runners import ReferenceRunner
     ev = pipe.section("evaluation")
     os.sync()                    # the build's written files are on disk: no writeback during the timing
-    policy = Policy.from_artifacts(layout, "reference", pipe.soc, pipe.precisions, ev["precision"], 10)
+    policy = load_policy(pipe.policy_source(layout, "reference", precision=ev["precision"], n_action_steps=10))
     rows = _timed_steps(policy, reps)
     for m in MODELS:
         policy.stages[m].runner = ReferenceRunner(layout.preprocessed(m)).activate()
@@ -99,9 +99,9 @@ def _calls(layout, policy) -> list[tuple[str, dict]]:
 
 
 def persistent_vs_process(layout, pipe, reps: int = 5) -> dict:
-    from smolvla_build.runtime.policy import Policy
+    from smolvla_build.runtime.artifacts import load_policy
     ev = pipe.section("evaluation")
-    policy = Policy.from_artifacts(layout, "reference", pipe.soc, pipe.precisions, ev["precision"], 10)
+    policy = load_policy(pipe.policy_source(layout, "reference", precision=ev["precision"], n_action_steps=10))
     calls = _calls(layout, policy)
     sessions = {m: policy.stages[m].runner.session for m in MODELS}
     persistent = []
@@ -130,15 +130,14 @@ def persistent_vs_process(layout, pipe, reps: int = 5) -> dict:
 
 def htp_emulation(layout, pipe, reps: int = 5) -> dict:
     """Scenario 5: seconds per call of each stage's context binary in HTP emulation (tiny preset)."""
-    from smolvla_build.runtime import OrtQnnRunner, StageRunner
-    from smolvla_build.export.presets import get_preset
-    from smolvla_runtime.stage import declared_input_shapes
-    from smolvla_build.validation import image_like, llm_feeds, prefix_pad_from
+    from smolvla_build.seeded_inputs import image_like, llm_feeds
+    from smolvla_runtime.model import prefix_pad_mask
+    from smolvla_runtime.runners import OrtQnnRunner
+    from smolvla_runtime.stage import StageRunner
+    p = pipe.preset
     table = np.load(layout.embed_table, mmap_mode="r")
-    shapes = {m: declared_input_shapes(layout.io_sidecar(m)) for m in MODELS}
-    lfeeds = llm_feeds(table.shape[0], shapes["llm_backbone"], get_preset(pipe.source["preset"]).state_dim, 0)
-    feeds = {"vision_encoder": {"pixel_values": image_like(0, shapes["vision_encoder"]["pixel_values"][-1])},
-             "llm_backbone": lfeeds}
+    lfeeds = llm_feeds(p, table.shape[0], 0)
+    feeds = {"vision_encoder": {"pixel_values": image_like(0, p.image_size)}, "llm_backbone": lfeeds}
     out = {}
     for pname, precision in pipe.precisions.items():
         kv = None
@@ -147,8 +146,8 @@ def htp_emulation(layout, pipe, reps: int = 5) -> dict:
             t0 = time.perf_counter()
             stage.activate()
             load = time.perf_counter() - t0
-            f = feeds.get(m) or {"x_t": np.zeros(shapes["action_head"]["x_t"], np.float32), "timestep": np.array([0.5], np.float32),
-                                 "kv": kv, "prefix_pad_mask": prefix_pad_from(lfeeds)}
+            f = feeds.get(m) or {"x_t": np.zeros(p.chunk_shape, np.float32), "timestep": np.array([0.5], np.float32),
+                                 "kv": kv, "prefix_pad_mask": prefix_pad_mask(lfeeds["lang_mask"], p.n_image_tokens)}
             for _ in range(reps):
                 res = stage.infer(f)
             if m == "llm_backbone":

@@ -18,13 +18,11 @@ from .common import machine
 def split(pipeline: Path, steps: int | None, task: int, log=lambda msg: None) -> dict:
     from smolvla_build.config import load_pipeline
     from smolvla_build.evaluate.episode import TaskEnvironments, simulate
-    from smolvla_build.layout import Layout
-    from smolvla_build.runtime.policy import Policy
+    from smolvla_build.runtime.artifacts import load_policy
     pipe = load_pipeline(pipeline)
-    layout = Layout(pipe)
+    layout = pipe.layout()
     ev = pipe.section("evaluation")
-    policy = Policy.from_artifacts(layout, "reference", pipe.soc, pipe.precisions, pipe.requested_precisions(),
-                                   ev["n_action_steps"])
+    policy = load_policy(pipe.policy_source(layout, "reference", n_action_steps=ev["n_action_steps"]))
     config = layout.root / "libero-config"
     rows = []
 

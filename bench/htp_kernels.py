@@ -21,8 +21,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from smolvla_runtime.htp import Soc
 
-SOC = {"soc_model": 60, "htp_arch": 73}
+SOC = Soc("Snapdragon X Elite", 60, 73)
 FP16 = {"context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}}
 
 
@@ -188,8 +189,7 @@ def first_layer(pipeline: Path, tmp: Path, log) -> list[dict]:
 
     from smolvla_build.config import load_pipeline
     from smolvla_build.cpu_passes.fp16_rounding import round_to_fp16
-    from smolvla_build.layout import Layout
-    layout = Layout(load_pipeline(pipeline), "ort-qnn")
+    layout = load_pipeline(pipeline).layout("ort-qnn")
     model = onnx.shape_inference.infer_shapes(onnx.load(str(layout.preprocessed("vision_encoder"))))
     norms = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
     softmax = next(n for n in model.graph.node if n.op_type == "Softmax")

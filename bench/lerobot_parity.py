@@ -25,10 +25,9 @@ sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 
 def _policy(pipe_path):
     from smolvla_build.config import load_pipeline
-    from smolvla_build.layout import Layout
-    from smolvla_build.runtime.policy import Policy
+    from smolvla_build.runtime.artifacts import load_policy
     pipe = load_pipeline(pipe_path)
-    return Policy.from_artifacts(Layout(pipe, "ort-qnn"), "reference", pipe.soc, pipe.precisions, "fp16", 10)
+    return load_policy(pipe.policy_source(pipe.layout("ort-qnn"), "reference", precision="fp16", n_action_steps=10))
 
 
 def time_ours(pipe_path: str, spec_path: str, reps: int) -> dict:
@@ -49,7 +48,7 @@ def lerobot_parity(reps: int, log) -> dict:
 
     from lerobot_parity import compare_built_policy, run_lerobot
 
-    from smolvla_build.export.presets import PRESETS
+    from smolvla_runtime.model import PRESETS
 
     from .build import write_pipeline
     folder = ROOT / "artifacts" / "bench-lerobot"

@@ -17,11 +17,10 @@ from .common import ROOT, machine
 
 
 def collect(pipeline: Path) -> dict:
-    from smolvla_build import MODELS
+    from smolvla_runtime.model import MODELS
     from smolvla_build.config import load_pipeline
-    from smolvla_build.layout import Layout
     pipe = load_pipeline(pipeline)
-    layout = Layout(pipe, "ort-qnn")
+    layout = pipe.layout("ort-qnn")
     t0 = time.time()
     for args in ([], ["proxy"]):
         subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), "-d", str(ROOT), "-n", "2", *args,

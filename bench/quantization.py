@@ -16,7 +16,7 @@ import yaml
 
 from .common import ROOT, doit_cmd, run_measured
 
-from smolvla_runtime import MODELS
+from smolvla_runtime.model import MODELS
 INTEGER = {"w8a8": {"weights": 8, "activations": 8}, "w8a16": {"weights": 8, "activations": 16},
            "w16a16": {"weights": 16, "activations": 16}}
 

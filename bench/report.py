@@ -236,7 +236,7 @@ def episode_section(s: dict, r: dict) -> list[str]:
 
 
 def quantization_section(q: dict) -> list[str]:
-    from smolvla_runtime import MODELS as models
+    from smolvla_runtime.model import MODELS as models
     c = q["calibration"]
     L = ["", "## 9. Integer precisions (full preset, ort-qnn)", "",
          f"Measured by `{q['command']}` on {q['date']}: the full default build of section 7 with "

@@ -25,13 +25,11 @@ def actor(pipeline: str, threads: int, steps: int) -> None:
     """One episode in this process, as an evaluation actor runs it; prints its figures as JSON."""
     from smolvla_build.config import load_pipeline
     from smolvla_build.evaluate.episode import simulate
-    from smolvla_build.layout import Layout
-    from smolvla_build.runtime.policy import Policy
+    from smolvla_build.runtime.artifacts import load_policy
     pipe = load_pipeline(pipeline)
-    layout = Layout(pipe)
+    layout = pipe.layout()
     ev = pipe.section("evaluation")
-    policy = Policy.from_artifacts(layout, "reference", pipe.soc, pipe.precisions, pipe.requested_precisions(),
-                                   ev["n_action_steps"], threads=threads)
+    policy = load_policy(pipe.policy_source(layout, "reference", n_action_steps=ev["n_action_steps"], threads=threads))
     config = layout.root / "libero-config" / f"bench-{os.getpid()}"
     t0, cpu0 = time.time(), time.process_time()
     r = simulate(policy, ev["suite"], 0, 0, steps, config, seed=ev["seed"], frames=False, progress=False)

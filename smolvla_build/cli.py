@@ -36,16 +36,16 @@ from .export.conventions import VISION_POSITION_IDS
 def _preprocess(args) -> int:
     import numpy as np
 
-    from . import onnx_io
+    from .model_files import load_onnx, save_onnx
     from .fsutil import save_npy, write_json
-    from .passes import PreprocessError, preprocess
+    from .passes.pipeline import PreprocessError, preprocess
 
     src, out = Path(args.input), Path(args.output)
     if not src.is_file():
         print(f"error: {src}: no such file", file=sys.stderr)
         return 2
     try:
-        result = preprocess(onnx_io.load(src), embedding_cpu=args.embedding_on_cpu, sinusoid_cpu=args.sinusoid_on_cpu,
+        result = preprocess(load_onnx(src), embedding_cpu=args.embedding_on_cpu, sinusoid_cpu=args.sinusoid_on_cpu,
                             mask_bound=args.mask_bound, rtol=args.rtol, seed=args.seed,
                             cpu_model_file=out.with_suffix(".cpu.onnx").name,
                             progress=lambda text: print(f"{src.name}: {text}", file=sys.stderr))
@@ -53,14 +53,14 @@ def _preprocess(args) -> int:
         print(json.dumps(exc.report, indent=2, default=str))
         print(f"error: {src}: {exc}", file=sys.stderr)
         return 1
-    onnx_io.save(result.model, out)
+    save_onnx(result.model, out)
     if result.embedding_table is not None:
         save_npy(out.with_suffix(".embed_tokens.npy"), result.embedding_table.astype(np.float32))
         result.io_changes["added_inputs"] = {
             k: dict(v, lookup=out.with_suffix(".embed_tokens.npy").name) if "lookup" in v else v
             for k, v in result.io_changes["added_inputs"].items()}
     if result.cpu_model is not None:
-        onnx_io.save(result.cpu_model, out.with_suffix(".cpu.onnx"))
+        save_onnx(result.cpu_model, out.with_suffix(".cpu.onnx"))
     write_json(out.with_suffix(".report.json"), result.report)
     write_json(out.with_suffix(".io.json"), result.io_changes)
     print(json.dumps(result.report, indent=2, default=str))
@@ -69,9 +69,9 @@ def _preprocess(args) -> int:
 
 
 def _check(args) -> int:
-    from . import onnx_io
-    from .passes import check_htp_clean
-    problems = check_htp_clean(onnx_io.load(args.input))
+    from .model_files import load_onnx, save_onnx
+    from .passes.checker import check_htp_clean
+    problems = check_htp_clean(load_onnx(args.input))
     for p in problems:
         print(p)
     print(f"{args.input}: {'clean' if not problems else f'{len(problems)} problem(s)'}", file=sys.stderr)
@@ -79,16 +79,16 @@ def _check(args) -> int:
 
 
 def _cpu_copy(args) -> int:
-    from . import onnx_io
-    from .cpu_passes import cpu_copy
-    result = cpu_copy(onnx_io.load(args.input), args.max_relative_error, args.seed)
+    from .model_files import load_onnx, save_onnx
+    from .cpu_passes.cpu_copy import cpu_copy
+    result = cpu_copy(load_onnx(args.input), args.max_relative_error, args.seed)
     print(json.dumps(result.report, indent=2, default=str))
     if result.model is None:
         failed = result.report["reason"].startswith("fused copy")
         print(f"{'error' if failed else 'note'}: {args.input}: {result.report['reason']}; {args.output} not written",
               file=sys.stderr)
         return 1 if failed else 0
-    onnx_io.save(result.model, args.output)
+    save_onnx(result.model, args.output)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -109,7 +109,7 @@ def _export(args) -> int:
 def _census(args) -> int:
     from .fsutil import write_json
     from .model_files import ModelFileError, load_npz
-    from .validation import census
+    from .validation.measure import census
     try:
         samples = load_npz(args.samples)
         result = census(args.model, samples, args.limit,

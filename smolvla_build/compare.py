@@ -1,5 +1,5 @@
 """Numeric comparison of a candidate output against the fp32 reference: one place for the
-metrics that serve validate tasks, the report and the tests."""
+metrics that serve validation, the proxies, the report and the tests."""
 
 from __future__ import annotations
 
@@ -54,8 +54,3 @@ def compare(ref: np.ndarray, got: np.ndarray) -> dict:
     scale = float(np.abs(ref).max(initial=0.0)) or 1e-12
     return {"cosine": cosine(ref, got), "max_abs": max_abs, "max_rel": max_abs / scale,
             "psnr_db": psnr(ref, got), "saturation": saturation(ref, got), "ref_max_abs": scale}
-
-
-def saturated(metrics: dict) -> bool:
-    s = metrics["saturation"]
-    return any(s[k] for k in s if k != "beyond_fp16_in_reference") or s["beyond_fp16_in_reference"] > 0

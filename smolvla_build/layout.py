@@ -1,15 +1,21 @@
-"""Where every artifact of a pipeline lives: one module below the tasks (stages/) and the runtime
-(runtime/), so both agree on every path and neither reaches into the other.
+"""Where every artifact of a pipeline lives: one module below the tasks (stages/), the checks and
+the runtime on artifacts, so all agree on every path and none reaches into another.
 
-The built HTP context of a model x precision depends on the toolchain: ort-qnn writes
-`ort-qnn/<precision>/<model>_ctx.onnx` (+ `_qnn.bin`), qairt writes the SDK chain's files under
-`qairt/<precision>/<model>/` (`QairtPaths`). `Layout.context*` answer for the pipeline's toolchain,
-so validation, the report and the runtime read the right files for either.
+A `Layout` is a frozen value (the artifacts folder, the toolchain whose contexts it points at, and
+an ONNX source's folder), so a task spec carries it as it is. The built HTP context of a model x
+precision depends on the toolchain: ort-qnn writes `ort-qnn/<precision>/<model>_ctx.onnx`
+(+ `_qnn.bin`), qairt writes the SDK chain's files under `qairt/<precision>/<model>/`
+(`QairtPaths`). `Layout.context*` answer for the layout's toolchain, so validation, the report and
+the runtime read the right files for either.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
+
+from smolvla_runtime.model import MODELS, STAGES
 
 
 class QairtPaths:
@@ -37,19 +43,11 @@ class QairtPaths:
         return self.dir / ".staging" / task
 
 
+@dataclasses.dataclass(frozen=True)
 class Layout:
-    def __init__(self, pipe, toolchain: str | None = None):
-        self.pipe = pipe
-        self.root = pipe.artifacts
-        self._toolchain = toolchain
-
-    @property
-    def toolchain(self) -> str:
-        """The toolchain whose contexts this layout points at (pipeline.yaml's, `auto` resolved)."""
-        if self._toolchain is None:
-            from .toolchains import select_toolchain
-            self._toolchain = select_toolchain(self.pipe)
-        return self._toolchain
+    root: Path                        # the artifacts folder (pipeline.yaml `artifacts:`, resolved)
+    toolchain: str                    # whose contexts: ort-qnn | qairt
+    onnx_source: Path | None = None   # source.weights onnx: the folder holding the three stage models
 
     # export
     @property
@@ -57,15 +55,18 @@ class Layout:
         return self.root / "export"
 
     def source_onnx(self, model: str) -> Path:
-        src = self.pipe.source
-        if src["weights"] == "onnx":
-            return self.pipe.resolve(src["path"]) / f"{model}.onnx"
+        if self.onnx_source is not None:
+            return self.onnx_source / f"{model}.onnx"
         return self.export_dir / f"{model}.onnx"
+
+    @property
+    def export_info(self) -> Path:
+        return self.export_dir / "export_info.json"
 
     def export_side_files(self) -> list[Path]:
         # the token-embedding table is not one: preprocess takes it out of the LLM graph (layout.embed_table)
-        return [self.export_dir / n for n in ("normalization.json", "tokenizer.json", "tokenizer_config.json",
-                                             "export_info.json")]
+        return [self.export_dir / n for n in ("normalization.json", "tokenizer.json", "tokenizer_config.json")] + \
+            [self.export_info]
 
     # preprocess
     @property
@@ -89,6 +90,12 @@ class Layout:
     def embed_table(self) -> Path:
         return self.preprocessed_dir / "embed_tokens.npy"
 
+    def stage_cpu_files(self, model: str) -> list[Path]:
+        """What a stage's runner reads beside its graph: the sidecar and the parts moved to the CPU."""
+        stage = STAGES[model]
+        return ([self.io_sidecar(model)] + ([self.embed_table] if stage.embedding_on_cpu else [])
+                + ([self.cpu_model(model)] if stage.sinusoids_on_cpu else []))
+
     # the reference runtime's CPU copies (fused onnxruntime ops where checked; else the preprocessed model)
     @property
     def reference_dir(self) -> Path:
@@ -101,14 +108,14 @@ class Layout:
         return self.reference_dir / f"{model}.json"
 
     # calibration sets (integer precisions), one per (suite, sample count)
-    def calibration_dir(self, samples: int) -> Path:
-        return self.root / "calibration" / f"{self.pipe.calibration_suite()}-n{samples}"
+    def calibration_dir(self, suite: str, samples: int) -> Path:
+        return self.root / "calibration" / f"{suite}-n{samples}"
 
-    def calibration_set(self, samples: int, model: str) -> Path:
-        return self.calibration_dir(samples) / f"{model}.npz"
+    def calibration_set(self, suite: str, samples: int, model: str) -> Path:
+        return self.calibration_dir(suite, samples) / f"{model}.npz"
 
-    def calibration_info(self, samples: int) -> Path:
-        return self.calibration_dir(samples) / "calibration.json"
+    def calibration_info(self, suite: str, samples: int) -> Path:
+        return self.calibration_dir(suite, samples) / "calibration.json"
 
     # ort-qnn: the QDQ model an integer precision compiles (onnxruntime's QNN quantizer)
     def quantized(self, model: str, precision: str) -> Path:
@@ -134,25 +141,16 @@ class Layout:
     def qairt(self, model: str, precision: str) -> QairtPaths:
         return QairtPaths(self.root, model, precision)
 
-    # the built context of the pipeline's toolchain (validate, report, runtime)
-    def runtime_files(self, runtime: str) -> list[Path]:
-        """The built files a policy reads on `runtime` (reference, ort-qnn, qnn-net-run): an
-        episode's, an evaluation's or a calibration's dependencies."""
-        from . import MODELS
-        from .declaration import SINUSOID_ON_CPU
-        files = [self.export_dir / "tokenizer.json", self.export_dir / "normalization.json"]
-        for m in MODELS:
-            files += [self.reference_model(m), self.reference_info(m), self.io_sidecar(m)]
-            if runtime in ("ort-qnn", "qnn-net-run"):
-                files += [f for p in self.pipe.precisions for f in self.context_files(m, p)]
-            if runtime == "proxy":
-                files += [f for p in self.pipe.precisions for f in self.proxy_files(m, p)]
-        return files + [self.embed_table] + [self.cpu_model(m) for m in sorted(SINUSOID_ON_CPU)]
+    @property
+    def tools_bin(self) -> Path:
+        """Shims the qairt chain puts first on a tool's PATH (the lib generator's clang++)."""
+        return self.root / ".tools" / "bin"
 
     def qnn_net_run_dir(self, model: str, precision: str) -> Path:
         """qnn-net-run's working folder: the staged HTP libraries, its configs and each call's files."""
         return self.root / ".qnn-net-run" / f"{model}-{precision}"
 
+    # the built context of the layout's toolchain (validate, report, runtime)
     def context(self, model: str, precision: str) -> Path:
         """The EPContext ONNX model onnxruntime-qnn loads."""
         if self.toolchain == "qairt":
@@ -166,20 +164,36 @@ class Layout:
             return [q.ctx_onnx, q.serialized, q.binary_info, q.net_json]
         return [self.ort_qnn_context(model, precision), self.ort_qnn_context_bin(model, precision)]
 
+    def context_info(self, model: str, precision: str) -> Path:
+        """Size, build time and peak memory of a context build (the report reads it)."""
+        if self.toolchain == "qairt":
+            return self.qairt(model, precision).context_info
+        return self.ort_qnn_context_info(model, precision)
+
+    def runtime_files(self, runtime: str, precisions: Iterable) -> list[Path]:
+        """The built files a policy reads on `runtime` (reference, ort-qnn, qnn-net-run, proxy) for
+        the pipeline's `precisions` (smolvla_build.precisions.Precision): an episode's, an
+        evaluation's or a calibration's dependencies."""
+        precisions = list(precisions)
+        files = [self.export_dir / "tokenizer.json", self.export_dir / "normalization.json"]
+        for m in MODELS:
+            files += [self.reference_model(m), self.reference_info(m), self.io_sidecar(m)]
+            if runtime in ("ort-qnn", "qnn-net-run"):
+                files += [f for p in precisions for f in self.context_files(m, p.name)]
+            if runtime == "proxy":
+                files += [f for p in precisions for f in self.proxy_files(m, p)]
+        return files + [self.embed_table] + [self.cpu_model(m) for m in MODELS if STAGES[m].sinusoids_on_cpu]
+
     def bundle_files(self, model: str, precision: str) -> dict:
         """What a device bundle of `model` at `precision` copies (source path -> name in the bundle)
-        and reads for its manifest; strings, as the bundle task's key holds them. A reference model
-        over 2 GB brings its `.data` if it exists when the bundle is made (smolvla_build/bundle.py)."""
-        from .declaration import SINUSOID_ON_CPU
+        and reads for its manifest; strings, as the bundle task's spec holds them. A reference model
+        over 2 GB brings its `.data` if it exists when the bundle is made (smolvla_build/packaging.py)."""
         q = self.qairt(model, precision)
         ctx = self.context(model, precision)
         binary = q.serialized if self.toolchain == "qairt" else self.ort_qnn_context_bin(model, precision)
         ref, sidecar = self.reference_model(model), self.io_sidecar(model)
-        copies = {ctx: ctx.name, binary: binary.name, ref: ref.name, sidecar: sidecar.name}
-        if model in SINUSOID_ON_CPU:
-            copies[self.cpu_model(model)] = self.cpu_model(model).name
-        if model == "llm_backbone":
-            copies[self.embed_table] = self.embed_table.name
+        copies = {ctx: ctx.name, binary: binary.name, ref: ref.name}
+        copies.update({f: f.name for f in self.stage_cpu_files(model)})
         return {"copies": {str(k): v for k, v in copies.items()}, "context": ctx.name, "reference": ref.name,
                 "reference_path": str(ref),
                 "sidecar": sidecar.name, "validation": str(self.validation(model, precision)),
@@ -187,25 +201,18 @@ class Layout:
                 "qairt": {"binary_info": str(q.binary_info), "net_json": str(q.net_json)}
                 if self.toolchain == "qairt" else None}
 
-    def context_info(self, model: str, precision: str) -> Path:
-        """Size, build time and peak memory of a context build (the report reads it)."""
-        if self.toolchain == "qairt":
-            return self.qairt(model, precision).context_info
-        return self.ort_qnn_context_info(model, precision)
+    # measure / validate / report
+    def measurement(self, model: str, precision: str) -> Path:
+        """What validation measured: the HTP context against the fp32 reference, no verdict."""
+        return self.root / "validation" / f"{model}-{precision}.measured.json"
 
-    # validate / report
     def validation(self, model: str, precision: str) -> Path:
+        """The measurement judged against the precision's gates: pass, fallback, warn or fail."""
         return self.root / "validation" / f"{model}-{precision}.json"
 
     def validation_arrays(self, model: str, precision: str) -> Path:
         """Validation's inputs (`in/<name>`) and its judged outputs (`reference`, `htp`)."""
         return self.root / "validation" / f"{model}-{precision}.npz"
-
-    def stage_cpu_files(self, model: str) -> list[Path]:
-        """What a stage's runner reads beside its graph: the sidecar and the parts moved to the CPU."""
-        from .declaration import EMBEDDING_ON_CPU, SINUSOID_ON_CPU
-        return ([self.io_sidecar(model)] + ([self.embed_table] if model in EMBEDDING_ON_CPU else [])
-                + ([self.cpu_model(model)] if model in SINUSOID_ON_CPU else []))
 
     # CPU proxies of the HTP precisions (smolvla_build/proxies.py)
     def proxy_model_file(self, model: str, precision: str) -> Path:
@@ -215,21 +222,22 @@ class Layout:
     def proxy_fidelity(self, model: str, precision: str) -> Path:
         return self.root / "proxy" / precision / f"{model}.fidelity.json"
 
-    def proxy_source(self, model: str, precision: str) -> Path:
-        """The graph a proxy is made from: an integer precision's QDQ model, else the HTP graph."""
-        if self.pipe.precisions[precision].cpu_proxy == "qdq":
-            return self.quantized(model, precision)
+    def proxy_source(self, model: str, precision) -> Path:
+        """The graph a proxy of `precision` (a Precision) is made from: an integer precision's QDQ
+        model, else the HTP graph."""
+        if precision.cpu_proxy == "qdq":
+            return self.quantized(model, precision.name)
         return self.preprocessed(model)
 
-    def proxy_runs(self, model: str, precision: str) -> Path:
+    def proxy_runs(self, model: str, precision) -> Path:
         """The model the proxy runtime runs: the fp16-rounded graph, else the source itself."""
-        if self.pipe.precisions[precision].cpu_proxy == "fp16-rounded":
-            return self.proxy_model_file(model, precision)
+        if precision.cpu_proxy == "fp16-rounded":
+            return self.proxy_model_file(model, precision.name)
         return self.proxy_source(model, precision)
 
-    def proxy_files(self, model: str, precision: str) -> list[Path]:
+    def proxy_files(self, model: str, precision) -> list[Path]:
         """Everything the proxy runtime reads for a model in a precision."""
-        return [self.proxy_runs(model, precision), self.proxy_fidelity(model, precision)]
+        return [self.proxy_runs(model, precision), self.proxy_fidelity(model, precision.name)]
 
     @property
     def report_md(self) -> Path:
@@ -242,3 +250,29 @@ class Layout:
     @property
     def report_json(self) -> Path:
         return self.root / "report.json"
+
+    # episodes and evaluation
+    @property
+    def libero_config(self) -> Path:
+        """LIBERO's config folder (smolvla_build.evaluate.libero_env.configure); an eval actor takes
+        a subfolder of its own."""
+        return self.root / "libero-config"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    def episode_dir(self, suite: str, task: int) -> Path:
+        """What `doit infer:task<N>` writes."""
+        return self.eval_dir / suite / f"task{task}"
+
+    @property
+    def divergence_dir(self) -> Path:
+        return self.eval_dir / "divergence"
+
+    # the device bundle
+    def bundle_dir(self, label: str) -> Path:
+        return self.root / "bundle" / label
+
+    def bundle_zip(self, label: str) -> Path:
+        return self.root / "bundle" / f"smolvla-{label}.zip"

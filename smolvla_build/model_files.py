@@ -1,11 +1,15 @@
-"""Reading model files (ONNX with its external data, .npy tables, safetensors weights, context
-binaries): a file that cannot be read becomes one `ModelFileError` whose text names the file and
-what is wrong with it, never a protobuf or numpy traceback. The CLI prints it as one line and exits
-non-zero; a doit task fails with it (stages.guarded) and, writing atomically, leaves no target."""
+"""Reading and writing model files (ONNX with its external data, .npy tables, .npz archives,
+safetensors weights): a file that cannot be read becomes one `ModelFileError` whose text names the
+file and what is wrong with it, never a protobuf or numpy traceback. The CLI prints it as one line
+and exits non-zero; a doit task fails with it (stages.guarded) and, writing atomically, leaves no
+target. ONNX models over protobuf's 2 GB limit are saved with their weights beside them."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from .fsutil import atomic_dir
 
 # the runtime's readers (numpy, onnxruntime only) live in smolvla_runtime; this module adds the rest
 from smolvla_runtime.files import ModelFileError, load_npy  # noqa: F401 - the build reads .npy files as the runtime does
@@ -69,3 +73,27 @@ def load_npz(path) -> dict:
             return {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise ModelFileError(f"{path}: not a .npz archive, or truncated ({_first_line(e)})") from None
+
+
+TWO_GB = 2**31 - 1
+
+
+def model_nbytes(model) -> int:
+    """Size of an ONNX model's initializers (ByteSize() itself fails past 2 GB)."""
+    return sum(len(t.raw_data) for t in model.graph.initializer) + 4096 * len(model.graph.node)
+
+
+def save_onnx(model, path) -> None:
+    """Save atomically; the weights go to `<name>.data` beside the model when it exceeds 2 GB."""
+    import onnx
+    path = Path(path)
+    with atomic_dir(path.parent) as tmp:
+        out = tmp / path.name
+        if model_nbytes(model) > TWO_GB:
+            onnx.save(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=path.name + ".data", size_threshold=1024)
+        else:
+            onnx.save(model, str(out))
+    stale = path.with_name(path.name + ".data")
+    if model_nbytes(model) <= TWO_GB and stale.exists():
+        os.unlink(stale)

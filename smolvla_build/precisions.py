@@ -1,5 +1,5 @@
 """Precisions: which one a model runs, and where it falls back. The one place for these rules; the
-config loader, the stages, the report, the bundle and the runtime policy all ask here.
+config loader, the stages, the report, the bundle and the runtime on artifacts all ask here.
 
 A precision is a pipeline.yaml entry under `precisions:` (a float one with `converter.float_bitwidth`,
 an integer one with `quantization`), held as a `Precision`; the pipeline's are a `Precisions`, in the
@@ -7,8 +7,9 @@ order listed. `evaluation.precision` asks for one per model (`PrecisionRequest`)
 misses its gates falls back (`Precisions.fallback`), and what it finally runs follows the validation
 reports' chain of fallbacks (`effective_precisions`).
 
-Actions and the device bundle receive a precision's `settings`, the plain dict with every default
-filled in: it is what their up-to-date keys digest and what manifest.json records.
+Both are frozen dataclasses, so a task spec holds them as they are (the spec's serialization, its
+up-to-date key, holds each precision's name and `settings`, the plain dict with every default filled
+in; manifest.json records the settings).
 """
 
 from __future__ import annotations
@@ -52,34 +53,41 @@ class Precision:
         return self.quantization["calibration"]["samples"] if self.quantized else None
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
 class Precisions(Mapping):
     """The pipeline's precisions by name, in the order pipeline.yaml lists them (the order the
     fallback rules read)."""
 
-    def __init__(self, settings: Mapping[str, dict]):
-        self._by_name = {name: Precision(name, s) for name, s in settings.items()}
+    listed: tuple[Precision, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, dict]) -> "Precisions":
+        return cls(tuple(Precision(name, s) for name, s in settings.items()))
 
     def __getitem__(self, name: str) -> Precision:
-        return self._by_name[name]
+        for p in self.listed:
+            if p.name == name:
+                return p
+        raise KeyError(name)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._by_name)
+        return (p.name for p in self.listed)
 
     def __len__(self) -> int:
-        return len(self._by_name)
+        return len(self.listed)
 
     def settings(self) -> dict[str, dict]:
-        """{name: settings}: what an action's kw or a manifest holds."""
-        return {name: p.settings for name, p in self._by_name.items()}
+        """{name: settings}: what a manifest holds."""
+        return {p.name: p.settings for p in self.listed}
 
     def quantized(self) -> list[str]:
-        return [name for name, p in self._by_name.items() if p.quantized]
+        return [p.name for p in self.listed if p.quantized]
 
     def fallback(self, name: str) -> str | None:
         """The precision a model falls back to when `name` misses its gates: for fp16 the first fp32
         precision listed; for an integer precision the next precision listed after it, else (listed
         last) the first float precision listed; none for fp32."""
-        names = list(self._by_name)
+        names = list(self)
         if self[name].quantized:
             i = names.index(name)
             floats = [k for k in names if not self[k].quantized]

@@ -7,11 +7,10 @@ transformers, doit, onnx or LIBERO.
     action = policy.select_action([image, wrist_image], state, "open the drawer")
 
 `python -m smolvla_runtime BUNDLE_DIR` runs one synthetic observation and prints the chunk and timings.
+What a SmolVLA is (its presets, stages, rollout) is written once, in smolvla_runtime.model.
 """
 
 __version__ = "0.1.0"
-# the three stages of a SmolVLA control step, in call order: the one place the triple is written
-MODELS = ("vision_encoder", "llm_backbone", "action_head")
 
 
 def __getattr__(name):          # Policy needs tokenizers: imported on first use, not with the package

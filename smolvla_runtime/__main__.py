@@ -14,10 +14,11 @@ import sys
 import numpy as np
 
 
-def synthetic_observation(seed: int):
+def synthetic_observation(seed: int, preset):
+    """A LIBERO-like observation: one 256x256 frame per camera, the robot's state, a task."""
     rng = np.random.default_rng(seed)
-    images = [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(2)]
-    state = rng.normal(0, 0.5, 8).astype(np.float32)
+    images = [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(preset.n_cameras)]
+    state = rng.normal(0, 0.5, preset.state_dim).astype(np.float32)
     return images, state, "pick up the black bowl between the plate and the ramekin and place it on the plate"
 
 
@@ -51,11 +52,11 @@ def main(argv=None) -> int:
         except (BundleError, ModelFileError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        images, state, task = synthetic_observation(args.seed)
+        images, state, task = synthetic_observation(args.seed, policy.preset)
         noise = np.random.default_rng(args.seed + 1).standard_normal(policy.chunk_shape).astype(np.float32)
         actions = policy.predict_chunk(images, state, task, noise=noise)
     t = policy.timings[-1]
-    print(json.dumps({"bundle": args.bundle, "runtime": policy.stages["vision_encoder"].name, "seed": args.seed,
+    print(json.dumps({"bundle": args.bundle, "runtime": policy.runtime, "seed": args.seed,
                       "task": task, "actions": np.asarray(actions).round(6).tolist(),
                       "timings_s": {k: round(v, 4) for k, v in t.items() if k != "session_run_s"}}, indent=1))
     return 0

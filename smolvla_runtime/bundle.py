@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .files import ModelFileError
 
-FORMAT = 2          # 2: each model's stage declaration (its I/O shapes) in the manifest and its sidecar
+FORMAT = 3          # 2: each model's stage declaration in the manifest and its sidecar; 3: the model preset
 
 
 class BundleError(Exception):
@@ -47,6 +47,17 @@ class Bundle:
             raise BundleError(f"{f}: bundle format {self.manifest.get('format')!r}, this runtime reads {FORMAT}")
         self.models = self.manifest["models"]
 
+    @property
+    def preset(self):
+        """The model preset the bundle's graphs were exported with (smolvla_runtime.model.Preset)."""
+        from .model import Preset
+        return Preset(**self.manifest["preset"])
+
+    @property
+    def soc(self):
+        from .htp import Soc
+        return Soc.from_dict(self.manifest["soc"])
+
     def path(self, rel: str) -> Path:
         return self.dir / rel
 
@@ -64,10 +75,10 @@ class Bundle:
             if have is not None and have != want:
                 raise BundleError(f"{package} {have} is installed, the bundle was built with {want}: "
                                   f"pip install -r {self.dir / 'requirements.txt'}")
-        soc = self.manifest["soc"]
-        if soc_model is not None and int(soc_model) != int(soc["soc_model"]):
-            raise BundleError(f"this bundle's HTP contexts were compiled for soc_model {soc['soc_model']} "
-                              f"({soc.get('name', '?')}, v{soc['htp_arch']}), not {soc_model}: build it with that "
+        soc = self.soc
+        if soc_model is not None and int(soc_model) != soc.soc_model:
+            raise BundleError(f"this bundle's HTP contexts were compiled for soc_model {soc.soc_model} "
+                              f"({soc.name or '?'}, v{soc.htp_arch}), not {soc_model}: build it with that "
                               "SoC in pipeline.yaml (soc:)")
 
     def runner(self, model: str, runtime: str):
@@ -77,5 +88,5 @@ class Bundle:
             return ReferenceRunner(self.path(m["reference"]))
         if runtime == "ort-qnn":
             precision = self.manifest["precisions"][m["precision"]]
-            return OrtQnnRunner(self.path(m["context"]), self.manifest["soc"], precision, names=m.get("names"))
+            return OrtQnnRunner(self.path(m["context"]), self.soc, precision, names=m.get("names"))
         raise BundleError(f"runtime {runtime!r}: a bundle runs on reference or ort-qnn")

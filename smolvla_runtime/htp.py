@@ -4,10 +4,26 @@ fail, not run silently on the CPU). Needs only onnxruntime and onnxruntime-qnn."
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
 EP_NAME = "QNNExecutionProvider"
+
+
+@dataclasses.dataclass(frozen=True)
+class Soc:
+    """The Snapdragon an HTP context is compiled for (pipeline.yaml `soc:`, a manifest's `soc`)."""
+    name: str
+    soc_model: int          # QNN's SoC model number (60: Snapdragon X Elite)
+    htp_arch: int           # the Hexagon architecture (73: v73)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Soc":
+        return cls(name=str(d.get("name", "")), soc_model=int(d["soc_model"]), htp_arch=int(d["htp_arch"]))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 @functools.lru_cache(maxsize=None)
@@ -21,13 +37,13 @@ def register():
     return devices
 
 
-def provider_options(soc: dict, precision: dict) -> dict[str, str]:
-    """QNN EP provider options for one precision (the ort-qnn rendering of pipeline.yaml)."""
+def provider_options(soc: Soc, precision: dict) -> dict[str, str]:
+    """QNN EP provider options for one precision's settings (the ort-qnn rendering of pipeline.yaml)."""
     ctx = precision["context"]
     return {
         "backend_type": "htp",
-        "soc_model": str(soc["soc_model"]),
-        "htp_arch": str(soc["htp_arch"]),
+        "soc_model": str(soc.soc_model),
+        "htp_arch": str(soc.htp_arch),
         "enable_htp_fp16_precision": "1" if ctx["fp16_relaxed_precision"] else "0",
         "vtcm_mb": str(ctx["vtcm_mb"]),
         "htp_graph_finalization_optimization_mode": str(ctx["optimization_level"]),
@@ -48,7 +64,7 @@ def session_options(options: dict, ctx_path: Path | None = None):
     return so
 
 
-def load_session(ctx_onnx: Path, soc: dict, precision: dict):
+def load_session(ctx_onnx: Path, soc: Soc, precision: dict):
     """A persistent HTP session on an EPContext model; fails if any node would run on the CPU."""
     from .files import onnxruntime_session
     sess = onnxruntime_session(ctx_onnx, "HTP context model", sess_options=session_options(provider_options(soc, precision)))

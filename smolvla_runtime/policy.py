@@ -1,8 +1,8 @@
 """The policy at run time: one control step over the three stages, and action chunking.
 
-Needs numpy, onnxruntime (onnxruntime-qnn for the NPU) and tokenizers only: the same code runs in
-the project (smolvla_build.runtime.policy adds loading from a build's artifacts) and in a device
-bundle (`Policy.load(bundle_dir)`)."""
+Needs numpy, onnxruntime (onnxruntime-qnn for the NPU) and tokenizers only: the same code runs on a
+build's artifacts (smolvla_build.runtime.artifacts.load_policy) and in a device bundle
+(`Policy.load(bundle_dir)`)."""
 
 from __future__ import annotations
 
@@ -13,32 +13,30 @@ import time
 
 import numpy as np
 
-from . import MODELS
 from .host import resolve_runtime
+from .model import MODELS, RANDOM_WEIGHTS_WARNING, STAGES, Preset, camera_inputs, prefix_pad_mask
 from .preprocessing import Normalizer, Tokenizer, camera_to_pixels
-from .stage import StageRunner
+from .stage import StageRunner, rollout
 
 log = logging.getLogger("smolvla_runtime.policy")
 
 
 class Policy:
-    """SmolVLA's control step: 2 camera frames + 8-D state + task -> a chunk of 7-D actions.
+    """SmolVLA's control step: the preset's camera frames + the robot's state + the task -> a chunk
+    of actions (LIBERO: 2 cameras, 8-D state, 7-D actions).
 
     Stages are persistent runners, loaded once. `select_action` executes `n_action_steps` actions
     of a chunk before planning the next (LeRobot's action queue).
     """
 
-    def __init__(self, stages: dict[str, StageRunner], tokenizer: Tokenizer, normalizer: Normalizer,
-                 n_action_steps: int = 10, num_steps: int = 10, seed: int = 0):
+    def __init__(self, stages: dict[str, StageRunner], tokenizer: Tokenizer, normalizer: Normalizer, preset: Preset,
+                 n_action_steps: int = 10, seed: int = 0):
         self.stages = stages
         self.tokenizer = tokenizer
         self.normalizer = normalizer
+        self.preset = preset
         self.n_action_steps = n_action_steps
-        self.num_steps = num_steps
-        # shapes as the graphs declare them: the action chunk [1, chunk, action dim] the head integrates,
-        # and the image tokens (both cameras) ahead of the language tokens in the prefix
-        self.chunk_shape = tuple(stages["action_head"].input_shape("x_t"))
-        self.n_image_tokens = sum(stages["llm_backbone"].input_shape(n)[1] for n in ("img_emb0", "img_emb1"))
+        self.chunk_shape = preset.chunk_shape
         self.seed = seed
         self.timings: list[dict] = []
         self.reset()
@@ -51,42 +49,47 @@ class Policy:
         from .bundle import Bundle
         b = Bundle(bundle_dir)
         b.verify(soc_model=soc_model)
-        runtime = resolve_runtime(runtime, int(b.manifest["soc"]["htp_arch"]))
+        runtime = resolve_runtime(runtime, b.soc.htp_arch)
         stages = {m: StageRunner(b.runner(m, runtime), b.path(b.models[m]["sidecar"])) for m in MODELS}
         for s in stages.values():
             s.activate()
-        m = b.manifest
-        return cls(stages, Tokenizer(b.path(m["tokenizer"])), Normalizer(json.loads(b.path(m["normalization"]).read_text())),
-                   m["n_action_steps"], seed=seed)
+        m, preset = b.manifest, b.preset
+        if m.get("source", {}).get("weights") == "random":
+            log.warning(RANDOM_WEIGHTS_WARNING)
+        return cls(stages, Tokenizer(b.path(m["tokenizer"]), preset.tokenizer_max_length),
+                   Normalizer(json.loads(b.path(m["normalization"]).read_text())), preset, m["n_action_steps"], seed=seed)
 
     def reset(self):
         self.queue: collections.deque = collections.deque()
         self.rng = np.random.default_rng(self.seed)
 
     def predict_chunk(self, images: list[np.ndarray], state: np.ndarray, task: str, noise=None) -> np.ndarray:
-        """Unnormalized actions [chunk_size, action_dim] for one observation."""
+        """Unnormalized actions [chunk_size, action_dim] for one observation (one frame per camera)."""
+        p = self.preset
+        if len(images) != p.n_cameras:
+            raise ValueError(f"the {p.name} policy takes {p.n_cameras} camera frames, got {len(images)}")
         t = {"start": time.perf_counter()}
-        ve, llm, head = self.stages["vision_encoder"], self.stages["llm_backbone"], self.stages["action_head"]
-        embs = [ve.infer({"pixel_values": camera_to_pixels(img)})["image_embeddings"] for img in images]
+        ve, llm, head = (self.stages[m] for m in MODELS)
+        embs = [ve.infer({"pixel_values": camera_to_pixels(img, p.image_size)})["image_embeddings"] for img in images]
         t["vision"] = time.perf_counter()
         tokens, mask = self.tokenizer(task)
-        kv = llm.infer({"img_emb0": embs[0], "img_emb1": embs[1], "lang_tokens": tokens, "lang_mask": mask,
-                        "state": self.normalizer.state(state)})["kv"]
+        kv = llm.infer({**dict(zip(camera_inputs(p), embs)), "lang_tokens": tokens, "lang_mask": mask,
+                        "state": self.normalizer.state(state, p.max_state_dim)})["kv"]
         t["llm"] = time.perf_counter()
-        prefix_pad = np.concatenate([np.ones((1, self.n_image_tokens), np.float32), mask, np.ones((1, 1), np.float32)], 1)
-        x = self.rng.standard_normal(self.chunk_shape).astype(np.float32) if noise is None else noise
-        dt = -1.0 / self.num_steps
-        for step in range(self.num_steps):
-            timestep = np.array([1.0 + step * dt], np.float32)
-            v = head.infer({"x_t": x, "timestep": timestep, "kv": kv, "prefix_pad_mask": prefix_pad})["v_t"]
-            x = (x + dt * v).astype(np.float32)
+        prefix_pad = prefix_pad_mask(mask, p.n_image_tokens)
+        noise = self.rng.standard_normal(p.chunk_shape).astype(np.float32) if noise is None else noise
+        x, _ = rollout(head, {"kv": kv, "prefix_pad_mask": prefix_pad}, noise, p.num_steps)
         t["action_head"] = time.perf_counter()
         self.timings.append({"vision_s": t["vision"] - t["start"], "llm_s": t["llm"] - t["vision"],
                              "action_head_s": t["action_head"] - t["llm"], "total_s": t["action_head"] - t["start"],
-                             "session_run_s": {k: s.inference_times[-(2 if k == "vision_encoder" else
-                                                                      10 if k == "action_head" else 1):]
-                                               for k, s in self.stages.items()}})
+                             "session_run_s": {m: s.inference_times[-STAGES[m].calls_per_plan(p):]
+                                               for m, s in self.stages.items()}})
         return self.normalizer.action(x[0])
+
+    @property
+    def runtime(self) -> str:
+        """What runs the stages: reference, ort-qnn, qnn-net-run (the runners' name)."""
+        return self.stages[MODELS[0]].name
 
     @property
     def needs_observation(self) -> bool:

@@ -32,7 +32,7 @@ def resize_with_pad(img: np.ndarray, height: int, width: int, pad_value: float =
     return out
 
 
-def camera_to_pixels(frame: np.ndarray, size: int = 512, flip: bool = True) -> np.ndarray:
+def camera_to_pixels(frame: np.ndarray, size: int, flip: bool = True) -> np.ndarray:
     """uint8 HWC camera frame -> pixel_values [1,3,size,size] in [-1, 1].
     LIBERO frames are upside down (OpenGL origin): LeRobot's LiberoProcessorStep rotates them 180°."""
     if flip:
@@ -64,7 +64,7 @@ class Tokenizer:
     token of tokenizer_config.json (else of tokenizer.json, else `<pad>`, else id 0). The `tokenizers`
     backend does the truncation and padding itself, as transformers' fast tokenizer does."""
 
-    def __init__(self, path, max_length: int = 48):
+    def __init__(self, path, max_length: int):
         import json
         from pathlib import Path
 
@@ -102,7 +102,7 @@ class Normalizer:
         self.action_mean = np.asarray(stats["action"]["mean"], np.float32)
         self.action_std = np.asarray(stats["action"]["std"], np.float32)
 
-    def state(self, state: np.ndarray, max_dim: int = 32) -> np.ndarray:
+    def state(self, state: np.ndarray, max_dim: int) -> np.ndarray:
         s = (np.asarray(state, np.float32) - self.state_mean) / (self.state_std + 1e-8)
         out = np.zeros((1, max_dim), np.float32)
         out[0, : s.shape[0]] = s

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .htp import Soc
+
 
 class Runner:
     name = "runner"
@@ -90,8 +92,9 @@ class OrtQnnRunner(Runner):
 
     name = "ort-qnn"
 
-    def __init__(self, ctx_onnx: str | Path, soc: dict, precision: dict, names: dict[str, str] | None = None,
+    def __init__(self, ctx_onnx: str | Path, soc: Soc, precision: dict, names: dict[str, str] | None = None,
                  loader=None):
+        """`precision`: the precision's settings (its `context` options become provider options)."""
         super().__init__()
         self.ctx_onnx = Path(ctx_onnx)
         self.soc = soc

@@ -16,6 +16,7 @@ import numpy as np
 
 from .feeds import cast_feeds
 from .files import load_npy
+from .model import euler_rollout
 from .runners import ReferenceRunner, Runner
 
 
@@ -71,7 +72,8 @@ class StageRunner:
             r.activate()
         return self
 
-    def infer(self, feeds: dict) -> dict[str, np.ndarray]:
+    def infer(self, feeds: dict, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """The stage's outputs (or the graph's `outputs`) for its natural inputs."""
         f = dict(feeds)
         wanted: dict[str, list[str]] = {}
         for name, info in self.changes["added_inputs"].items():
@@ -82,4 +84,17 @@ class StageRunner:
         for file, names in wanted.items():       # one run per CPU sub-model for all the inputs it makes
             cpu = self._cpu[file]
             f.update(cpu.infer(cast_feeds(cpu, {k: f[k] for k in cpu.input_names}), outputs=names))
-        return self.runner.infer(cast_feeds(self.runner, {k: f[k] for k in self.runner.input_names}))
+        return self.runner.infer(cast_feeds(self.runner, {k: f[k] for k in self.runner.input_names}), outputs)
+
+
+def rollout(head: StageRunner, base: dict, noise, num_steps: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The flow-matching rollout of an action-head stage from `noise` (smolvla_runtime.model's Euler
+    loop), `base` holding its other inputs (kv, prefix_pad_mask): (the final chunk, each step's
+    velocity)."""
+    velocities = []
+
+    def velocity(x, t):
+        v = head.infer(dict(base, x_t=x, timestep=np.array([t], np.float32)))["v_t"]
+        velocities.append(v)
+        return v
+    return euler_rollout(velocity, np.asarray(noise, np.float32), num_steps), velocities

@@ -55,15 +55,20 @@ def doit(pipeline: Path, *args: str, check: bool = True, env=None, python=sys.ex
     return res
 
 
+def validated(model: str, precision: str) -> set[str]:
+    """The measurement of a model x precision and its verdict."""
+    return {f"measure:{model}-{precision}", f"validate:{model}-{precision}"}
+
+
 def chain(model: str, precisions=("fp16", "fp32")) -> set[str]:
     """The tasks downstream of one model's source ONNX."""
     out = {f"preprocess:{model}", f"reference:{model}"}
     for p in precisions:
-        out |= {f"context:{model}-{p}", f"validate:{model}-{p}"}
+        out |= {f"context:{model}-{p}"} | validated(model, p)
     if model == "llm_backbone":   # the action head's validation uses the LLM's KV cache
-        out |= {f"validate:action_head-{p}" for p in precisions}
+        out |= {t for p in precisions for t in validated("action_head", p)}
     if model == "vision_encoder":  # the LLM's (and so the head's) validation inputs: its image embeddings
-        out |= {f"validate:{m}-{p}" for m in ("llm_backbone", "action_head") for p in precisions}
+        out |= {t for m in ("llm_backbone", "action_head") for p in precisions for t in validated(m, p)}
     return out | {"report"}
 
 

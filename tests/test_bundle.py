@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from smolvla_build.declaration import declaration
-from smolvla_build.export.presets import PRESETS
+from smolvla_runtime.model import declaration
+from smolvla_runtime.model import PRESETS
 
 from conftest import doit
 
@@ -49,11 +49,10 @@ def project_actions(pipe_path, runtime: str, seed: int = 0) -> np.ndarray:
     from smolvla_runtime.__main__ import synthetic_observation
 
     from smolvla_build.config import load_pipeline
-    from smolvla_build.layout import Layout
-    from smolvla_build.runtime.policy import Policy
+    from smolvla_build.runtime.artifacts import load_policy
     pipe = load_pipeline(pipe_path)
-    policy = Policy.from_artifacts(Layout(pipe), runtime, pipe.soc, pipe.precisions, "fp16", 10, seed=seed)
-    images, state, task = synthetic_observation(seed)
+    policy = load_policy(pipe.policy_source(pipe.layout(), runtime, precision="fp16", n_action_steps=10, seed=seed))
+    images, state, task = synthetic_observation(seed, policy.preset)
     noise = np.random.default_rng(seed + 1).standard_normal(policy.chunk_shape).astype(np.float32)
     return policy.predict_chunk(images, state, task, noise=noise)
 

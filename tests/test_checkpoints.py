@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from smolvla_build.export.checkpoint import CheckpointError, inspect_checkpoint
 from smolvla_build.export.onnx_export import check_source
-from smolvla_build.export.presets import PRESETS
+from smolvla_runtime.model import PRESETS
 from smolvla_build.export.tokenizer import DEFAULT_VLM, TokenizerNotFound, find_tokenizer
 from smolvla_runtime.preprocessing import Tokenizer
 
@@ -145,7 +145,7 @@ def test_tokenizer_matches_transformers_on_the_same_files(tmp_path, task):
     hf = AutoTokenizer.from_pretrained(str(folder))
     text = task if task.endswith("\n") else task + "\n"
     want = hf(text, max_length=48, truncation=True, padding="max_length", padding_side="right")
-    ids, mask = Tokenizer(folder / "tokenizer.json")(task)
+    ids, mask = Tokenizer(folder / "tokenizer.json", PRESETS["tiny"].tokenizer_max_length)(task)
     assert ids[0].tolist() == want["input_ids"] and mask[0].astype(int).tolist() == want["attention_mask"]
     assert ids[0, 0] == hf.convert_tokens_to_ids("<|im_start|>")                   # the post-processor's token
     if sum(want["attention_mask"]) < 48:

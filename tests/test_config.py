@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from smolvla_runtime.htp import Soc
 from smolvla_build.config import ConfigError, load_pipeline
 
 from conftest import ROOT, doit, write_pipeline
@@ -14,7 +15,7 @@ def test_shipped_pipelines_load():
     default = load_pipeline(ROOT / "pipeline.yaml")
     assert default.source["preset"] == "smolvla-libero"
     assert list(default.precisions) == ["fp16"]           # fp32 is listed only when a user wants the fallback
-    assert default.soc == {"name": "Snapdragon X Elite", "soc_model": 60, "htp_arch": 73}
+    assert default.soc == Soc("Snapdragon X Elite", soc_model=60, htp_arch=73)
     assert default.toolchain["sdk_version"] == "2.43.0.260128"
     assert default.section("validation")["on_saturation"] == "fallback-fp32"
     tiny = load_pipeline(ROOT / "examples" / "tiny.yaml")

@@ -14,7 +14,9 @@ import pytest
 from onnx import TensorProto as T
 from onnx import numpy_helper as nh
 
-from smolvla_build.cpu_passes import cpu_copy, fuse_attention_to_multihead, fuse_tanh_gelu
+from smolvla_build.cpu_passes.attention import fuse_attention_to_multihead
+from smolvla_build.cpu_passes.cpu_copy import cpu_copy
+from smolvla_build.cpu_passes.gelu import fuse_tanh_gelu
 from test_passes import model, run, vi
 
 S, N, H = 16, 2, 8          # tokens, heads, head size
@@ -140,10 +142,9 @@ def test_doit_reference_on_the_tiny_build(own_build):
     from conftest import doit
 
     from smolvla_build.config import load_pipeline
-    from smolvla_build.layout import Layout
     pipe_path, res = own_build.pipe, own_build.first          # the shared tiny build, this module's to change
     assert {"reference:vision_encoder", "reference:llm_backbone", "reference:action_head"} <= res.ran
-    layout = Layout(load_pipeline(pipe_path))
+    layout = load_pipeline(pipe_path).layout()
     info = {m: json.loads(layout.reference_info(m).read_text()) for m in ("vision_encoder", "llm_backbone", "action_head")}
     assert info["vision_encoder"]["uses"] == "fused" and info["vision_encoder"]["fusions"] == {"MultiHeadAttention": 2, "FastGelu": 2}
     assert max(info["vision_encoder"]["relative_error"].values()) <= 1e-5
@@ -152,10 +153,10 @@ def test_doit_reference_on_the_tiny_build(own_build):
         assert layout.reference_model(m).read_bytes() == layout.preprocessed(m).read_bytes()
     assert "fused 2 MultiHeadAttention, 2 FastGelu" in res.stderr
     # the runtime runs the copy; its actions are the unfused models' within the check's tolerance
-    from smolvla_build.runtime.policy import Policy
+    from smolvla_build.runtime.artifacts import load_policy
     from smolvla_runtime.runners import ReferenceRunner
     pipe = load_pipeline(pipe_path)
-    policy = Policy.from_artifacts(layout, "reference", pipe.soc, pipe.precisions, "fp16", 10)
+    policy = load_policy(pipe.policy_source(layout, "reference", precision="fp16", n_action_steps=10))
     assert policy.stages["vision_encoder"].runner.model == layout.reference_model("vision_encoder")
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2)]

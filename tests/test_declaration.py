@@ -1,5 +1,5 @@
-"""The stage declaration (smolvla_build/declaration.py): written once, read everywhere after the
-export from the I/O sidecar (issue #23, item 4)."""
+"""The stage declaration (smolvla_runtime/model.py, the model core): written once, read everywhere
+after the export from the I/O sidecar (issue #23, item 4) or the bundle's manifest."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ import json
 import onnx
 import pytest
 
-from smolvla_build import MODELS
-from smolvla_build.declaration import STAGES, declaration, upstream
-from smolvla_build.export.presets import PRESETS
-from smolvla_build.layout import Layout
 from smolvla_build.config import load_pipeline
 from smolvla_runtime.files import ModelFileError
+from smolvla_runtime.model import MODELS, PRESETS, STAGES, declaration, upstream
 from smolvla_runtime.runners import ReferenceRunner
 from smolvla_runtime.stage import StageRunner
 
@@ -33,7 +30,7 @@ def test_upstream_follows_the_declared_inputs():
 def test_each_sidecar_holds_its_stage_declaration_and_the_graphs_agree(shared_build):
     """preprocess writes the declaration into `<model>.io.json`; the raw export's graph I/O is
     exactly what it declares, and the runtime's shapes come from it."""
-    layout = Layout(load_pipeline(shared_build.pipe))
+    layout = load_pipeline(shared_build.pipe).layout()
     for m in MODELS:
         declared = json.loads(layout.io_sidecar(m).read_text())["stage"]
         assert declared == declaration(TINY, m)
@@ -48,7 +45,7 @@ def test_each_sidecar_holds_its_stage_declaration_and_the_graphs_agree(shared_bu
 
 
 def test_a_sidecar_without_a_declaration_is_refused_in_one_line(shared_build, tmp_path):
-    layout = Layout(load_pipeline(shared_build.pipe))
+    layout = load_pipeline(shared_build.pipe).layout()
     old = json.loads(layout.io_sidecar("action_head").read_text())
     del old["stage"]
     (tmp_path / "action_head.io.json").write_text(json.dumps(old))

@@ -13,10 +13,9 @@ import torch
 from safetensors.torch import save_file
 
 from smolvla_build.export.checkpoint import CheckpointError, load_checkpoint, random_model
-from smolvla_build.export.model import apply_rope, prefix_pad_mask, sinusoidal_time_embedding
+from smolvla_build.export.model import apply_rope, sinusoidal_time_embedding
 from smolvla_build.export.onnx_export import example_inputs, export_all
-from smolvla_build.declaration import stage_io
-from smolvla_build.export.presets import PRESETS
+from smolvla_runtime.model import PRESETS, prefix_pad_mask, stage_io
 
 TINY = PRESETS["tiny"]
 STAGES = ("vision_encoder", "llm_backbone", "action_head")
@@ -113,7 +112,7 @@ def test_rollout_of_the_three_onnx_models_matches_sample_actions(checkpoint_expo
     out = root / "out"
     embs = [_run(out / "vision_encoder.onnx", [i.numpy()]) for i in images]
     kv = _run(out / "llm_backbone.onnx", [embs[0], embs[1], tokens.numpy(), mask.numpy(), state.numpy()])
-    prefix = prefix_pad_mask(mask, TINY).numpy()
+    prefix = prefix_pad_mask(mask.numpy(), TINY.n_image_tokens).astype(bool)
     x = noise.numpy()
     for step in range(10):
         t = np.array([1.0 - 0.1 * step], dtype=np.float32)
@@ -146,9 +145,9 @@ def test_side_files(checkpoint_export, tmp_path):
     root, reference, info = checkpoint_export
     out = root / "out"
     # the token table travels inside the LLM graph (preprocess moves it to the CPU): exactly LeRobot's
-    from smolvla_build import onnx_io
-    from smolvla_build.passes import embedding_table
-    table = embedding_table(onnx_io.load(out / "llm_backbone.onnx"))
+    from smolvla_build import model_files
+    from smolvla_build.passes.embedding import embedding_table
+    table = embedding_table(model_files.load_onnx(out / "llm_backbone.onnx"))
     want = reference.model.vlm_with_expert.vlm.model.text_model.embed_tokens.weight.detach().numpy()
     assert np.array_equal(table, want) and not (out / "embed_tokens.npy").exists()
     stats = json.loads((out / "normalization.json").read_text())

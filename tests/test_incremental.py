@@ -165,7 +165,7 @@ KILL_POINTS = [   # (task whose start is awaited, when after it to kill, what is
     ("export", _writing_models, "the export, mid-write"),
     ("preprocess:llm_backbone", _after(0.8), "a graph pass"),
     ("context:vision_encoder-fp16", _after(0.15), "a context compile"),
-    ("validate:vision_encoder-fp16", _after(1.0), "validation"),
+    ("measure:vision_encoder-fp16", _after(1.0), "validation"),
     ("report", _after(0.3), "the report"),
 ]
 

@@ -76,7 +76,7 @@ def test_auto_is_one_log_line(caplog, monkeypatch):
 
 def bundle_requirements() -> str:
     """The requirements.txt `doit bundle` writes, with this environment's pins."""
-    from smolvla_build.bundle import requirements_txt
+    from smolvla_build.packaging import requirements_txt
     return requirements_txt()
 
 
@@ -132,4 +132,4 @@ def test_an_episode_on_the_laptop_depends_on_the_htp_contexts(tmp_path, monkeypa
     monkeypatch.setattr(host, "probe_onnxruntime_qnn", lambda: HtpProbe(stub, True))
     laptop = tasks()
     assert contexts <= deps(laptop["infer:task0"]) and contexts <= deps(laptop["eval"])
-    assert laptop["infer:task0"]["actions"][0][1][0]["runtime"] == "ort-qnn"
+    assert laptop["infer:task0"]["uptodate"][0].config["tools"]["runtime"] == "ort-qnn"     # in its key

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from lerobot_parity import compare_built_policy, run_lerobot
 
-from smolvla_build.export.presets import PRESETS
+from smolvla_runtime.model import PRESETS
 
 from conftest import doit, write_pipeline
 
@@ -41,14 +41,13 @@ def test_lerobot_saves_what_the_build_reads(lerobot):
 
 def test_the_built_policy_equals_lerobots(lerobot, tmp_path):
     from smolvla_build.config import load_pipeline
-    from smolvla_build.layout import Layout
-    from smolvla_build.runtime.policy import Policy
+    from smolvla_build.runtime.artifacts import load_policy
     out, spec, saved, want = lerobot
     pipe_path = write_pipeline(tmp_path, source={"preset": "tiny", "weights": "checkpoint", "path": saved["checkpoint"]})
     res = doit(pipe_path, "reference")                        # export, preprocess, CPU copy from the folder as saved
     assert "export" in res.ran and "tokenizer from policy_preprocessor.json tokenizer_name" in res.stderr
     pipe = load_pipeline(pipe_path)
-    policy = Policy.from_artifacts(Layout(pipe, "ort-qnn"), "reference", pipe.soc, pipe.precisions, "fp16", 10)
+    policy = load_policy(pipe.policy_source(pipe.layout("ort-qnn"), "reference", precision="fp16", n_action_steps=10))
     got = compare_built_policy(policy, spec, want)
     assert got["tokens_equal"]                                 # LeRobot's tokenizer processor step's ids and mask
     assert got["pixels_max_abs"] <= 1e-5                       # LIBERO flip, resize with pad, [-1, 1]

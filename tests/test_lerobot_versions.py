@@ -15,7 +15,7 @@ import torch
 
 from smolvla_build.export import conventions
 from smolvla_build.export.onnx_export import export_all
-from smolvla_build.export.presets import PRESETS
+from smolvla_runtime.model import PRESETS
 
 from test_export import _random_tokenizer, write_checkpoint
 

@@ -12,10 +12,18 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto as T
 
-from smolvla_build.passes import (bound_mask_constants, check_htp_clean, cumsum_to_matmul, eliminate_bool_logic,
-                                  embedding_on_cpu, fold_constant_subgraphs, gemm_to_matmul, rmsnorm_over_max, preprocess,
-                                  silu_through_tanh, sinusoid_on_cpu, tanh_gelu_half_first)
-from smolvla_build.passes.checker import census
+from smolvla_build.passes.activations import silu_through_tanh, tanh_gelu_half_first
+from smolvla_build.passes.bool_logic import eliminate_bool_logic
+from smolvla_build.passes.checker import census, check_htp_clean
+from smolvla_build.passes.cumsum import cumsum_to_matmul
+from smolvla_build.passes.embedding import embedding_on_cpu
+from smolvla_build.passes.fold import fold_constant_subgraphs
+from smolvla_build.passes.gemm import gemm_to_matmul
+from smolvla_build.passes.masks import bound_mask_constants
+from smolvla_build.passes.pipeline import preprocess
+from smolvla_build.passes.rmsnorm import rmsnorm_over_max
+from smolvla_build.passes.sinusoid import sinusoid_on_cpu
+from smolvla_runtime.htp import Soc
 
 
 def model(nodes, inputs, outputs, inits=()):
@@ -281,7 +289,7 @@ def test_the_htp_computes_the_rewritten_activations_closer_to_fp32(activation, t
     on the full models 4.9 to 5.9 times farther from fp32)."""
     from smolvla_build.toolchains.ort_qnn import to_float16
     from smolvla_runtime.htp import provider_options, session_options
-    options = provider_options({"soc_model": 60, "htp_arch": 73},
+    options = provider_options(Soc("Snapdragon X Elite", 60, 73),
                                {"context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}})
     m = _mlp_activation_model(activation)
     tokens, k, _, _ = ACTIVATION_SHAPES[activation]
@@ -387,34 +395,35 @@ def test_tiny_smolvla_stage_end_to_end(tiny_export, stage):
 
 def test_htp_acceptance_of_the_preprocessed_tiny_models(tiny_export, tmp_path):
     """Every preprocessed tiny model compiles for the HTP (soc 60, v73, fp16) with CPU fallback off."""
-    from smolvla_build import onnx_io
+    from smolvla_build import model_files
+    from smolvla_build.precisions import Precision
     from smolvla_build.toolchains.ort_qnn import build_context
-    soc = {"soc_model": 60, "htp_arch": 73}
-    precision = {"converter": {"float_bitwidth": 16},
-                 "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}}
+    soc = Soc("Snapdragon X Elite", 60, 73)
+    precision = Precision("fp16", {"converter": {"float_bitwidth": 16},
+                                   "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}})
     for stage in ("vision_encoder", "llm_backbone", "action_head"):
         res = preprocess(onnx.load(str(tiny_export / f"{stage}.onnx")), embedding_cpu=stage == "llm_backbone",
                          sinusoid_cpu=stage != "vision_encoder")
-        onnx_io.save(res.model, tmp_path / f"{stage}.onnx")
+        model_files.save_onnx(res.model, tmp_path / f"{stage}.onnx")
         info = build_context(tmp_path / f"{stage}.onnx", tmp_path / "ctx" / f"{stage}_ctx.onnx", soc, precision)
         assert info["context_bytes"] > 0
 
 
 def test_external_data_models_round_trip(tmp_path, monkeypatch):
     """Models saved with external data (> 2 GB in real life) go through the passes and back."""
-    from smolvla_build import onnx_io
+    from smolvla_build import model_files
     table = np.random.default_rng(4).standard_normal((512, 16)).astype(np.float32)
     nodes = [oh.make_node("Gather", ["embed_tokens.weight", "ids"], ["/embed_tokens/Gather_output_0"]),
              oh.make_node("Where", ["pad", "/embed_tokens/Gather_output_0", "zero"], ["y"])]
     m = model(nodes, [vi("ids", T.INT64, [1, 5]), vi("pad", T.BOOL, [1, 5, 1])], [vi("y", T.FLOAT, [1, 5, 16])],
               [onnx.numpy_helper.from_array(table, "embed_tokens.weight"), oh.make_tensor("zero", T.FLOAT, [], [0.0])])
-    monkeypatch.setattr(onnx_io, "TWO_GB", 0)      # force the external-data path on a small model
-    onnx_io.save(m, tmp_path / "m.onnx")
+    monkeypatch.setattr(model_files, "TWO_GB", 0)      # force the external-data path on a small model
+    model_files.save_onnx(m, tmp_path / "m.onnx")
     assert (tmp_path / "m.onnx.data").stat().st_size >= table.nbytes
-    res = preprocess(onnx_io.load(tmp_path / "m.onnx"), embedding_cpu=True)
+    res = preprocess(model_files.load_onnx(tmp_path / "m.onnx"), embedding_cpu=True)
     assert check_htp_clean(res.model) == [] and np.array_equal(res.embedding_table, table)
-    onnx_io.save(res.model, tmp_path / "out" / "m.onnx")
-    assert onnx_io.load(tmp_path / "out" / "m.onnx").graph.input[-1].name == "/embed_tokens/Gather_output_0"
+    model_files.save_onnx(res.model, tmp_path / "out" / "m.onnx")
+    assert model_files.load_onnx(tmp_path / "out" / "m.onnx").graph.input[-1].name == "/embed_tokens/Gather_output_0"
 
 
 def test_cli_on_a_model_that_is_not_smolvla(tmp_path):
@@ -431,7 +440,7 @@ def test_cli_on_a_model_that_is_not_smolvla(tmp_path):
 def test_shape_inference_never_copies_the_weights():
     """import_graph infers types on a skeleton (large initializers as dims and type only) and leaves
     the model it reads unchanged: a full-size model is not copied once per pass."""
-    from smolvla_build.passes._graph import SKELETON_BYTES, import_graph, skeleton
+    from smolvla_build.onnx_graph import SKELETON_BYTES, import_graph, skeleton
     w = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
     shape = np.array([1, 4096], np.int64)
     g = oh.make_graph([oh.make_node("MatMul", ["x", "w"], ["y"]), oh.make_node("Reshape", ["y", "shape"], ["r"]),

@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from smolvla_build import MODELS
+from smolvla_runtime.model import MODELS
 from smolvla_build.compare import compare
 from smolvla_build.config import load_pipeline
-from smolvla_build.layout import Layout
 from smolvla_build.model_files import load_npz
-from smolvla_build.proxies import ProxyError, proxy_model, rms_distance
+from smolvla_build.proxies import rms_distance
+from smolvla_build.runtime.artifacts import ProxyError, proxy_model
 from smolvla_runtime.stage import declared_input_shapes
 
 
@@ -24,7 +24,7 @@ def built(own_build):
     from conftest import doit
     assert doit(own_build.pipe, "proxy").ran == {f"proxy:{m}-{p}" for m in MODELS for p in ("fp16", "fp32")}
     pipe = load_pipeline(own_build.pipe)
-    return pipe, Layout(pipe)
+    return pipe, pipe.layout()
 
 
 def test_validation_records_the_arrays_its_verdict_is_computed_from(built):
@@ -71,12 +71,12 @@ def test_the_proxy_runtime_runs_a_stage_only_within_proxy_max_ratio(built):
 def test_a_shadowed_policy_acts_as_it_would_alone(built):
     """The fp32 shadow draws nothing from the acting policy's noise: the actions are the lone
     policy's, and a shadow identical to the acting policy differs by nothing."""
-    from smolvla_build.evaluate.divergence import ShadowedPolicy
-    from smolvla_build.runtime.policy import Policy
+    from smolvla_build.evaluate.shadow import ShadowedPolicy
+    from smolvla_build.runtime.artifacts import load_policy
     pipe, layout = built
 
     def policy():
-        return Policy.from_artifacts(layout, "reference", pipe.soc, pipe.precisions, "fp16", 3, seed=5)
+        return load_policy(pipe.policy_source(layout, "reference", precision="fp16", n_action_steps=3, seed=5))
     rng = np.random.default_rng(0)
     images, state = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2)], np.zeros(8, np.float32)
     alone, shadowed = policy(), ShadowedPolicy(policy(), policy())

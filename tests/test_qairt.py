@@ -17,13 +17,14 @@ import onnx
 import pytest
 import yaml
 
-from smolvla_build import MODELS
+from smolvla_runtime.model import MODELS
 from smolvla_build.templates import render, render_command
 from smolvla_build.toolchains import ToolchainError
 from smolvla_build.toolchains.qairt.compilers import check_crt, coff_directives
 from smolvla_build.toolchains.qairt.python import converter_python
 from smolvla_build.toolchains.qairt.qnn_io import native_names_arg, sanitize
 from smolvla_build.toolchains.qairt.sdk import Sdk, read_version, version_matches
+from smolvla_runtime.htp import Soc
 
 from conftest import ROOT, doit, write_pipeline
 
@@ -124,7 +125,7 @@ def test_backend_extension_configs_are_json_with_their_own_readers(tmp_path):
     """The context generator's config holds the graph options (graph_names = the converter's graph);
     qnn-net-run's holds the device's perf settings; both are written with json, so any path works."""
     from smolvla_build.toolchains.qairt.htp import backend_config, context_backend_extensions, netrun_backend_extensions
-    soc = {"soc_model": 60, "htp_arch": 73}
+    soc = Soc("Snapdragon X Elite", 60, 73)
     ext = context_backend_extensions("llm_backbone", soc, {"vtcm_mb": 8, "fp16_relaxed_precision": True,
                                                             "optimization_level": 3, "hvx_threads": 4})
     assert ext["graphs"] == [{"graph_names": ["llm_backbone"], "vtcm_mb": 8, "fp16_relaxed_precision": 1, "O": 3,
@@ -256,7 +257,7 @@ def test_full_chain_builds_validates_and_reports(qairt_build):
     # QDQ models are gone once the build is (torch's and the HTP library's own caches may stay)
     left = [p.name for p in Path(env["TMPDIR"]).iterdir() if p.name.startswith(("smolvla-", "qdq-"))]
     assert not left
-    for stage in ("convert", "compile", "link", "hostlib", "context", "validate"):
+    for stage in ("convert", "compile", "link", "hostlib", "context", "measure", "validate"):
         assert {f"{stage}:{m}-{p}" for m in MODELS for p in ("fp16", "fp32")} <= first.ran
     assert "report" in first.ran
     report = json.loads((folder / "artifacts" / "report.json").read_text())
@@ -325,7 +326,7 @@ def test_w8a16_uses_the_converters_quantizer_on_the_calibration_set(qairt_build)
     """--input_list over float32 .raw files of the recorded samples (`name:=path`, absolute), the
     2.25 quantizer flags, float I/O kept (--preserve_io): validated like the float precisions."""
     folder, _, _, first = qairt_build
-    assert {f"{s}:{m}-w8a16" for s in ("convert", "context", "validate") for m in MODELS} | {
+    assert {f"{s}:{m}-w8a16" for s in ("convert", "context", "measure", "validate") for m in MODELS} | {
         "calibrate:libero_spatial-n4"} <= first.ran
     conv = [c for c in calls(folder / "calls.jsonl", "qnn-onnx-converter") if c["args"]["input_list"]]
     assert sorted(os.path.basename(c["args"]["output_path"]) for c in conv) == sorted(f"{m}.cpp" for m in MODELS)
@@ -375,7 +376,7 @@ def test_edited_model_cpp_recompiles_relinks_and_regenerates_not_reconverts(qair
     cpp.write_text(cpp.read_text() + '\nextern "C" QNN_API int smolvla_edit_marker(void) { return 7; }\n')
     ran = doit(pipe, env=env).ran
     rebuilt = {f"{s}:action_head-fp32" for s in ("compile", "link", "hostlib", "context")}
-    assert rebuilt <= ran <= rebuilt | {"validate:action_head-fp32", "report"}    # validate: if the binary changed
+    assert rebuilt <= ran <= rebuilt | {"measure:action_head-fp32", "validate:action_head-fp32", "report"}  # if the binary changed
 
 
 def test_qnn_net_run_runner_matches_the_epcontext_runner(qairt_build, fake_sdk, monkeypatch, tmp_path):
@@ -383,19 +384,21 @@ def test_qnn_net_run_runner_matches_the_epcontext_runner(qairt_build, fake_sdk, 
     graph's names mapped onto the context's; the same numbers as the context in onnxruntime-qnn."""
     from smolvla_build.config import load_pipeline
     from smolvla_runtime.feeds import cast_feeds
-    from smolvla_build.layout import Layout
-    from smolvla_build.runtime.contexts import graph_io, htp_runner
+    from smolvla_build.runtime.contexts import htp_runner
+    from smolvla_build.toolchains.epcontext import graph_io
+    from smolvla_build.toolchains.qairt.sdk import discover
     folder, pipe_path, env, _ = qairt_build
     monkeypatch.setenv("QAIRT_SDK_ROOT", str(fake_sdk))
     monkeypatch.delenv("QNN_SDK_ROOT", raising=False)
     monkeypatch.setenv("FAKE_QAIRT_LOG", str(folder / "calls.jsonl"))
     pipe = load_pipeline(pipe_path)
-    layout = Layout(pipe, "qairt")
+    layout, sdk, net_settings = pipe.layout("qairt"), discover(pipe), pipe.section("evaluation")["qnn_net_run"]
     rng = np.random.default_rng(0)
     inputs, _ = graph_io(layout.preprocessed("action_head"))
     feeds = {n: np.ones(dims, np.int32) if dtype == "int32" else rng.uniform(-1, 1, dims).astype(np.float32)
              for n, dtype, dims in inputs}
-    net_run = htp_runner(layout, "action_head", "fp16", pipe.soc, pipe.precisions["fp16"].settings, "qnn-net-run")
+    net_run = htp_runner(layout, "action_head", "fp16", pipe.soc, pipe.precisions["fp16"].settings, "qnn-net-run",
+                         sdk=sdk, net_run=net_settings)
     ort = htp_runner(layout, "action_head", "fp16", pipe.soc, pipe.precisions["fp16"].settings, "ort-qnn")
     a = net_run.infer(cast_feeds(net_run, feeds))
     b = ort.infer(cast_feeds(ort, feeds))
@@ -412,7 +415,8 @@ def test_qnn_net_run_runner_matches_the_epcontext_runner(qairt_build, fake_sdk, 
     net_run.deactivate()
     assert not backend.parent.exists()
     # a runner nobody deactivates removes its temporary folder when it goes away
-    forgotten = htp_runner(layout, "action_head", "fp16", pipe.soc, pipe.precisions["fp16"].settings, "qnn-net-run")
+    forgotten = htp_runner(layout, "action_head", "fp16", pipe.soc, pipe.precisions["fp16"].settings, "qnn-net-run",
+                           sdk=sdk, net_run=net_settings)
     staged = forgotten.activate().folder
     assert (staged / "htp" / "libQnnHtp.so").is_file()
     del forgotten
@@ -525,7 +529,7 @@ def test_windows_arm64_host_links_the_lib_generators_weight_objects(fake_sdk, fa
     assert "compile:action_head-fp16" in listed and "hostlib:" not in listed
     res = doit(pipe, "validate:action_head-fp16", env=env)
     assert {"convert:action_head-fp16", "compile:action_head-fp16", "link:action_head-fp16",
-            "context:action_head-fp16", "validate:action_head-fp16"} <= res.ran
+            "context:action_head-fp16", "measure:action_head-fp16", "validate:action_head-fp16"} <= res.ran
     d = tmp_path / "artifacts" / "qairt" / "fp16" / "action_head"
     weights = sorted((d / "obj" / "weights").glob("*.o"))
     assert weights and not (d / ".staging" / "libgen").exists() and not (d / "obj" / "weights.o").exists()
@@ -571,16 +575,17 @@ def test_net_json_signature_orders_by_id_and_reads_every_dims_key(tmp_path):
 def test_epcontext_wrapper_runs_an_ort_qnn_context_binary(tiny_export, tmp_path):
     """A context binary made by the ort-qnn toolchain, re-wrapped by our EPContext writer, runs in
     onnxruntime-qnn and gives the same outputs as onnxruntime's own wrapper."""
-    from smolvla_build import onnx_io
-    from smolvla_build.passes import preprocess
-    from smolvla_build.runtime import OrtQnnRunner
+    from smolvla_build import model_files
+    from smolvla_build.passes.pipeline import preprocess
+    from smolvla_build.precisions import Precision
     from smolvla_build.toolchains.epcontext import signature, wrap_context_binary
     from smolvla_build.toolchains.ort_qnn import build_context
-    soc = {"soc_model": 60, "htp_arch": 73}
-    precision = {"converter": {"float_bitwidth": 32},
-                 "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}}
+    from smolvla_runtime.runners import OrtQnnRunner
+    soc = Soc("Snapdragon X Elite", 60, 73)
+    precision = Precision("fp32", {"converter": {"float_bitwidth": 32},
+                                   "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}})
     res = preprocess(onnx.load(str(tiny_export / "vision_encoder.onnx")))
-    onnx_io.save(res.model, tmp_path / "ve.onnx")
+    model_files.save_onnx(res.model, tmp_path / "ve.onnx")
     info = build_context(tmp_path / "ve.onnx", tmp_path / "ort" / "ve_ctx.onnx", soc, precision)
     node = onnx.load(str(tmp_path / "ort" / "ve_ctx.onnx")).graph.node[0]
     ours = tmp_path / "ours"
@@ -589,8 +594,8 @@ def test_epcontext_wrapper_runs_an_ort_qnn_context_binary(tiny_export, tmp_path)
     inputs, outputs = signature(tmp_path / "ve.onnx")
     wrap_context_binary(ours / "ve.serialized.bin", ours / "ve_qairt_ctx.onnx", node.name, inputs, outputs)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 512, 512)).astype(np.float32)
-    a = OrtQnnRunner(tmp_path / "ort" / "ve_ctx.onnx", soc, precision).infer({"pixel_values": x})
-    b = OrtQnnRunner(ours / "ve_qairt_ctx.onnx", soc, precision).infer({"pixel_values": x})
+    a = OrtQnnRunner(tmp_path / "ort" / "ve_ctx.onnx", soc, precision.settings).infer({"pixel_values": x})
+    b = OrtQnnRunner(ours / "ve_qairt_ctx.onnx", soc, precision.settings).infer({"pixel_values": x})
     assert np.array_equal(a["image_embeddings"], b["image_embeddings"])
 
 

@@ -10,7 +10,7 @@ import onnx
 import pytest
 import yaml
 
-from smolvla_build import MODELS
+from smolvla_runtime.model import MODELS, PRESETS
 from smolvla_build.config import ConfigError, load_pipeline
 
 from conftest import ROOT, doit, write_pipeline
@@ -62,16 +62,15 @@ def test_w8a16_builds_calibrates_validates_and_reports(quant_build):
 
 
 def test_calibration_set_is_deterministic_for_a_seed(quant_build, tmp_path):
-    from smolvla_build.calibration import record
-    from smolvla_build.layout import Layout
-    from smolvla_build.runtime.policy import Policy
+    from smolvla_build.evaluate.calibration import record
+    from smolvla_build.runtime.artifacts import load_policy
     folder, pipe, _ = quant_build
     p = load_pipeline(pipe)
-    layout = Layout(p)
-    policy = Policy.from_artifacts(layout, "reference", p.soc, p.precisions, p.requested_precisions(), 10, seed=0)
+    layout = p.layout()
+    policy = load_policy(p.policy_source(layout, "reference", n_action_steps=10, seed=0))
     record(policy, "libero_spatial", [0, 1], 8, 0, tmp_path / "libero-config", tmp_path)
     for m in MODELS:
-        a = np.load(layout.calibration_set(8, m))
+        a = np.load(layout.calibration_set("libero_spatial", 8, m))
         b = np.load(tmp_path / f"{m}.npz")
         assert sorted(a.files) == sorted(b.files)
         for k in a.files:
@@ -81,19 +80,18 @@ def test_calibration_set_is_deterministic_for_a_seed(quant_build, tmp_path):
     import json
     added = json.loads(layout.io_sidecar("action_head").read_text())["added_inputs"]
     (embedding,) = [k for k, v in added.items() if "cpu_model" in v and "/Sin" not in k and "/Cos" not in k]
-    t = np.load(layout.calibration_set(8, "action_head"))[embedding]
+    t = np.load(layout.calibration_set("libero_spatial", 8, "action_head"))[embedding]
     assert len({row.tobytes() for row in t}) > 1
 
 
 def test_runtime_runs_the_quantized_contexts(quant_build):
-    from smolvla_build.layout import Layout
-    from smolvla_build.runtime.policy import stage_runners
+    from smolvla_build.runtime.artifacts import stage_runners
     folder, pipe, _ = quant_build
     data = yaml.safe_load(pipe.read_text())
     data["evaluation"].update(precision="w8a16", runtime="ort-qnn", max_steps=2)
     pipe.write_text(yaml.safe_dump(data, sort_keys=False))
     p = load_pipeline(pipe)
-    runners = stage_runners(Layout(p), "ort-qnn", p.soc, p.precisions, p.requested_precisions(), MODELS)
+    runners = stage_runners(p.policy_source(p.layout()), "ort-qnn")
     for m in MODELS:
         assert "/ort-qnn/w8a16/" in str(runners[m].runner.ctx_onnx)
     res = doit(pipe, "infer:task0")
@@ -108,8 +106,7 @@ def test_a_w8a16_bundle_runs_the_integer_contexts(quant_build):
     from smolvla_runtime.__main__ import synthetic_observation
     from smolvla_runtime.policy import Policy as BundlePolicy
 
-    from smolvla_build.layout import Layout
-    from smolvla_build.runtime.policy import Policy
+    from smolvla_build.runtime.artifacts import load_policy
     folder, pipe, _ = quant_build
     data = yaml.safe_load(pipe.read_text())
     data["bundle"] = {"precision": "w8a16"}
@@ -119,11 +116,11 @@ def test_a_w8a16_bundle_runs_the_integer_contexts(quant_build):
     manifest = json.loads((bdir / "manifest.json").read_text())
     assert {m["precision"] for m in manifest["models"].values()} == {"w8a16"}
     assert manifest["precisions"]["w8a16"]["quantization"]["weights"] == 8
-    images, state, task = synthetic_observation(0)
+    images, state, task = synthetic_observation(0, PRESETS["tiny"])
     noise = np.random.default_rng(1).standard_normal((1, 50, 32)).astype(np.float32)
     got = BundlePolicy.load(bdir, runtime="ort-qnn").predict_chunk(images, state, task, noise=noise)
     p = load_pipeline(pipe)
-    want = Policy.from_artifacts(Layout(p), "ort-qnn", p.soc, p.precisions, "w8a16", 10).predict_chunk(
+    want = load_policy(p.policy_source(p.layout(), "ort-qnn", precision="w8a16", n_action_steps=10)).predict_chunk(
         images, state, task, noise=noise)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
@@ -136,6 +133,7 @@ def test_per_model_precision_and_fallback_to_the_next_listed(quant_build):
     pipe.write_text(yaml.safe_dump(data, sort_keys=False))
     res = doit(pipe)
     assert {f"validate:{m}-w8a16" for m in MODELS} | {"report"} <= res.ran
+    assert not {t for t in res.ran if t.startswith("measure")}            # a gate changes verdicts, not measurements
     assert not {t for t in res.ran if t.startswith(("quantize", "calibrate", "context")) or t.endswith(("fp16", "fp32"))}
     report = json.loads((folder / "artifacts" / "report.json").read_text())
     rp = report["runtime_precision"]
@@ -153,7 +151,7 @@ def test_editing_quantization_weights_rebuilds_only_that_precision(quant_build):
     data["validation"]["gates"] = {}
     pipe.write_text(yaml.safe_dump(data, sort_keys=False))
     res = doit(pipe)
-    want = {f"{s}:{m}-w8a16" for s in ("quantize", "context", "validate") for m in MODELS} | {"report"}
+    want = {f"{s}:{m}-w8a16" for s in ("quantize", "context", "measure", "validate") for m in MODELS} | {"report"}
     assert res.ran == want, res.ran ^ want
     qdq = onnx.load(str(folder / "artifacts" / "quantized" / "w8a16" / "llm_backbone.qdq.onnx"), load_external_data=False)
     assert onnx.TensorProto.INT16 in {t.data_type for t in qdq.graph.initializer if len(t.dims) == 2}

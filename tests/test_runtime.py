@@ -11,12 +11,11 @@ import torch
 from smolvla_build.compare import compare
 from smolvla_build.config import load_pipeline
 from smolvla_build.export.checkpoint import random_model
-from smolvla_build.export.presets import PRESETS
-from smolvla_build.runtime.policy import Policy
+from smolvla_build.runtime.artifacts import load_policy
+from smolvla_runtime.model import PRESETS
 from smolvla_runtime.preprocessing import Tokenizer, camera_to_pixels, quat2axisangle, resize_with_pad
-from smolvla_build.layout import Layout
 
-from conftest import doit
+from conftest import doit, traced_env
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,7 @@ def tiny_build(own_build):
 
 def _policy(pipe, runtime):
     ev = pipe.section("evaluation")
-    return Policy.from_artifacts(Layout(pipe), runtime, pipe.soc, pipe.precisions, ev["precision"], 10, seed=0)
+    return load_policy(pipe.policy_source(pipe.layout(), runtime, precision=ev["precision"], n_action_steps=10, seed=0))
 
 
 def _observation(seed=0):
@@ -47,7 +46,7 @@ def test_resize_with_pad_matches_torch():
 def test_camera_is_rotated_and_scaled_to_minus_one_one():
     frame = np.zeros((256, 256, 3), dtype=np.uint8)
     frame[0, 0] = 255                                   # top-left corner of the raw (upside-down) frame
-    px = camera_to_pixels(frame)
+    px = camera_to_pixels(frame, 512)
     assert px.shape == (1, 3, 512, 512) and px.min() == -1.0
     assert px[0, 0, -1, -1] == pytest.approx(1.0) and px[0, 0, 0, 0] == -1.0   # now bottom-right
 
@@ -60,7 +59,7 @@ def test_quat2axisangle():
 
 
 def test_tokenizer_appends_newline_and_pads_right(tiny_build):
-    tok = Tokenizer(Layout(tiny_build).export_dir / "tokenizer.json")
+    tok = Tokenizer(tiny_build.layout().export_dir / "tokenizer.json", PRESETS["tiny"].tokenizer_max_length)
     ids, mask = tok("put the bowl on the stove")
     ids2, _ = tok("put the bowl on the stove\n")
     assert np.array_equal(ids, ids2) and ids.shape == (1, 48)
@@ -79,8 +78,8 @@ def test_reference_policy_matches_pytorch_sample_actions(tiny_build):
     tokens, mask = policy.tokenizer("put the bowl on the stove")
     with torch.no_grad():
         want = torch_policy.sample_actions(
-            [torch.from_numpy(camera_to_pixels(i)) for i in images], torch.from_numpy(tokens),
-            torch.from_numpy(mask).bool(), torch.from_numpy(policy.normalizer.state(state)),
+            [torch.from_numpy(camera_to_pixels(i, 512)) for i in images], torch.from_numpy(tokens),
+            torch.from_numpy(mask).bool(), torch.from_numpy(policy.normalizer.state(state, 32)),
             torch.from_numpy(noise)).numpy()[0, :, :7]
     assert got.shape == (50, 7)
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
@@ -109,11 +108,17 @@ def test_action_chunking_replans_every_n_steps(tiny_build):
     assert len(policy.timings) == 3        # steps 0, 3, 6 planned a chunk
 
 
-def test_libero_episode_writes_every_file(tiny_build):
+def test_libero_episode_writes_every_file_and_reads_no_pipeline_file(tiny_build, tmp_path):
+    """`doit infer:task0`, traced: its action gets what it needs in its spec (issue #34), and the log
+    says where the episode's files went."""
     pytest.importorskip("libero", reason="LIBERO is installed by scripts/install_libero.sh (scripts/test.sh runs it)")
-    res = doit(tiny_build.path, "infer:task0")
+    from access_trace import accesses
+    res = doit(tiny_build.path, "infer:task0", env=traced_env(tmp_path))
     assert "infer:task0" in res.ran
-    out = Layout(tiny_build).root / "eval" / "libero_spatial" / "task0"
+    assert [a for a in accesses(tmp_path / "access.txt") if a[0] == "infer:task0"]       # the trace saw the task
+    assert not [a for a in accesses(tmp_path / "access.txt") if a[2] == str(tiny_build.path)]
+    out = tiny_build.layout().episode_dir("libero_spatial", 0)
+    assert f"infer: {out} (video.mp4" in res.stderr
     for f in ("eval_info.json", "video.mp4", "actions.json", "timings.json", "actions.png"):
         assert (out / f).stat().st_size > 0, f
     info = json.loads((out / "eval_info.json").read_text())
@@ -133,7 +138,7 @@ def test_frames_nobody_reads_are_not_rendered_and_the_episode_is_the_same(tiny_b
     a fresh environment rendering both cameras on every step (issue #27)."""
     pytest.importorskip("libero", reason="LIBERO is installed by scripts/install_libero.sh (scripts/test.sh runs it)")
     from smolvla_build.evaluate import episode
-    config = Layout(tiny_build).root / "libero-config"
+    config = tiny_build.layout().libero_config
     rendered = []
     want = episode.Cameras.want
 

@@ -15,13 +15,13 @@ import onnx
 import pytest
 import yaml
 
-from smolvla_build import MODELS
+from smolvla_runtime.model import MODELS
 
 from conftest import ROOT, chain, doit, write_pipeline
 
 PRECISIONS = ("fp16", "fp32")
 ALL_TASKS = ({"export", "report"} | {f"{s}:{m}" for s in ("preprocess", "reference") for m in MODELS}
-             | {f"{s}:{m}-{p}" for s in ("context", "validate") for m in MODELS for p in PRECISIONS})
+             | {f"{s}:{m}-{p}" for s in ("context", "measure", "validate") for m in MODELS for p in PRECISIONS})
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +35,17 @@ def declared_distributions(*extras: str) -> set[str]:
     return {distribution_name(r) for r in declared_requirements(*extras)}
 
 
-def imported_distributions(module_files) -> dict[str, set[str]]:
-    """{distribution: {project file}} of every import statement (lazy ones too) in `module_files`
-    that is neither the standard library nor the project."""
+def imported_distributions(module_files, top_level_only: bool = False) -> dict[str, set[str]]:
+    """{distribution: {project file}} of every import statement (lazy ones too, unless
+    `top_level_only`) in `module_files` that is neither the standard library nor the project."""
     import ast
     import re
     from importlib.metadata import packages_distributions
     dists = packages_distributions()
     out: dict[str, set[str]] = {}
     for f in module_files:
-        for node in ast.walk(ast.parse(f.read_text())):
+        tree = ast.parse(f.read_text())
+        for node in (tree.body if top_level_only else ast.walk(tree)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
             for name in names:
@@ -59,8 +60,7 @@ def imported_distributions(module_files) -> dict[str, set[str]]:
 def test_every_task_is_keyed_on_all_the_project_code_its_action_runs(build):
     """The code part of a task's key is derived from its action's imports, not listed by hand: every
     project module the tiny build loaded (traced in the doit process) is in the import closure of
-    the task generation or of an action that ran, and validate's closure holds the modules the hand
-    lists used to miss."""
+    the task generation or of an action that ran, and measure's closure holds what it runs."""
     from smolvla_build.stages.keys import import_closure
     folder, pipe, _ = build
     loaded = set((folder / "imports.txt").read_text().split())
@@ -72,8 +72,8 @@ def test_every_task_is_keyed_on_all_the_project_code_its_action_runs(build):
     for m in modules:
         covered |= set(import_closure(m))
     assert loaded <= covered, sorted(loaded - covered)
-    assert {"smolvla_build.toolchains.ort_qnn", "smolvla_build.passes._graph",
-            "smolvla_runtime.runners"} <= set(import_closure("smolvla_build.validation"))
+    assert {"smolvla_build.toolchains.ort_qnn", "smolvla_build.onnx_graph",
+            "smolvla_runtime.runners"} <= set(import_closure("smolvla_build.validation.measure"))
 
 
 def test_the_tiny_build_passes_with_only_the_declared_dependencies_installed(build, declared_env):
@@ -90,18 +90,26 @@ def test_the_tiny_build_passes_with_only_the_declared_dependencies_installed(bui
 
 
 def test_the_build_imports_only_declared_dependencies(build):
-    """Every module the tiny build runs (traced in the doit process) imports only the standard
-    library, the project and what pyproject.toml declares for the build (core + export): no LIBERO,
-    no undeclared package (scripts/build.sh installs `.[export]`)."""
-    folder, _, _ = build
+    """What the tiny build runs imports only the standard library, the project and what
+    pyproject.toml declares for the build (core + export): no LIBERO, no undeclared package
+    (scripts/build.sh installs `.[export]`). Every import statement counts, lazy ones too, in the
+    code of the actions that ran; in the other modules the build loaded (traced in the doit process:
+    the task declarations read the spec types of `doit infer` and `doit eval` too), those at module
+    level."""
+    from smolvla_build.stages import load_tasks
+    from smolvla_build.stages.keys import import_closure, module_file
+    folder, pipe, first = build
     loaded = set((folder / "imports.txt").read_text().split())
-    assert {"smolvla_build.report", "smolvla_build.passes.pipeline"} <= loaded
-    files = []
-    for name in loaded:
-        base = ROOT.joinpath(*name.split("."))
-        files.append(base / "__init__.py" if base.is_dir() else base.with_suffix(".py"))
-    undeclared = {d: sorted(f) for d, f in imported_distributions(files).items()
-                  if d not in declared_distributions("export")}
+    assert {"smolvla_build.build_report", "smolvla_build.passes.pipeline"} <= loaded
+    _, creators = load_tasks(pipe)
+    ran = {m for c in creators.values() for t in c()
+           if (f"{t['basename']}:{t['name']}" if "name" in t else t["basename"]) in first.ran
+           for m in import_closure(t["actions"][0][0].fn.module)}
+    assert "smolvla_build.validation.measure" in ran          # what the actions can import: more than they did
+    found = imported_distributions([module_file(m) for m in ran])
+    for d, f in imported_distributions([module_file(m) for m in loaded - ran], top_level_only=True).items():
+        found.setdefault(d, set()).update(f)
+    undeclared = {d: sorted(f) for d, f in found.items() if d not in declared_distributions("export")}
     assert undeclared == {}
 
 
@@ -163,6 +171,28 @@ def test_full_build_then_nothing_to_do(build):
             assert (folder / "artifacts" / "ort-qnn" / p / f"{m}_ctx_qnn.bin").stat().st_size > 0
 
 
+def test_comments_docstrings_and_the_evaluation_code_rerun_nothing(build):
+    """Issue #34: a comment or a docstring edited anywhere reruns nothing, and neither does new code
+    in the episode code, which no task of a bare `doit` runs (calibrate would: it records episodes)."""
+    _, pipe, _ = build
+    edits = {
+        ROOT / "smolvla_build" / "evaluate" / "episode.py": lambda s: s + "\n\ndef _probe():\n    return 1\n",
+        ROOT / "smolvla_build" / "validation" / "measure.py":
+            lambda s: s.replace('"""What validation measures', '"""What validation, edited, measures', 1) + "# edited\n",
+        ROOT / "smolvla_runtime" / "model.py": lambda s: s.replace("# the stages, in call order", "# the stages, in order"),
+    }
+    saved = {f: f.read_text() for f in edits}
+    try:
+        for f, edit in edits.items():
+            assert edit(saved[f]) != saved[f]
+            f.write_text(edit(saved[f]))
+        assert doit(pipe).ran == set()
+    finally:
+        for f, text in saved.items():
+            f.write_text(text)
+    assert doit(pipe).ran == set()
+
+
 def test_list_all_shows_every_model_x_precision(build):
     _, pipe, _ = build
     listed = doit(pipe, "list", "--all").stdout
@@ -185,7 +215,7 @@ def test_precision_option_change_reruns_that_precision_only(build):
     data = yaml.safe_load(pipe.read_text())
     data["precisions"]["fp16"]["context"]["vtcm_mb"] = 4
     pipe.write_text(yaml.safe_dump(data))
-    assert doit(pipe).ran == {f"{s}:{m}-fp16" for s in ("context", "validate") for m in MODELS} | {"report"}
+    assert doit(pipe).ran == {f"{s}:{m}-fp16" for s in ("context", "measure", "validate") for m in MODELS} | {"report"}
     assert doit(pipe).ran == set()
 
 
@@ -197,7 +227,8 @@ def test_added_precision_adds_tasks_and_leaves_others(build):
     pipe.write_text(yaml.safe_dump(data))
     listed = doit(pipe, "list", "--all").stdout
     assert all(f"context:{m}-fp16_o2" in listed for m in MODELS)
-    assert doit(pipe).ran == {f"{s}:{m}-fp16_o2" for s in ("context", "validate") for m in MODELS} | {"report"}
+    # nothing of the other precisions reruns, not even their verdicts (fp16_o2 falls back to no one new)
+    assert doit(pipe).ran == {f"{s}:{m}-fp16_o2" for s in ("context", "measure", "validate") for m in MODELS} | {"report"}
     assert (folder / "artifacts" / "ort-qnn" / "fp16_o2" / "action_head_ctx_qnn.bin").is_file()
 
 
@@ -235,8 +266,9 @@ def test_tool_upgrade_changes_only_the_key_of_what_it_made(tmp_path, monkeypatch
                         lambda name: "9.9.9" if name == "onnxruntime-qnn" else real(name))
     after = digests()
     changed = {k for k in before if before[k] != after[k]}
-    # and the device bundle, whose manifest and requirements.txt pin that version
-    assert changed == {f"{s}:{m}-{p}" for s in ("context", "validate") for m in MODELS for p in PRECISIONS} | {"bundle"}
+    # and the device bundle, whose manifest and requirements.txt pin that version; the verdicts only
+    # read the measurements
+    assert changed == {f"{s}:{m}-{p}" for s in ("context", "measure") for m in MODELS for p in PRECISIONS} | {"bundle"}
 
 
 def test_atomic_path_survives_a_kill(tmp_path):

@@ -18,6 +18,8 @@ import onnx.helper as oh
 import pytest
 
 from smolvla_build.model_files import ModelFileError, load_npy, load_onnx, load_safetensors
+from smolvla_build.precisions import Precision
+from smolvla_runtime.htp import Soc
 
 from conftest import ROOT, doit, write_pipeline
 
@@ -88,11 +90,11 @@ def test_external_data_npy_safetensors_and_context_files(tmp_path):
     (tmp_path / "ctx.bin").write_bytes(b"")
     wrap_context_binary(tmp_path / "ctx.bin", tmp_path / "ctx.onnx", "g", [("x", 1, [1, 64])], [("y", 1, [1, 64])])
     with pytest.raises(ModelFileError, match=r"ctx.onnx: its context binary ctx.bin is missing or empty"):
-        load_session(tmp_path / "ctx.onnx", {"soc_model": 60, "htp_arch": 73},
+        load_session(tmp_path / "ctx.onnx", Soc("Snapdragon X Elite", 60, 73),
                      {"context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}})
     (tmp_path / "ctx.bin").write_bytes(b"not a QNN context")
     with pytest.raises(ModelFileError, match=r"ctx.onnx: onnxruntime cannot load this HTP context model"):
-        load_session(tmp_path / "ctx.onnx", {"soc_model": 60, "htp_arch": 73},
+        load_session(tmp_path / "ctx.onnx", Soc("Snapdragon X Elite", 60, 73),
                      {"context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}})
 
 
@@ -240,10 +242,10 @@ def test_a_soc_model_the_htp_backend_does_not_know_stops_the_context_in_one_line
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     onnx.save(model, str(tmp_path / "m.onnx"))
-    precision = {"converter": {"float_bitwidth": 16},
-                 "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}}
+    precision = Precision("fp16", {"converter": {"float_bitwidth": 16},
+                                   "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}})
     with pytest.raises(ToolchainError) as err:
-        build_context(tmp_path / "m.onnx", tmp_path / "ctx" / "m_ctx.onnx", {"soc_model": 61, "htp_arch": 73}, precision)
+        build_context(tmp_path / "m.onnx", tmp_path / "ctx" / "m_ctx.onnx", Soc("Snapdragon X Elite", 61, 73), precision)
     assert "soc.soc_model 61" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "ctx" / "m_ctx.onnx").exists()
-    build_context(tmp_path / "m.onnx", tmp_path / "ctx" / "m_ctx.onnx", {"soc_model": 60, "htp_arch": 73}, precision)
+    build_context(tmp_path / "m.onnx", tmp_path / "ctx" / "m_ctx.onnx", Soc("Snapdragon X Elite", 60, 73), precision)

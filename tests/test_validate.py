@@ -12,12 +12,16 @@ from doit.exceptions import TaskFailed
 from onnx import TensorProto as T
 
 from smolvla_build.compare import compare, cosine, psnr, saturation
+from smolvla_build.precisions import Precision
 from smolvla_build.toolchains.ort_qnn import build_context
-from smolvla_build.validation import decide, validate_task
+from smolvla_build.validation.measure import MeasureSpec, measure_task
+from smolvla_build.validation.verdict import VerdictSpec, decide, judge, validate_task
+from smolvla_runtime.htp import Soc
 
-SOC = {"soc_model": 60, "htp_arch": 73}
-FP16 = {"converter": {"float_bitwidth": 16},
-        "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}}
+SOC = Soc("Snapdragon X Elite", 60, 73)
+FP16 = Precision("fp16", {"converter": {"float_bitwidth": 16},
+                          "context": {"fp16_relaxed_precision": True, "vtcm_mb": 8, "optimization_level": 3}})
+GATES = {"cosine_min": 0.999, "max_abs": 5e-3, "max_relative": None}
 
 
 def test_metrics():
@@ -55,21 +59,19 @@ def overflowing(tmp_path_factory):
     (d / "vision_encoder.io.json").write_text(json.dumps({"stage": stage, "inputs": {}, "outputs": {},
                                                           "removed_inputs": [], "added_inputs": {}}))
     build_context(d / "vision_encoder.onnx", d / "ctx" / "vision_encoder_ctx.onnx", SOC, FP16)
+    # measured once, in HTP emulation; each verdict below judges the same measurement
+    assert measure_task(MeasureSpec(model="vision_encoder", precision=FP16, soc=SOC, preset="tiny", seed=0,
+                                    reference=d / "vision_encoder.onnx", sidecar=d / "vision_encoder.io.json",
+                                    context=d / "ctx" / "vision_encoder_ctx.onnx", qairt_io=None, embed_table=None,
+                                    llm=None, vision=None, out=d / "measured.json", arrays=d / "measured.npz")) is True
     return d
 
 
 def _validate(d, policy, fallback_to="fp32", on_fallback_miss="fail", fallback_target=False):
-    options = {"on_saturation": policy, "on_fallback_miss": on_fallback_miss, "cosine_min": 0.999, "max_abs": 5e-3,
-               "seed": 0}
     out = d / f"report-{policy}-{on_fallback_miss}-{fallback_target}.json"
-    kw = {"model": "vision_encoder", "precision_name": "fp16", "precision": FP16, "soc": SOC, "options": options,
-          "gates": None, "fallback_to": fallback_to, "fallback_target": fallback_target,
-          "reference": str(d / "vision_encoder.onnx"), "sidecar": str(d / "vision_encoder.io.json"),
-          "ctx": str(d / "ctx" / "vision_encoder_ctx.onnx"), "out": str(out), "arrays": str(out.with_suffix(".npz")),
-          "qairt_io": None,
-          "embed_table": None, "llm_reference": None, "llm_sidecar": None, "vision_reference": None,
-          "vision_sidecar": None}
-    result = validate_task(kw)
+    result = validate_task(VerdictSpec(model="vision_encoder", precision="fp16", measured=d / "measured.json",
+                                       gates=GATES, on_saturation=policy, on_fallback_miss=on_fallback_miss,
+                                       fallback_to=fallback_to, fallback_target=fallback_target, out=out))
     return result, json.loads(out.read_text())
 
 
@@ -100,7 +102,6 @@ def test_a_miss_of_the_precision_fallen_back_to_fails_unless_told_to_warn(overfl
 def test_the_relative_gate_means_the_same_at_every_scale():
     """max abs / max |reference|: the same error relative to the output's size passes or misses the
     same way whatever the size; the absolute gate (the action chunk's) does not."""
-    from smolvla_build.validation import judge
     gates = {"cosine_min": 0.99, "max_abs": 5e-3, "max_relative": 2e-3}
     for scale in (1.0, 1000.0):
         ref = np.linspace(-4, 4, 50) * scale
@@ -111,21 +112,23 @@ def test_the_relative_gate_means_the_same_at_every_scale():
 
 
 def test_the_decision_follows_the_policy():
-    """The status rules alone (validation.py: decide), for every policy."""
-    options = {"on_saturation": "fallback-fp32", "on_fallback_miss": "fail"}
-    assert decide([], options, "fp32", False) == "pass"
-    assert decide(["x"], options, "fp32", False) == "fallback"
-    assert decide(["x"], options, None, True) == "fail"
-    assert decide(["x"], dict(options, on_fallback_miss="warn"), None, True) == "warn"
-    assert decide(["x"], dict(options, on_fallback_miss="warn"), None, False) == "fail"   # not a fallback target
-    assert decide(["x"], {"on_saturation": "warn"}, "fp32", False) == "warn"
-    assert decide(["x"], {"on_saturation": "fail"}, "fp32", False) == "fail"
+    """The status rules alone (validation/verdict.py: decide), for every policy."""
+    assert decide([], "fallback-fp32", "fail", "fp32", False) == "pass"
+    assert decide(["x"], "fallback-fp32", "fail", "fp32", False) == "fallback"
+    assert decide(["x"], "fallback-fp32", "fail", None, True) == "fail"
+    assert decide(["x"], "fallback-fp32", "warn", None, True) == "warn"
+    assert decide(["x"], "fallback-fp32", "warn", None, False) == "fail"   # not a fallback target
+    assert decide(["x"], "warn", "fail", "fp32", False) == "warn"
+    assert decide(["x"], "fail", "fail", "fp32", False) == "fail"
 
 
-def test_every_action_reads_exactly_its_up_to_date_key(tmp_path):
-    """Drift between the key and the action's arguments is impossible by construction: every task
-    whose action takes `kw` is keyed on that same dict. Removing the precision that fell back to
-    fp32 changes fp32's validate key (fallback_target), so its verdict is redone."""
+def test_every_action_receives_exactly_the_spec_its_key_holds_and_other_precisions_change_no_measurement(tmp_path):
+    """Every task's action receives one frozen spec, and its up-to-date key holds that spec's
+    serialization: drift between the two is impossible by construction. Removing the precision that
+    falls back to fp32 changes fp32's verdict (fallback_target), never its measurement."""
+    import dataclasses
+
+    import yaml
     from conftest import write_pipeline
 
     from smolvla_build.stages import load_tasks
@@ -134,18 +137,22 @@ def test_every_action_reads_exactly_its_up_to_date_key(tmp_path):
         _, creators = load_tasks(pipe)
         return {f"{t['basename']}:{t.get('name', '')}".rstrip(":"): t for c in creators.values() for t in c()}
     both = tasks(write_pipeline(tmp_path, "both.yaml"))
-    for name in ("validate:action_head-fp32", "report"):
-        action = both[name]["actions"][0]
-        assert action[1][0] is both[name]["uptodate"][0].config
+    for name, task in both.items():
+        (fn, (spec,)), = task["actions"]
+        assert dataclasses.is_dataclass(spec) and spec.__dataclass_params__.frozen, name
+        if task["uptodate"] != [False]:                    # eval and divergence check per episode
+            assert task["uptodate"][0].config["spec"] == json.loads(json.dumps(dataclasses.asdict(spec), default=str))
     tiny = write_pipeline(tmp_path, "fp32.yaml")
-    import yaml
     cfg = yaml.safe_load(tiny.read_text())
     del cfg["precisions"]["fp16"]
     cfg["evaluation"]["precision"] = "fp32"
     tiny.write_text(yaml.safe_dump(cfg))
     alone = tasks(tiny)
     a, b = (t["validate:action_head-fp32"]["actions"][0][1][0] for t in (both, alone))
-    assert a["fallback_target"] and not b["fallback_target"]
+    assert a.fallback_target and not b.fallback_target
+    for m in ("vision_encoder", "llm_backbone", "action_head"):
+        assert (both[f"measure:{m}-fp32"]["uptodate"][0]._calc_digest()
+                == alone[f"measure:{m}-fp32"]["uptodate"][0]._calc_digest())
 
 
 def test_guard_warn_policy_passes_with_a_warning(overflowing):
@@ -159,7 +166,7 @@ def test_tiny_build_validates_and_reports(shared_build):
     # progress inside the long stages (issue: rough edges): per model, per pass, per emulated call
     assert "export llm_backbone: " in res.stderr and "(2/3)" in res.stderr
     assert "preprocess llm_backbone: pass 1/11" in res.stderr
-    assert "validate action_head-fp16: HTP-emulated call 10/10" in res.stderr
+    assert "measure action_head-fp16: HTP-emulated call 10/10" in res.stderr
     report = json.loads((root / "report.json").read_text())
     for name, stage in report["stages"].items():
         assert stage["status"] == "pass", (name, stage["reasons"])
@@ -174,18 +181,18 @@ def test_the_census_finds_the_rmsnorm_square_beyond_fp16_and_the_rewrite_removes
     """The tiny LLM as exported, on inputs scaled so that its RMSNorm squares pass 65504 (image
     embeddings x 400): the census over the samples flags those squares; with rmsnorm_over_max
     applied (the graph inputs are the same) none of them is left beyond fp16."""
-    from smolvla_build import onnx_io
-    from smolvla_build.passes import rmsnorm_over_max
-    from smolvla_build.validation import census
-    raw = onnx_io.load(tiny_export / "llm_backbone.onnx")
+    from smolvla_build import model_files
+    from smolvla_build.passes.rmsnorm import rmsnorm_over_max
+    from smolvla_build.validation.measure import census
+    raw = model_files.load_onnx(tiny_export / "llm_backbone.onnx")
     rng = np.random.default_rng(0)
     n = 3
     samples = {"img_emb0": 400 * rng.normal(size=(n, 1, 64, 48)).astype(np.float32),
                "img_emb1": 400 * rng.normal(size=(n, 1, 64, 48)).astype(np.float32),
                "lang_tokens": rng.integers(0, 512, (n, 1, 48)).astype(np.int64),
                "lang_mask": np.ones((n, 1, 48), bool), "state": rng.normal(size=(n, 1, 32)).astype(np.float32)}
-    onnx_io.save(raw, tmp_path / "raw.onnx")
-    onnx_io.save(rmsnorm_over_max(raw), tmp_path / "rewritten.onnx")
+    model_files.save_onnx(raw, tmp_path / "raw.onnx")
+    model_files.save_onnx(rmsnorm_over_max(raw), tmp_path / "rewritten.onnx")
 
     def squares(result):
         return [t for t in result["beyond_fp16"] if "/Pow" in t["tensor"] or "ReduceMean" in t["tensor"]]

@@ -15,7 +15,13 @@ from typing import Any
 import jsonschema
 import yaml
 
+from smolvla_runtime.htp import Soc
+from smolvla_runtime.model import Preset, get_preset
+
+from ..evaluate.scale import Episodes
+from ..layout import Layout
 from ..precisions import PrecisionRequest, Precisions
+from ..runtime.artifacts import PolicySource
 from .schema import (DEFAULTS, PIPELINE_SCHEMA, PRECISION_DEFAULTS, QUANTIZATION_COMBINATIONS, QUANTIZATION_DEFAULTS,
                      QUANTIZED_GATES)
 
@@ -66,8 +72,8 @@ def _merge(defaults: dict, given: dict) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class Pipeline:
-    """The validated pipeline: its sections as plain dicts with every default filled in; its precisions
-    typed (smolvla_build.precisions)."""
+    """The validated pipeline: its sections as plain dicts with every default filled in; what the
+    tasks receive typed (the precisions, the SoC, the preset, the layout, a policy's source)."""
 
     path: Path
     data: dict[str, Any]
@@ -91,11 +97,15 @@ class Pipeline:
 
     @functools.cached_property
     def precisions(self) -> Precisions:
-        return Precisions(self.data["precisions"])
+        return Precisions.from_settings(self.data["precisions"])
 
     @property
-    def soc(self) -> dict:
-        return self.data["soc"]
+    def soc(self) -> Soc:
+        return Soc.from_dict(self.data["soc"])
+
+    @property
+    def preset(self) -> Preset:
+        return get_preset(self.source["preset"])
 
     @property
     def toolchain(self) -> dict:
@@ -128,6 +138,40 @@ class Pipeline:
 
     def resolve(self, p: str) -> Path:
         return (self.root / p).resolve()
+
+    def layout(self, toolchain: str | None = None) -> Layout:
+        """Where this pipeline's artifacts live, for `toolchain` (default: toolchain.kind, `auto`
+        resolved on this host)."""
+        if toolchain is None:
+            from ..toolchains import select_toolchain
+            toolchain = select_toolchain(self)
+        src = self.source
+        return Layout(self.artifacts, toolchain, self.resolve(src["path"]) if src["weights"] == "onnx" else None)
+
+    def policy_source(self, layout: Layout, runtime: str | None = None, precision: str | None = None,
+                      n_action_steps: int | None = None, seed: int | None = None, threads: int = 0,
+                      sdk=None) -> PolicySource:
+        """What a policy of this pipeline reads from `layout`: on `runtime` (default evaluation.runtime),
+        `precision` for every model (default: evaluation.precision's), evaluation's n_action_steps
+        and seed unless given; `threads`: onnxruntime's on the CPU (0: one per core); `sdk`: the QAIRT
+        SDK, for runtime qnn-net-run."""
+        ev = self.section("evaluation")
+        wanted = PrecisionRequest(precision).per_model(self.models) if precision else self.requested_precisions()
+        return PolicySource(layout=layout, runtime=runtime or ev["runtime"], preset=self.source["preset"],
+                            soc=self.soc, precisions=self.precisions, wanted=wanted,
+                            n_action_steps=ev["n_action_steps"] if n_action_steps is None else n_action_steps,
+                            seed=ev["seed"] if seed is None else seed, threads=threads,
+                            proxy_max_ratio=ev["proxy_max_ratio"],
+                            qnn_net_run=ev["qnn_net_run"], sdk=sdk)
+
+    def episodes(self) -> Episodes:
+        """The episodes `doit eval` runs (evaluation: suites x tasks x trials)."""
+        ev = self.section("evaluation")
+        return Episodes(suites=tuple(ev["suites"] or [ev["suite"]]),
+                        tasks=None if ev["tasks"] == "all" else tuple(ev["tasks"]),
+                        trials=tuple(range(ev["trials"]) if isinstance(ev["trials"], int) else ev["trials"]),
+                        max_steps=ev["max_steps"], seed=ev["seed"], videos=ev["videos"], workers=ev["workers"],
+                        ray_address=(ev.get("ray") or {}).get("address"), progress_every_s=ev["progress_every_s"])
 
 
 def load_pipeline(path: str | Path) -> Pipeline:

@@ -4,11 +4,15 @@ Every object is closed (`additionalProperties: false`) so a misspelt key is an e
 silently ignored setting.
 """
 
-from .. import MODELS
+from smolvla_runtime.model import MODELS, PRESETS
+
+from ..evaluate.libero_env import SUITE_TASKS
 from ..export.conventions import VISION_POSITION_IDS
 from ..toolchains.qairt.htp import LOG_LEVELS, PERF_PROFILES, PROFILING_LEVELS
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+SUITES = list(SUITE_TASKS)
+TASK_ID = {"type": "integer", "minimum": 0, "maximum": max(SUITE_TASKS.values()) - 1}
 
 _converter = {
     "type": "object",
@@ -81,7 +85,7 @@ PIPELINE_SCHEMA = {
             "additionalProperties": False,
             "required": ["preset", "weights"],
             "properties": {
-                "preset": {"enum": ["smolvla-libero", "tiny"]},
+                "preset": {"enum": list(PRESETS)},
                 "weights": {"enum": ["random", "checkpoint", "hub", "onnx"]},
                 "seed": {"type": "integer", "minimum": 0},
                 "path": {"type": "string", "minLength": 1},
@@ -199,9 +203,8 @@ PIPELINE_SCHEMA = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "suite": {"type": ["string", "null"], "enum": [None, "libero_spatial", "libero_object", "libero_goal", "libero_10"]},
-                "tasks": {"oneOf": [{"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0, "maximum": 9}},
-                                    {"const": "all"}]},
+                "suite": {"type": ["string", "null"], "enum": [None, *SUITES]},
+                "tasks": {"oneOf": [{"type": "array", "minItems": 1, "items": TASK_ID}, {"const": "all"}]},
                 "seed": {"type": "integer", "minimum": 0},
             },
         },
@@ -229,12 +232,10 @@ PIPELINE_SCHEMA = {
                                         {"type": "object", "minProperties": 1, "additionalProperties": False,
                                          "properties": {k: {"type": "string", "pattern": IDENTIFIER} for k in
                                                         ("default", *MODELS)}}]},
-                "suite": {"enum": ["libero_spatial", "libero_object", "libero_goal", "libero_10"]},
+                "suite": {"enum": SUITES},
                 # doit eval (Ray): suites x tasks x trials; default suites: [suite]
-                "suites": {"type": ["array", "null"], "minItems": 1,
-                           "items": {"enum": ["libero_spatial", "libero_object", "libero_goal", "libero_10"]}},
-                "tasks": {"oneOf": [{"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 9}},
-                                    {"const": "all"}]},
+                "suites": {"type": ["array", "null"], "minItems": 1, "items": {"enum": SUITES}},
+                "tasks": {"oneOf": [{"type": "array", "items": TASK_ID}, {"const": "all"}]},
                 "trials": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 50},
                                      {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 49}}]},
                 "workers": {"type": ["integer", "null"], "minimum": 1},      # null: what cores and memory allow

@@ -4,11 +4,6 @@ Where `passes` makes graphs HTP-clean (standard ops the converter and the HTP ta
 opposite for the CPU: they fuse standard-op patterns into onnxruntime's com.microsoft kernels.
 Each is a pure function `onnx.ModelProto -> onnx.ModelProto`; `cpu_copy` applies them and proves
 the fused model against the unfused one before the reference runtime may use it. A separate
-package, so editing them rebuilds only the `reference` tasks, never the HTP chain.
+package, so editing them rebuilds only the `reference` tasks, never the HTP chain. reference_task.py
+is the `reference` task; this package's import loads nothing.
 """
-
-from .attention import fuse_attention_to_multihead
-from .cpu_copy import CPU_FUSIONS, CpuCopy, cpu_copy
-from .gelu import fuse_tanh_gelu
-
-__all__ = ["fuse_attention_to_multihead", "fuse_tanh_gelu", "CPU_FUSIONS", "CpuCopy", "cpu_copy"]

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ..passes._graph import const_value, export_graph, import_graph, only_consumer, producer
+from ..onnx_graph import const_value, export_graph, import_graph, only_consumer, producer
 
 MS_DOMAIN = "com.microsoft"
 

@@ -33,7 +33,7 @@ def _ops(model: onnx.ModelProto) -> collections.Counter:
 
 def check_inputs(sess, seed: int) -> dict[str, np.ndarray]:
     """The preprocess equivalence inputs, with camera frames in the vision encoder's [-1, 1] range."""
-    from ..validation import image_like
+    from ..seeded_inputs import image_like
     feeds = seeded_inputs(sess, seed)
     if "pixel_values" in feeds:
         feeds["pixel_values"] = image_like(seed, feeds["pixel_values"].shape[-1])

@@ -23,7 +23,7 @@ def round_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
-    from ..passes._graph import value_types
+    from ..onnx_graph import value_types
     floats = {name for name, t in value_types(model).items() if t == TensorProto.FLOAT}
     for init in g.initializer:
         if init.data_type == TensorProto.FLOAT:

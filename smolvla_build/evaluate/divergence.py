@@ -12,56 +12,31 @@ end-effector trajectories and of the success rate.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
+import logging
 import math
 from pathlib import Path
 
-import numpy as np
+from .scale import Episodes, Run
 
-class ShadowedPolicy:
-    """`acting` runs the episode exactly as it would alone (the same noise draws); `shadow` plans
-    each chunk on the same observation and noise, and the max abs difference of each executed action
-    is kept in `diffs` (one per control step the episode ran)."""
+log = logging.getLogger("smolvla_build.divergence")
 
-    def __init__(self, acting, shadow):
-        self.acting, self.shadow = acting, shadow
-        self.diffs: list[float] = []
-        self.pending: collections.deque = collections.deque()
 
-    @property
-    def seed(self) -> int:
-        return self.acting.seed
-
-    @seed.setter
-    def seed(self, value: int) -> None:
-        self.acting.seed = self.shadow.seed = value
-
-    @property
-    def timings(self) -> list:
-        return self.acting.timings
-
-    @property
-    def needs_observation(self) -> bool:
-        return self.acting.needs_observation
-
-    def reset(self) -> None:
-        self.acting.reset()
-        self.shadow.reset()
-        self.diffs, self.pending = [], collections.deque()
-
-    def select_action(self, images, state, task: str) -> np.ndarray:
-        p = self.acting
-        if not p.queue:
-            noise = p.rng.standard_normal(p.chunk_shape).astype(np.float32)      # predict_chunk's own draw
-            chunk = p.predict_chunk(images, state, task, noise=noise)[: p.n_action_steps]
-            ref = self.shadow.predict_chunk(images, state, task, noise=noise)[: p.n_action_steps]
-            self.pending = collections.deque(np.abs(np.asarray(chunk, np.float64) - np.asarray(ref, np.float64)).max(axis=1))
-            p.queue.extend(chunk)
-        self.diffs.append(float(self.pending.popleft()))     # the executed action's: an episode may end mid-chunk
-        return p.queue.popleft()
+@dataclasses.dataclass(frozen=True)
+class DivergenceSpec:
+    runs: dict                          # {precision: Run with the fp32 shadow} (their runtime may be auto)
+    baseline: Run                       # the fp32 reference policy acting: `doit eval`'s own reference episodes
+    episodes: Episodes
+    out_root: Path                      # divergence.json, summary.md, divergence.png
+    config_dir: Path
+    meta: dict
+    fidelity: dict | None               # runtime proxy: {precision: {model: its fidelity JSON}}
+    pipeline: Path                      # named in the one line when evaluation.divergence is empty
 
 
 def _percentiles(values: list[float]) -> dict:
+    import numpy as np
     if not values:
         return {"median": None, "p95": None, "max": None, "n": 0}
     v = np.asarray(values, np.float64)
@@ -70,6 +45,7 @@ def _percentiles(values: list[float]) -> dict:
 
 def ee_divergence(ee: list, baseline_ee: list) -> dict:
     """End-effector distance (m) to the baseline episode's at the same step, over their common steps."""
+    import numpy as np
     n = min(len(ee), len(baseline_ee))
     if n == 0:
         return {"max_m": None, "final_m": None, "steps": 0}
@@ -141,6 +117,7 @@ def chart(d: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     from ..fsutil import atomic_path
     fig, ax = plt.subplots(figsize=(6, 3))
@@ -166,39 +143,32 @@ def chart(d: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def divergence_task(kw: dict):
-    """The `divergence` action. kw: pipeline_path, precisions, runs ({run: runtime, precision, shadow,
-    out_root}: one per precision, and the baseline's), baseline (its run's name), files ({run: the
-    policy files it reads}), out_root (the summary's), meta, htp_arch, fidelity ({precision: {model:
-    fidelity JSON}}, proxy only)."""
-    import logging
-
-    from smolvla_runtime.host import resolve_runtime
+def divergence_task(spec: DivergenceSpec):
+    """The `divergence` action: each precision's episodes with the fp32 shadow, the fp32 baseline's
+    (reusing `doit eval`'s reference episodes), then divergence.json, summary.md and a chart."""
+    from doit.exceptions import TaskFailed
 
     from ..fsutil import write_json, write_text
-    from .scale import result_path, run_eval, episodes
-    from doit.exceptions import TaskFailed
-    log = logging.getLogger("smolvla_build.divergence")
-    root, meta = Path(kw["out_root"]), kw["meta"]
-    if not kw["precisions"]:
-        return TaskFailed(f"{kw['pipeline_path']}: evaluation.divergence lists no precision; expected the precisions to "
+    from .scale import resolved, result_path, run_eval
+    root, meta = Path(spec.out_root), spec.meta
+    if not spec.runs:
+        return TaskFailed(f"{spec.pipeline}: evaluation.divergence lists no precision; expected the precisions to "
                           "compare with the fp32 policy, e.g. [fp16, w8a16]")
-    from ..config import load_pipeline
-    ev = load_pipeline(kw["pipeline_path"]).section("evaluation")
     collected = collections.defaultdict(list)
-    for name, run in kw["runs"].items():
-        rt = resolve_runtime(run["runtime"], kw["htp_arch"])
-        log.info("divergence: %s episodes (%s runtime%s)", name, rt, ", fp32 reference shadow" if run["shadow"] else "")
-        run_eval(kw["pipeline_path"], rt, kw["files"][name], run["out_root"], meta, precision=run["precision"],
-                 shadow=run["shadow"], summarize=name != kw["baseline"])     # eval's summary stays eval's
-        for ep in episodes(ev):
-            p = result_path(run["out_root"], *ep)
+    baseline = "fp32-reference"
+    for name, run in [*spec.runs.items(), (baseline, spec.baseline)]:
+        run = dataclasses.replace(run, policy=resolved(run.policy))
+        log.info("divergence: %s episodes (%s runtime%s)", name, run.policy.runtime,
+                 ", fp32 reference shadow" if run.shadow else "")
+        # eval's summary stays eval's: the baseline's episodes are its own
+        run_eval(run, spec.episodes, spec.config_dir, meta, summarize=name != baseline)
+        for ep in spec.episodes.all():
+            p = result_path(run.out_root, *ep)
             if p.is_file():
                 collected[name].append(json.loads(p.read_text()))
-    baseline = collected.pop(kw["baseline"])
-    d = summarize({p: collected[p] for p in kw["precisions"]}, baseline, meta["meaningless_actions"])
+    d = summarize({p: collected[p] for p in spec.runs}, collected[baseline], meta["meaningless_actions"])
     fidelity = {p: {m: json.loads(Path(f).read_text())["ratio"] for m, f in files.items()}
-                for p, files in (kw["fidelity"] or {}).items()}
+                for p, files in (spec.fidelity or {}).items()}
     write_json(root / "divergence.json", dict(d, proxy_ratio=fidelity))
     chart(d, root / "divergence.png")
     write_text(root / "summary.md", summary_md(d, fidelity))

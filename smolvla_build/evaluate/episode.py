@@ -3,19 +3,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
 
-import numpy as np
-
-from ..fsutil import atomic_path, write_json
-from smolvla_runtime.preprocessing import libero_state
-from .libero_env import NOOP, NUM_STEPS_WAIT, SUITE_MAX_STEPS, make_env
+from ..runtime.artifacts import PolicySource
 
 log = logging.getLogger("smolvla_build.episode")
 FPS = 20  # LIBERO control frequency
 CAMERAS = ("agentview_image", "robot0_eye_in_hand_image")      # the policy's images; the video is the first
+
+
+@dataclasses.dataclass(frozen=True)
+class InferSpec:
+    policy: PolicySource            # its runtime may be auto: resolved (and logged) when the episode runs
+    suite: str
+    task_id: int
+    trial: int
+    max_steps: int | None           # None: the suite's LeRobot limit
+    seed: int
+    out_dir: Path                   # video.mp4, actions.json, timings.json, actions.png, eval_info.json
+    config_dir: Path                # LIBERO's config folder
+    meta: dict                      # what eval_info.json records of the build (preset, weights, ...)
 
 
 class Cameras:
@@ -30,6 +40,7 @@ class Cameras:
     def __init__(self, env):
         import functools
 
+        import numpy as np
         self.on = dict.fromkeys(CAMERAS, True)
         observables = env.env._observables          # LIBERO's ControlEnv wraps the robosuite environment
         for name in CAMERAS:
@@ -56,6 +67,7 @@ class TaskEnvironments:
         self.config_dir, self.task, self.made = config_dir, None, None
 
     def get(self, suite: str, task_id: int):
+        from .libero_env import make_env
         if self.task != (suite, task_id):
             self.close()
             self.made, self.task = make_env(suite, task_id, self.config_dir), (suite, task_id)
@@ -74,7 +86,11 @@ def simulate(policy, suite: str, task_id: int, trial: int, max_steps: int | None
     then the policy until success or the step limit. Returns what happened (and the frames). `envs`:
     reuse the task's environment across episodes (else one is made and closed here). `on_step(done,
     max_steps)` after each policy step."""
+    import numpy as np
+    from smolvla_runtime.preprocessing import libero_state
     from tqdm import tqdm
+
+    from .libero_env import NOOP, NUM_STEPS_WAIT, SUITE_MAX_STEPS
     max_steps = max_steps or SUITE_MAX_STEPS[suite]
     t0 = time.time()
     own = envs is None
@@ -132,6 +148,7 @@ def run_episode(policy, suite: str, task_id: int, trial: int, max_steps: int | N
                 meta: dict | None = None) -> dict:
     """`doit infer:taskN`: one episode with everything recorded (video.mp4, actions.json,
     timings.json, actions.png and an eval_info.json with lerobot-eval's fields)."""
+    from ..fsutil import write_json
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     r = simulate(policy, suite, task_id, trial, max_steps, config_dir, seed, frames=True, progress=progress)
@@ -149,6 +166,7 @@ def run_episode(policy, suite: str, task_id: int, trial: int, max_steps: int | N
 
 def eval_info(suite, task_id, success, rewards, videos, elapsed, meaningless, meta) -> dict:
     """lerobot-eval's eval_info.json layout (one episode)."""
+    import numpy as np
     sum_r, max_r = float(np.sum(rewards)) if rewards else 0.0, float(np.max(rewards)) if rewards else 0.0
     pc = 100.0 * float(success)
     agg = {"avg_sum_reward": sum_r, "avg_max_reward": max_r, "pc_success": pc, "n_episodes": 1, "video_paths": videos}
@@ -166,6 +184,7 @@ def eval_info(suite, task_id, success, rewards, videos, elapsed, meaningless, me
 
 
 def _timing_summary(timings: list[dict]) -> dict:
+    import numpy as np
     if not timings:
         return {"control_steps": 0, "per_step": []}
     keys = ("vision_s", "llm_s", "action_head_s", "total_s")
@@ -176,6 +195,9 @@ def _timing_summary(timings: list[dict]) -> dict:
 
 def write_video(frames, path: Path) -> None:
     import imageio.v2 as imageio
+    import numpy as np
+
+    from ..fsutil import atomic_path
     with atomic_path(path, suffix=".mp4") as tmp:
         with imageio.get_writer(str(tmp), fps=FPS, codec="libx264", format="FFMPEG", macro_block_size=1) as w:
             for f in frames:
@@ -186,6 +208,9 @@ def _plot_actions(actions, path: Path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..fsutil import atomic_path
     a = np.asarray(actions, dtype=np.float64).reshape(-1, 7) if actions else np.zeros((0, 7))
     names = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
     fig, axes = plt.subplots(7, 1, figsize=(8, 10), sharex=True)
@@ -201,33 +226,21 @@ def _plot_actions(actions, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def infer_task(kw: dict):
-    """The `infer:task<N>` action: one episode. kw: pipeline_path, task_id, out_dir (and the
-    settings of its key)."""
+def infer_task(spec: InferSpec):
+    """The `infer:task<N>` action: one episode of the built policy."""
     from doit.exceptions import TaskFailed
-    from smolvla_runtime.host import resolve_runtime
+    from smolvla_runtime.model import RANDOM_WEIGHTS_WARNING
 
-    from ..config import load_pipeline
-    from ..export.onnx_export import RANDOM_WARNING
-    from ..layout import Layout
-    from ..runtime.policy import Policy
+    from ..runtime.artifacts import load_policy
     from .libero_env import LiberoError
-    pipeline_path, task_id, out_dir = kw["pipeline_path"], kw["task_id"], kw["out_dir"]
-
-    pipe = load_pipeline(pipeline_path)
-    layout = Layout(pipe)
-    ev = pipe.section("evaluation")
-    runtime = resolve_runtime(ev["runtime"], int(pipe.soc["htp_arch"]))
-    meaningless = pipe.source["weights"] == "random"
-    if meaningless:
-        log.warning(RANDOM_WARNING)
+    if spec.meta.get("meaningless_actions"):
+        log.warning(RANDOM_WEIGHTS_WARNING)
     try:
-        policy = Policy.from_artifacts(layout, runtime, pipe.soc, pipe.precisions, pipe.requested_precisions(),
-                                       ev["n_action_steps"], seed=ev["seed"])
-        run_episode(policy, ev["suite"], task_id, ev["trial"], ev["max_steps"], Path(out_dir),
-                    layout.root / "libero-config", seed=ev["seed"], meaningless=meaningless,
-                    meta={"runtime": runtime, "preset": pipe.source["preset"], "weights": pipe.source["weights"],
-                          "trial": ev["trial"], "n_action_steps": ev["n_action_steps"]})
+        policy = load_policy(spec.policy)
+        run_episode(policy, spec.suite, spec.task_id, spec.trial, spec.max_steps, spec.out_dir, spec.config_dir,
+                    seed=spec.seed, meaningless=bool(spec.meta.get("meaningless_actions")),
+                    meta=dict(spec.meta, runtime=policy.runtime))
     except LiberoError as exc:
         return TaskFailed(str(exc))
+    log.info("infer: %s (video.mp4, actions.json, actions.png, timings.json, eval_info.json)", spec.out_dir)
     return True

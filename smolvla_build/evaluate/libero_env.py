@@ -14,6 +14,8 @@ from pathlib import Path
 
 SUITE_MAX_STEPS = {"libero_spatial": 280, "libero_object": 280, "libero_goal": 300, "libero_10": 520,
                    "libero_90": 400}   # LeRobot's TASK_SUITE_MAX_STEPS (after the 10 no-op steps)
+# the suites pipeline.yaml may name, and their task counts (LIBERO's benchmark: 10 tasks each)
+SUITE_TASKS = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10}
 NUM_STEPS_WAIT = 10
 NOOP = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0]
 INSTALL_HINT = "run `bash scripts/install_libero.sh`"

@@ -11,6 +11,7 @@ episode re-run. Seeds come from (seed, suite, task, trial), never from worker or
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,18 +20,51 @@ import os
 import time
 from pathlib import Path
 
+from ..runtime.artifacts import PolicySource
+from .libero_env import SUITE_TASKS
+
 log = logging.getLogger("smolvla_build.eval")
-SUITE_TASKS = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10}
 
 
-def episodes(ev: dict) -> list[tuple[str, int, int]]:
-    suites = ev.get("suites") or [ev["suite"]]
-    out = []
-    for suite in suites:
-        tasks = range(SUITE_TASKS[suite]) if ev["tasks"] == "all" else ev["tasks"]
-        trials = range(ev["trials"]) if isinstance(ev["trials"], int) else ev["trials"]
-        out += [(suite, int(t), int(k)) for t in tasks for k in trials]
-    return out
+@dataclasses.dataclass(frozen=True)
+class Episodes:
+    """Which episodes an evaluation runs, and how (pipeline.yaml's evaluation section)."""
+    suites: tuple[str, ...]
+    tasks: tuple[int, ...] | None       # None: every task of each suite
+    trials: tuple[int, ...]
+    max_steps: int | None
+    seed: int
+    videos: str                         # first | all | none
+    workers: int | None                 # None: what the cores and the memory allow
+    ray_address: str | None             # None: a local Ray instance
+    progress_every_s: float
+
+    def all(self) -> list[tuple[str, int, int]]:
+        """(suite, task, trial) of every episode, in order."""
+        out = []
+        for suite in self.suites:
+            tasks = range(SUITE_TASKS[suite]) if self.tasks is None else self.tasks
+            out += [(suite, int(t), int(k)) for t in tasks for k in self.trials]
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One evaluation run: a policy's episodes into a folder of results."""
+    policy: PolicySource                # its runtime resolved (eval_task resolves auto before the run)
+    out_root: Path
+    files: tuple[Path, ...]             # the policy's files (each episode's result records their hash)
+    shadow: bool = False                # the fp32 reference policy plans beside it (evaluate/divergence.py)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSpec:
+    policy: PolicySource                # its runtime may be auto
+    episodes: Episodes
+    out_root: Path
+    files: tuple[Path, ...]
+    config_dir: Path                    # LIBERO's config folder (a subfolder per actor)
+    meta: dict                          # what eval_info.json records of the build
 
 
 def episode_seed(seed: int, suite: str, task: int, trial: int) -> int:
@@ -97,6 +131,13 @@ def default_workers(preset: str) -> int:
     return at_a_time(1.5 if preset == "tiny" else 6.0)
 
 
+def hashed_settings(run: Run, ep: Episodes) -> dict:
+    """What an episode's result depends on besides the policy's files."""
+    p = run.policy
+    return {"runtime": p.runtime, "precision": p.wanted, "shadow": run.shadow, "max_steps": ep.max_steps,
+            "n_action_steps": p.n_action_steps, "seed": ep.seed}
+
+
 def policy_hash(files: list[str], settings: dict) -> str:
     """What an episode's result depends on: the policy's files (sha256) and the episode settings."""
     from smolvla_runtime.bundle import sha256
@@ -107,27 +148,17 @@ def policy_hash(files: list[str], settings: dict) -> str:
 
 
 class EpisodeWorker:
-    """A Ray actor: the policy and LIBERO set up once, then episodes. `precision`: run this one
-    instead of evaluation.precision; `shadow`: the fp32 reference policy plans beside it
-    (evaluate/divergence.py)."""
+    """A Ray actor: the policy and LIBERO set up once, then episodes. `shadow`: the fp32 reference
+    policy plans beside it (evaluate/divergence.py)."""
 
-    def __init__(self, pipeline_path: str, runtime: str, precision: str | None = None, shadow: bool = False,
-                 threads: int = 0):
-        from ..config import load_pipeline
-        from ..layout import Layout
-        from ..runtime.policy import Policy
-        pipe = load_pipeline(pipeline_path)
-        layout = Layout(pipe)
-        ev = pipe.section("evaluation")
-        wanted = precision or pipe.requested_precisions()
-        self.threads = threads
-        self.policy = Policy.from_artifacts(layout, runtime, pipe.soc, pipe.precisions, wanted, ev["n_action_steps"],
-                                            threads=threads)
+    def __init__(self, source: PolicySource, shadow: bool, config_dir: Path):
+        from ..runtime.artifacts import load_policy
+        self.threads = source.threads
+        self.policy = load_policy(source)
         if shadow:
-            from .divergence import ShadowedPolicy
-            self.policy = ShadowedPolicy(self.policy, Policy.from_artifacts(
-                layout, "reference", pipe.soc, pipe.precisions, wanted, ev["n_action_steps"], threads=threads))
-        self.config_dir = layout.root / "libero-config" / f"worker-{os.getpid()}"     # one per process
+            from .shadow import ShadowedPolicy
+            self.policy = ShadowedPolicy(self.policy, load_policy(source, "reference"))
+        self.config_dir = Path(config_dir) / f"worker-{os.getpid()}"     # one per process
         from .episode import TaskEnvironments
         self.envs = TaskEnvironments(self.config_dir)        # a task's environment, kept for its next trials
 
@@ -169,28 +200,21 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, meta: dict,
-             precision: str | None = None, shadow: bool = False, summarize: bool = True) -> dict:
-    """Run the missing episodes on Ray, then aggregate (unless not `summarize`: the episodes of
-    another task's folder). Returns counts. `precision`, `shadow`: EpisodeWorker's."""
+def run_eval(run: Run, plan: Episodes, config_dir: Path, meta: dict, summarize: bool = True) -> dict:
+    """Run the missing episodes of `run` on Ray, then aggregate (unless not `summarize`: the episodes
+    of another task's folder). Returns counts."""
     import ray
     from ray.exceptions import RayActorError, RayTaskError
     from tqdm import tqdm
 
-    from ..config import load_pipeline
     from ..fsutil import write_json
-    from .. import MODELS
-    from ..layout import Layout
-    from ..runtime.policy import check_runtime
-    pipe = load_pipeline(pipeline_path)
-    ev = pipe.section("evaluation")
-    check_runtime(Layout(pipe), runtime, precision or pipe.requested_precisions(), MODELS)
-    root = Path(out_root)
-    settings = {"runtime": runtime, "precision": precision or ev["precision"], "shadow": shadow, "max_steps": ev["max_steps"],
-                "n_action_steps": ev["n_action_steps"], "seed": ev["seed"]}
-    fingerprint = policy_hash(files, settings)
+    from ..runtime.artifacts import check_runtime
+    runtime = run.policy.runtime
+    check_runtime(run.policy, runtime)
+    root = Path(run.out_root)
+    fingerprint = policy_hash([str(f) for f in run.files], hashed_settings(run, plan))
     todo = []
-    all_eps = episodes(ev)
+    all_eps = plan.all()
     first_trial = {}
     for suite, task, trial in all_eps:
         first_trial.setdefault((suite, task), trial)
@@ -202,13 +226,13 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
             except ValueError:
                 pass
         todo.append((suite, task, trial))
-    workers = ev.get("workers") or default_workers(pipe.source["preset"])
+    workers = plan.workers or default_workers(run.policy.preset)
     workers = max(1, min(workers, len(todo))) if todo else 0
     log.info("eval: %d episodes, %d already done with this policy, %d to run on %d Ray actor(s)",
              len(all_eps), len(all_eps) - len(todo), len(todo), workers)
     stats = {"run": 0, "errors": 0, "actor_deaths": 0, "retries": 0}
     if todo:
-        address = (ev.get("ray") or {}).get("address")
+        address = plan.ray_address
         t_ray = time.time()
         os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")   # leave CUDA_VISIBLE_DEVICES alone
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
@@ -219,8 +243,9 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
         stats["threads_per_worker"] = threads
         log.info("eval: %d onnxruntime thread(s) per actor", threads)
         Worker = ray.remote(num_cpus=threads)(EpisodeWorker)      # Ray places actors by the cores they use
+        source = dataclasses.replace(run.policy, threads=threads)
         try:
-            actors = [Worker.remote(pipeline_path, runtime, precision, shadow, threads) for _ in range(workers)]
+            actors = [Worker.remote(source, run.shadow, config_dir) for _ in range(workers)]
             pending = collections.deque((ep, None) for ep in todo)       # (episode, slot to avoid)
             failures, deaths = collections.Counter(), collections.Counter()
             free, in_flight, holds = list(range(workers)), {}, {}
@@ -236,15 +261,15 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
                     holds[slot] = ep[:2]
                     free.remove(slot)
                     suite, task, trial = ep
-                    seed = episode_seed(ev["seed"], suite, task, trial)
+                    seed = episode_seed(plan.seed, suite, task, trial)
                     video = None
-                    if ev["videos"] == "all" or (ev["videos"] == "first" and first_trial[(suite, task)] == trial):
+                    if plan.videos == "all" or (plan.videos == "first" and first_trial[(suite, task)] == trial):
                         video = str(result_path(root, suite, task, trial).with_suffix(".mp4"))
-                    ref = actors[slot].run.remote(suite, task, trial, seed, ev["max_steps"], video,
+                    ref = actors[slot].run.remote(suite, task, trial, seed, plan.max_steps, video,
                                                   str(progress_path(result_path(root, suite, task, trial))),
-                                                  ev["progress_every_s"])
+                                                  plan.progress_every_s)
                     in_flight[ref] = (slot, ep, seed)
-                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=ev["progress_every_s"])
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=plan.progress_every_s)
                 if not ready:                         # a slow episode (HTP emulation): say how far each got
                     for line in report_progress(in_flight, root):
                         log.info("%s", line)
@@ -261,7 +286,7 @@ def run_eval(pipeline_path: str, runtime: str, files: list[str], out_root: str, 
                     stats["actor_deaths"] += 1
                     log.warning("eval: the actor running %s task %d trial %d died (%s): replaced, episode re-run",
                                 suite, task, trial, type(e).__name__)
-                    actors[slot] = Worker.remote(pipeline_path, runtime, precision, shadow, threads)
+                    actors[slot] = Worker.remote(source, run.shadow, config_dir)
                     holds.pop(slot, None)                 # the new actor holds no environment yet
                     free.append(slot)
                     if deaths[ep] < 3:
@@ -375,17 +400,21 @@ def _charts(per_task: list[dict], root: Path, meta: dict) -> None:
         plt.close(fig)
 
 
-def eval_task(kw: dict):
-    """The `eval` action. kw: pipeline_path, runtime, files (the policy's), out_root, meta, htp_arch."""
+def resolved(source: PolicySource) -> PolicySource:
+    """`source` with `runtime: auto` resolved for this host (and the reason logged)."""
     from smolvla_runtime.host import resolve_runtime
+    return dataclasses.replace(source, runtime=resolve_runtime(source.runtime, source.soc.htp_arch))
 
-    from ..export.onnx_export import RANDOM_WARNING
-    pipeline_path, runtime, files, out_root, meta, htp_arch = (
-        kw[k] for k in ("pipeline_path", "runtime", "files", "out_root", "meta", "htp_arch"))
-    if meta["meaningless_actions"]:
-        log.warning(RANDOM_WARNING)
-    stats = run_eval(pipeline_path, resolve_runtime(runtime, htp_arch), files, out_root, meta)
-    log.info("eval: %d episode(s) run (%d error(s), %d actor(s) replaced, %d retried)%s: %s/summary.md",
+
+def eval_task(spec: EvalSpec):
+    """The `eval` action: the missing episodes on Ray, then eval_info.json, summary.md and a chart."""
+    from smolvla_runtime.model import RANDOM_WEIGHTS_WARNING
+    if spec.meta["meaningless_actions"]:
+        log.warning(RANDOM_WEIGHTS_WARNING)
+    run = Run(resolved(spec.policy), spec.out_root, spec.files)
+    stats = run_eval(run, spec.episodes, spec.config_dir, spec.meta)
+    log.info("eval: %d episode(s) run (%d error(s), %d actor(s) replaced, %d retried)%s: %s",
              stats["run"], stats["errors"], stats["actor_deaths"], stats["retries"],
-             f", ray start {stats['ray_start_s']:.2f} s" if "ray_start_s" in stats else "", out_root)
+             f", ray start {stats['ray_start_s']:.2f} s" if "ray_start_s" in stats else "",
+             Path(spec.out_root) / "summary.md")
     return True

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from smolvla_runtime.model import Preset
+
 from .model import SmolVLA
-from .presets import Preset
 
 NORM_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
 CHECKED_CONFIG_FIELDS = {"chunk_size": "chunk_size", "max_state_dim": "max_state_dim",

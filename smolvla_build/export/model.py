@@ -26,7 +26,7 @@ from transformers import LlamaConfig, LlamaModel
 from transformers.models.smolvlm.configuration_smolvlm import SmolVLMConfig, SmolVLMVisionConfig
 from transformers.models.smolvlm.modeling_smolvlm import SmolVLMConnector, SmolVLMVisionTransformer
 
-from .presets import Preset
+from smolvla_runtime.model import Preset, euler_rollout, prefix_pad_mask
 
 
 def _vision_config(p: Preset) -> SmolVLMVisionConfig:
@@ -117,24 +117,15 @@ class SmolVLA(nn.Module):
 
     @torch.no_grad()
     def sample_actions(self, images, lang_tokens, lang_mask, state, noise):
-        """lerobot's VLAFlowMatching.sample_actions over the three stages: 10 Euler steps."""
+        """lerobot's VLAFlowMatching.sample_actions over the three stages: the preset's Euler steps
+        (smolvla_runtime.model.euler_rollout, the loop the runtime runs)."""
         p = self.preset
         ve, llm, head = self.vision_encoder(), self.llm_backbone(), self.action_head()
         embs = [ve(img) for img in images]
         kv = llm(*embs, lang_tokens, lang_mask, state)
-        prefix_pad = prefix_pad_mask(lang_mask, p)
-        x = noise
-        dt = -1.0 / p.num_steps
-        for step in range(p.num_steps):
-            t = torch.tensor([1.0 + step * dt], dtype=torch.float32)
-            x = x + dt * head(x, t, kv, prefix_pad)
-        return x
-
-
-def prefix_pad_mask(lang_mask: torch.Tensor, p: Preset) -> torch.Tensor:
-    """[1, prefix_len] bool: images valid, language as given, state valid."""
-    ones_img = torch.ones(1, p.n_cameras * p.image_tokens, dtype=torch.bool)
-    return torch.cat([ones_img, lang_mask.bool(), torch.ones(1, 1, dtype=torch.bool)], dim=1)
+        prefix_pad = torch.from_numpy(prefix_pad_mask(lang_mask.numpy(), p.n_image_tokens)).bool()
+        return euler_rollout(lambda x, t: head(x, torch.tensor([t], dtype=torch.float32), kv, prefix_pad), noise,
+                             p.num_steps)
 
 
 # --- lerobot math ------------------------------------------------------------------------------
@@ -273,8 +264,9 @@ class LLMBackboneStage(nn.Module):
         lang = self.embed_tokens(lang_tokens) * scale
         st = self.state_proj(state)[:, None, :]            # the state token is NOT scaled
         h = torch.cat([img, lang, st], dim=1)
-        n_img = p.n_cameras * p.image_tokens
-        pad = torch.cat([torch.ones(1, n_img, dtype=torch.bool), lang_mask,
+        # the prefix pad mask inside the graph (LeRobot's embed_prefix; smolvla_runtime.model.prefix_pad_mask
+        # is the same mask outside it, for the action head's input)
+        pad = torch.cat([torch.ones(1, p.n_image_tokens, dtype=torch.bool), lang_mask,
                          torch.ones(1, 1, dtype=torch.bool)], dim=1)
         att = torch.zeros(1, p.prefix_len, dtype=torch.bool)
         att[:, -1] = True                                   # state token: autoregressive flag 1

@@ -17,22 +17,19 @@ import warnings
 from pathlib import Path
 
 import torch
+from smolvla_runtime.model import (ACTION_HEAD, LLM_BACKBONE, MODELS, RANDOM_WEIGHTS_WARNING, VISION_ENCODER, Preset,
+                                   get_preset, prefix_pad_mask, stage_io)
 
-from .. import MODELS
 from ..fsutil import atomic_dir
 from ..progress import heartbeat
 from . import conventions
 from .checkpoint import CheckpointError, hub_snapshot, inspect_checkpoint, load_checkpoint, random_model
 from .model import SmolVLA
-from ..declaration import stage_io
-from .presets import Preset, get_preset
 from .tokenizer import TokenizerNotFound, find_tokenizer, local_vlm_folder, write_tokenizer
 
 log = logging.getLogger("smolvla_build.export")
 
 OPSET = 17
-RANDOM_WARNING = ("RANDOM WEIGHTS: this build uses randomly initialised SmolVLA weights; its actions "
-                  "are MEANINGLESS. Set source.weights to checkpoint or hub for a real policy.")
 
 
 def example_inputs(p: Preset, seed: int = 0) -> dict[str, tuple]:
@@ -41,16 +38,14 @@ def example_inputs(p: Preset, seed: int = 0) -> dict[str, tuple]:
     n_valid = min(13, p.tokenizer_max_length)
     lang_mask = torch.zeros(1, p.tokenizer_max_length, dtype=torch.bool)
     lang_mask[:, :n_valid] = True
-    prefix = torch.cat([torch.ones(1, p.n_cameras * p.image_tokens, dtype=torch.bool), lang_mask,
-                        torch.ones(1, 1, dtype=torch.bool)], dim=1)
+    prefix = torch.from_numpy(prefix_pad_mask(lang_mask.numpy(), p.n_image_tokens)).bool()
     return {
-        "vision_encoder": (torch.rand(1, 3, p.image_size, p.image_size, generator=g) * 2 - 1,),
-        "llm_backbone": (torch.randn(1, p.image_tokens, p.text_hidden, generator=g),
-                         torch.randn(1, p.image_tokens, p.text_hidden, generator=g),
-                         torch.randint(0, p.vocab_size, (1, p.tokenizer_max_length), generator=g),
-                         lang_mask, torch.randn(1, p.max_state_dim, generator=g)),
-        "action_head": (torch.randn(1, p.chunk_size, p.max_action_dim, generator=g),
-                        torch.tensor([0.7]), torch.randn(*p.kv_shape, generator=g), prefix),
+        VISION_ENCODER: (torch.rand(1, 3, p.image_size, p.image_size, generator=g) * 2 - 1,),
+        LLM_BACKBONE: (*(torch.randn(1, p.image_tokens, p.text_hidden, generator=g) for _ in range(p.n_cameras)),
+                       torch.randint(0, p.vocab_size, (1, p.tokenizer_max_length), generator=g),
+                       lang_mask, torch.randn(1, p.max_state_dim, generator=g)),
+        ACTION_HEAD: (torch.randn(*p.chunk_shape, generator=g),
+                      torch.tensor([0.7]), torch.randn(*p.kv_shape, generator=g), prefix),
     }
 
 
@@ -90,7 +85,7 @@ def load_policy(preset_name: str, weights: str, seed: int = 0, ckpt: Path | None
     """Returns (policy, norm stats) from a checked checkpoint folder, or random weights."""
     preset = get_preset(preset_name)
     if weights == "random":
-        log.warning(RANDOM_WARNING)
+        log.warning(RANDOM_WEIGHTS_WARNING)
         return random_model(preset, seed)
     return load_checkpoint(ckpt, preset)
 

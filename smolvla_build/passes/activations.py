@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ._graph import const_value, export_graph, import_graph, only_consumer, producer
+from ..onnx_graph import const_value, export_graph, import_graph, only_consumer, producer
 
 SQRT_2_OVER_PI = float(np.sqrt(2 / np.pi))
 

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ._graph import BOOL_LOGIC, export_graph, import_graph, is_bool
+from ..onnx_graph import BOOL_LOGIC, export_graph, import_graph, is_bool
 
 # ops that only move or reshape data: a bool tensor through them is an int32 tensor just as well
 DATA_MOVEMENT = {"Concat", "Expand", "Unsqueeze", "Squeeze", "Reshape", "Slice", "Gather", "Transpose",

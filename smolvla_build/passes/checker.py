@@ -7,7 +7,7 @@ import collections
 import numpy as np
 import onnx
 
-from ._graph import COMPARISONS, import_graph, is_bool
+from ..onnx_graph import COMPARISONS, import_graph, is_bool
 
 FORBIDDEN_OPS = {"CumSum", "And", "Or", "Not", "Xor"}
 

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ._graph import const_value, export_graph, import_graph
+from ..onnx_graph import const_value, export_graph, import_graph
 
 FLOAT_EXACT_LIMIT = 2**24  # float32 represents every integer up to this exactly
 

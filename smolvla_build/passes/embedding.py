@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ._graph import export_graph, import_graph
+from ..onnx_graph import export_graph, import_graph
 
 EMBED_OUTPUT = "/embed_tokens/Gather_output_0"
 

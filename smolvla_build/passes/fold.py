@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import onnx
 
-from ._graph import export_graph, import_graph
+from ..onnx_graph import export_graph, import_graph
 
 
 def fold_constant_subgraphs(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ._graph import const_value, export_graph, import_graph
+from ..onnx_graph import const_value, export_graph, import_graph
 
 
 def gemm_to_matmul(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ._graph import export_graph, import_graph
+from ..onnx_graph import export_graph, import_graph
 
 HUGE_NEGATIVE = -1.0e30       # anything below this is a "minus infinity" mask value
 PASS_THROUGH = {"Add", "Where", "Reshape", "Cast", "Expand", "Unsqueeze", "Squeeze", "Transpose",

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ._graph import const_value, export_graph, import_graph, only_consumer
+from ..onnx_graph import const_value, export_graph, import_graph, only_consumer
 
 FP16_SMALLEST_NORMAL = 2.0 ** -14     # the floor of max|x|: an all-zero row stays 0, not 0/0
 

@@ -7,7 +7,7 @@ import onnx
 import onnx.utils
 import onnx_graphsurgeon as gs
 
-from ._graph import skeleton, export_graph, import_graph
+from ..onnx_graph import skeleton, export_graph, import_graph
 
 MAX_SOURCE_ELEMENTS = 16   # a timestep embedding hangs off tiny inputs (a timestep), never activations
 # RoPE angle tables hang off the 0/1 padding masks positions come from ([1,48] language, [1,177] prefix)

@@ -1,12 +1,7 @@
-"""The runtime on a build's artifacts: the runners, stage and policy of smolvla_runtime (the device
-bundle's runtime, one implementation), plus what needs the build: the layout-aware context runners
-(contexts.py), the qnn-net-run runner (needs the QAIRT SDK) and `Policy.from_artifacts`.
+"""The runtime on a build's artifacts: smolvla_runtime's policy, stages and runners (one
+implementation, the device bundle's), fed from an artifacts folder instead of a bundle.
+
+  artifacts.py    PolicySource (what a policy reads from a build, as a frozen value) and load_policy
+  contexts.py     the runner of a built HTP context of either toolchain (a qairt context's tensor names)
+  qnn_net_run.py  the SDK's qnn-net-run as a runner (needs the QAIRT SDK; not in the device bundle)
 """
-
-from smolvla_runtime.runners import OrtQnnRunner, ReferenceRunner, Runner
-from smolvla_runtime.stage import StageRunner
-
-from .runners import QnnNetRunRunner
-
-__all__ = ["OrtQnnRunner", "QnnNetRunRunner", "ReferenceRunner", "Runner", "StageRunner"]
-# Policy (runtime.policy) is imported explicitly: it needs `tokenizers`.

@@ -1,25 +1,38 @@
-"""doit task generators, one module per task family (Nikola's shape).
+"""The doit task declarations, one module per task family (Nikola's shape).
 
-Each module's `gen_tasks(pipe, layout)` yields plain doit task dicts; the family name is the doit
-`basename`, every task has `file_dep`, `targets`, `clean: True` and one `config_changed` over a
-dict `kw` holding exactly what its action reads plus the fingerprint of the tools it runs.
-`dodo.py` only calls `load_tasks`.
+Each family module's `gen_tasks(build)` yields plain doit task dicts made by `keys.declare`: one
+action (a library function, named by `keys.action`) that receives one frozen spec, its file deps
+and targets, and one up-to-date key over that spec, the code the action runs and the tools'
+versions. Stage modules only declare: the pipeline is read here once (`Build`), the paths come from
+the layout, and whatever needs looking up on the host (the SDK, the compilers) is looked up by a
+library function, once. `dodo.py` only calls `load_tasks`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 
-from ..config import ConfigError, load_pipeline
-from ..toolchains import ToolchainError, select_toolchain
-from . import (bundle, calibrate, context, divergence, eval, export, infer, preprocess, proxy, qairt, quantize, reference,
-               report, validate)
+from ..config import ConfigError, Pipeline, load_pipeline
 from ..layout import Layout
+from ..toolchains import ToolchainError, select_toolchain
+from . import (bundle, calibrate, context, divergence, eval, export, infer, measure, preprocess, proxy, qairt, quantize,
+               reference, report, validate)
 
-FAMILIES = [export, preprocess, reference, calibrate, quantize, context, qairt, validate, proxy, report, infer, eval, divergence,
-            bundle]
+FAMILIES = [export, preprocess, reference, calibrate, quantize, context, qairt, measure, validate, proxy, report, infer,
+            eval, divergence, bundle]
+
+
+@dataclasses.dataclass(frozen=True)
+class Build:
+    """What every family declares its tasks for: the pipeline, where its artifacts live, the
+    toolchain (`auto` resolved) and, for the qairt toolchain, the SDK (discovered once)."""
+    pipe: Pipeline
+    layout: Layout
+    toolchain: str
+    sdk: object | None = None            # toolchains.qairt.sdk.Sdk
 
 
 class Guarded:
@@ -33,7 +46,7 @@ class Guarded:
     def __call__(self, *args, **kwargs):
         from doit.exceptions import TaskFailed
 
-        from ..model_files import ModelFileError
+        from smolvla_runtime.files import ModelFileError
         try:
             return self.fn(*args, **kwargs)
         except (ModelFileError, ConfigError, ToolchainError) as exc:
@@ -46,13 +59,24 @@ def guarded(task: dict) -> dict:
     return task
 
 
-def _family_creator(module, pipe, layout, toolchain):
+def _family_creator(module, build: Build):
     def create():
-        for task in module.gen_tasks(pipe, layout, toolchain):
+        for task in module.gen_tasks(build):
             yield guarded(task)
     create.__doc__ = (module.__doc__ or "").strip().splitlines()[0]
     create.__name__ = f"task_{module.FAMILY}"
     return create
+
+
+def load_build(pipeline_path: str | Path) -> Build:
+    """The pipeline, its toolchain and, for qairt, its SDK (layout and version policy checked)."""
+    pipe = load_pipeline(pipeline_path)
+    toolchain = select_toolchain(pipe)
+    sdk = None
+    if toolchain == "qairt":
+        from ..toolchains.qairt.sdk import discover
+        sdk = discover(pipe)
+    return Build(pipe, pipe.layout(toolchain), toolchain, sdk)
 
 
 def load_tasks(pipeline_path: str | Path, lock: bool = False) -> tuple[dict, dict]:
@@ -61,29 +85,27 @@ def load_tasks(pipeline_path: str | Path, lock: bool = False) -> tuple[dict, dic
     dodo.py): this process builds in the artifacts folder alone (smolvla_build/lock.py)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        pipe = load_pipeline(pipeline_path)
-        toolchain = select_toolchain(pipe)
-        if toolchain == "qairt":
-            from ..toolchains.qairt.sdk import discover
-            discover(pipe)            # SDK layout and version policy: fail at once, in one line
+        build = load_build(pipeline_path)
     except (ConfigError, ToolchainError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    layout = Layout(pipe, toolchain)
-    layout.root.mkdir(parents=True, exist_ok=True)
+    root = build.layout.root
+    root.mkdir(parents=True, exist_ok=True)
+    from .keys import use_cache
+    use_cache(root / ".doit.code-digests.json")
     if lock:
         from ..lock import Busy, hold
         try:
-            hold(layout.root, sys.argv[1:])
+            hold(root, sys.argv[1:])
         except Busy as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
-    families = [m for m in FAMILIES if getattr(m, "enabled", lambda _p, _t: True)(pipe, toolchain)]
+    families = [m for m in FAMILIES if getattr(m, "enabled", lambda _b: True)(build)]
     config = {
         "backend": "sqlite3",                      # shared safely by `doit -n 2` workers, unlike dbm
-        "dep_file": str(layout.root / ".doit.sqlite3"),
+        "dep_file": str(root / ".doit.sqlite3"),
         "verbosity": 2,
         "default_tasks": [b for m in families if getattr(m, "DEFAULT", True) for b in getattr(m, "BASENAMES", [m.FAMILY])],
     }
-    creators = {f"task_{m.FAMILY}": _family_creator(m, pipe, layout, toolchain) for m in families}
+    creators = {f"task_{m.FAMILY}": _family_creator(m, build) for m in families}
     return config, creators

@@ -1,45 +1,39 @@
 """bundle: the deployable unit for the laptop (`doit bundle`, not part of a bare `doit`;
-smolvla_build/bundle.py makes it)."""
+smolvla_build/packaging.py makes it)."""
 
 from __future__ import annotations
 
-from .. import MODELS
-from ..declaration import SINUSOID_ON_CPU
+from smolvla_runtime.model import MODELS
+
+from ..fsutil import tree_digest
+from ..packaging import RUNTIME_DIR, BundleSpec
 from ..precisions import PrecisionRequest
 from ..toolchains.fingerprint import ort_qnn_fingerprint
-from .keys import RUNTIME, action, code_digest, uptodate
+from .keys import action, declare
 
 FAMILY = "bundle"
 DEFAULT = False                      # run by name: `doit bundle`
-BUNDLE = action("bundle:bundle_task")
+BUNDLE = action("packaging:bundle_task")
 
 
-def gen_tasks(pipe, layout, toolchain):
+def gen_tasks(build):
+    pipe, layout = build.pipe, build.layout
     wanted = (pipe.data.get("bundle") or {}).get("precision") or pipe.requested_precisions()
     label = PrecisionRequest(wanted).label
+    tools = ort_qnn_fingerprint()
+    spec = BundleSpec(label=label, wanted=wanted,
+                      plan={m: {p: layout.bundle_files(m, p) for p in pipe.precisions} for m in MODELS},
+                      precisions=pipe.precisions.settings(), toolchain=build.toolchain, soc=pipe.soc,
+                      preset=pipe.preset.to_dict(), n_action_steps=pipe.section("evaluation")["n_action_steps"],
+                      export_dir=layout.export_dir, report_json=layout.report_json, out_dir=layout.bundle_dir(label),
+                      zip_path=layout.bundle_zip(label), meta={"tools": tools, "source": dict(pipe.source)})
     deps = [layout.export_dir / n for n in ("tokenizer.json", "tokenizer_config.json", "normalization.json")]
     deps += [layout.report_json]
     for m in MODELS:
-        deps += [layout.preprocessed(m), layout.reference_model(m), layout.reference_info(m), layout.io_sidecar(m)]
+        deps += [layout.preprocessed(m), layout.reference_model(m), layout.reference_info(m), *layout.stage_cpu_files(m)]
         deps += [f for p in pipe.precisions for f in layout.context_files(m, p) + [layout.validation(m, p)]]
-        deps += [layout.cpu_model(m)] if m in SINUSOID_ON_CPU else []
-    deps += [layout.embed_table]
-    out_dir = layout.root / "bundle" / label
-    zip_path = layout.root / "bundle" / f"smolvla-{label}.zip"
-    tools = ort_qnn_fingerprint(pipe.soc)
-    meta = {"tools": tools, "source": dict(pipe.source)}
-    plan = {m: {p: layout.bundle_files(m, p) for p in pipe.precisions} for m in MODELS}
-    kw = {"out_dir": str(out_dir), "zip_path": str(zip_path), "plan": plan, "precisions": pipe.precisions.settings(),
-          "export_dir": str(layout.export_dir), "report_json": str(layout.report_json),
-          "wanted": wanted, "toolchain": toolchain, "soc": dict(pipe.soc), "meta": meta,
-          "n_action_steps": pipe.section("evaluation")["n_action_steps"],
-          "runtime": code_digest(RUNTIME), "code": BUNDLE.code()}
-    yield {
-        "basename": FAMILY,
-        "doc": f"device bundle of the {label} build: artifacts/bundle/{label}/ and smolvla-{label}.zip",
-        "actions": [(BUNDLE, [kw])],
-        "file_dep": sorted({str(d) for d in deps}),
-        "targets": [str(out_dir / "manifest.json"), str(zip_path)],
-        "uptodate": uptodate(kw),
-        "clean": True,
-    }
+    yield declare(FAMILY, BUNDLE, spec, file_dep=deps, targets=[spec.out_dir / "manifest.json", spec.zip_path],
+                  # the bundle ships the runtime's files as they are: their bytes, comments included
+                  tools=dict(tools, runtime=tree_digest(RUNTIME_DIR)),
+                  doc=f"device bundle of the {label} build: {spec.out_dir} and {spec.zip_path.name}")
+

@@ -1,21 +1,34 @@
-"""Up-to-date keys (one config_changed per task over everything its output depends on) and the
-actions that read them."""
+"""Up-to-date keys, and the actions that read them.
+
+A task's key is one doit `config_changed` over its spec (the frozen value its action receives, and
+nothing else), a digest of the project code the action can run, and the versions of the tools it
+runs. The code digest covers the action module and every project module it can import,
+transitively, lazy imports inside functions included: the import graph is one-way (pyproject.toml's
+import-linter contracts), so that closure is what the task runs and no more. Each module counts by
+its compiled code without docstrings and without line numbers: editing a comment or a docstring, or
+moving code down a line, changes no key (docs/incremental.md).
+
+Parsing and compiling a hundred modules on every `doit` would cost a third of a second, so each
+module's imports and digest are kept in `<artifacts>/.doit.code-digests.json` (`use_cache`), valid
+while the file's size and modification time, and the interpreter, are the same.
+"""
 
 from __future__ import annotations
 
+import ast
+import atexit
+import dataclasses
 import functools
 import hashlib
-import re
+import importlib
+import json
+import sys
 from pathlib import Path
 
 from doit.tools import config_changed
 
-from ..fsutil import tree_digest
-
-PACKAGE = Path(__file__).resolve().parents[1]
-ROOT = PACKAGE.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ("smolvla_build", "smolvla_runtime")
-RUNTIME = "../smolvla_runtime"      # the runtime package beside this one (code_digest paths are relative)
 
 
 @functools.lru_cache(maxsize=None)
@@ -28,53 +41,122 @@ def module_file(name: str) -> Path | None:
     return None
 
 
-FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+([.\w]+)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)", re.M)
-IMPORT = re.compile(r"^[ \t]*import[ \t]+([^\n]+)", re.M)
-WORD = re.compile(r"\w+")
+def _imported_names(tree: ast.AST, name: str, is_package: bool) -> list[str]:
+    """Every module name an import statement anywhere in `tree` names (relative ones resolved),
+    with the names a `from X import a, b` may mean as modules (X.a, X.b)."""
+    package = name if is_package else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            out += [base] + [f"{base}.{a.name}" for a in node.names]
+    return out
 
 
-@functools.lru_cache(maxsize=None)
-def project_imports(name: str) -> frozenset[str]:
-    """The project modules `name` imports, at module level or inside functions (the lazy imports a
-    task action makes when it runs), with the packages whose __init__ each import executes. Read
-    with two patterns rather than a parse (task generation is on the no-op path); a line in a
-    docstring that looks like an import only adds a module, never loses one."""
+def _without_docstrings(tree: ast.Module) -> ast.Module:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.fix_missing_locations(tree)
+
+
+def _canonical(value) -> str:
+    """A code object (or constant) as text without file names or line numbers, stable across runs
+    (a frozenset's order depends on string hashing)."""
+    if hasattr(value, "co_code"):
+        return "code(" + "|".join([value.co_name, value.co_qualname, value.co_code.hex(), repr(value.co_names),
+                                   repr(value.co_varnames), repr(value.co_freevars), repr(value.co_cellvars),
+                                   repr((value.co_argcount, value.co_posonlyargcount, value.co_kwonlyargcount,
+                                         value.co_flags)), value.co_exceptiontable.hex(),
+                                   ",".join(_canonical(c) for c in value.co_consts)]) + ")"
+    if isinstance(value, frozenset):
+        return "frozenset(" + ",".join(sorted(_canonical(v) for v in value)) + ")"
+    if isinstance(value, tuple):
+        return "(" + ",".join(_canonical(v) for v in value) + ")"
+    return f"{type(value).__name__}:{value!r}"
+
+
+class _Cache:
+    """{module: [mtime_ns, size, imports, digest]}, read from and written to `path` (if any)."""
+
+    def __init__(self):
+        self.path: Path | None = None
+        self.entries: dict = {}
+        self.dirty = False
+
+    def load(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("python") == sys.version:
+                self.entries.update(data["modules"])
+        except (OSError, ValueError, KeyError, AttributeError):
+            pass
+
+    def save(self) -> None:
+        if self.dirty and self.path is not None and self.path.parent.is_dir():
+            from ..fsutil import write_json
+            try:
+                write_json(self.path, {"python": sys.version, "modules": self.entries})
+                self.dirty = False
+            except OSError:
+                pass                    # a read-only artifacts folder: the next doit computes them again
+
+
+_cache = _Cache()
+atexit.register(_cache.save)
+
+
+def use_cache(path: Path) -> None:
+    """Keep the modules' digests in `path` between runs (load_tasks: the artifacts folder's)."""
+    _cache.load(path)
+
+
+def _module(name: str) -> tuple[frozenset[str], str]:
+    """(the project modules `name` imports, its code digest)."""
     f = module_file(name)
-    package = name if f.name == "__init__.py" else name.rpartition(".")[0]
-    text = module_source(name).decode()
-    targets = [t.strip().split(" ")[0] for m in IMPORT.finditer(text) for t in m.group(1).split(",")]
-    for m in FROM_IMPORT.finditer(text):
-        base = m.group(1)
-        level = len(base) - len(base.lstrip("."))
-        if level:
-            parent = package.split(".")[: len(package.split(".")) - (level - 1)]
-            rest = base[level:]
-            base = ".".join(parent + ([rest] if rest else []))
-        names = WORD.findall(m.group(2).split("#")[0] if "(" not in m.group(2) else m.group(2))
-        targets += [base] + [f"{base}.{n}" for n in names if n != "as"]
+    st = f.stat()
+    hit = _cache.entries.get(name)
+    if hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+        return frozenset(hit[2]), hit[3]
+    imports, digest = _parse(name, f)
+    _cache.entries[name] = [st.st_mtime_ns, st.st_size, sorted(imports), digest]
+    _cache.dirty = True
+    return imports, digest
+
+
+def _parse(name: str, f: Path) -> tuple[frozenset[str], str]:
+    tree = ast.parse(f.read_bytes(), filename=str(f))
     found = set()
-    for t in targets:
-        if t.split(".")[0] in PROJECT and module_file(t):
-            parts = t.split(".")
-            found |= {".".join(parts[: i + 1]) for i in range(len(parts)) if module_file(".".join(parts[: i + 1]))}
-    return frozenset(found - {name})
+    for target in _imported_names(tree, name, f.name == "__init__.py"):
+        parts = target.split(".")
+        if parts[0] not in PROJECT:
+            continue
+        # importing a.b.c executes the __init__ of a and of a.b too
+        found |= {".".join(parts[: i + 1]) for i in range(len(parts)) if module_file(".".join(parts[: i + 1]))}
+    code = compile(_without_docstrings(tree), name, "exec", dont_inherit=True)
+    return frozenset(found - {name}), hashlib.sha256(_canonical(code).encode()).hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
-def module_source(name: str) -> bytes:
-    return module_file(name).read_bytes()         # read once per process: closures share modules
+def project_imports(name: str) -> frozenset[str]:
+    """The project modules `name` imports, at module level or inside functions."""
+    return _module(name)[0]
 
 
-@functools.lru_cache(maxsize=None)
-def closure_digest(name: str) -> str:
-    h = hashlib.sha256()
-    for m in import_closure(name):
-        h.update(m.encode())
-        h.update(module_source(m))
-    return h.hexdigest()[:16]
+def module_digest(name: str) -> str:
+    """The digest of a module's code: comments, docstrings and line numbers do not count."""
+    return _module(name)[1]
 
 
-def import_closure(name: str) -> list[str]:
+def import_closure(name: str) -> tuple[str, ...]:
     """`name` and every project module it can import, transitively."""
     seen, todo = set(), [name]
     while todo:
@@ -82,39 +164,66 @@ def import_closure(name: str) -> list[str]:
         if m not in seen:
             seen.add(m)
             todo += project_imports(m)
-    return sorted(seen)
+    return tuple(sorted(seen))
 
 
-def code_digest(*subpackages: str) -> str:
-    """Digest of the package code a stage runs (a change rebuilds what that code made)."""
-    return tree_digest(*(PACKAGE / s for s in subpackages))
+def closure_digest(name: str) -> str:
+    h = hashlib.sha256()
+    for m in import_closure(name):
+        h.update(f"{m}:{module_digest(m)}\n".encode())
+    return h.hexdigest()[:16]
 
 
+@dataclasses.dataclass(frozen=True)
 class Action:
     """A task action named by its library module and function, imported only when it runs: task
     generation then loads no heavy library (onnx, onnxruntime, torch), which keeps a no-op `doit`
     fast. Picklable, for `doit -n 2`."""
 
-    def __init__(self, module: str, function: str):
-        self.module, self.function = module, function
-        self.__name__ = function
+    module: str
+    function: str
 
-    def __call__(self, *args, **kwargs):
-        import importlib
-        return getattr(importlib.import_module(self.module), self.function)(*args, **kwargs)
+    @property
+    def __name__(self) -> str:
+        return self.function
+
+    def __call__(self, spec):
+        return getattr(importlib.import_module(self.module), self.function)(spec)
 
     def code(self) -> str:
         """Digest of every project module the action can run, derived from its imports (not a hand
-        list): editing any of them makes the task stale."""
+        list): editing any of them, but for its comments and docstrings, makes the task stale."""
         return closure_digest(self.module)
 
 
 def action(target: str) -> Action:
-    """`action("passes.task:preprocess_task")`: the function, relative to the smolvla_build package."""
+    """`action("passes.preprocess_task:preprocess_task")`: the function, relative to smolvla_build."""
     module, function = target.split(":")
     return Action(f"smolvla_build.{module}", function)
 
 
-def uptodate(kw: dict) -> list:
-    # exactly one config_changed per task: doit stores its digest under one fixed key per task
-    return [config_changed(kw)]
+class _SpecEncoder(json.JSONEncoder):
+    def default(self, o):
+        if isinstance(o, Path):
+            return str(o)
+        return super().default(o)
+
+
+def key(spec, act: Action, tools: dict | None = None) -> dict:
+    """What a task's up-to-date check digests: its spec, the code its action runs, the tools' versions."""
+    return {"spec": json.loads(json.dumps(dataclasses.asdict(spec), cls=_SpecEncoder)), "code": act.code(),
+            "tools": tools or {}}
+
+
+def declare(basename: str, act: Action, spec, *, doc: str, file_dep, targets, name: str | None = None,
+            tools: dict | None = None, always: bool = False, verbosity: int | None = None) -> dict:
+    """One doit task whose action receives `spec` alone; its key is `key(spec, act, tools)`, unless
+    it `always` runs (its up-to-date check is its own: eval and divergence, per episode)."""
+    task = {"basename": basename, "doc": doc, "actions": [(act, [spec])],
+            "file_dep": sorted({str(f) for f in file_dep}), "targets": [str(t) for t in targets],
+            "uptodate": [False] if always else [config_changed(key(spec, act, tools))], "clean": True}
+    if name is not None:
+        task["name"] = name
+    if verbosity is not None:
+        task["verbosity"] = verbosity
+    return task

@@ -2,44 +2,30 @@
 
 from __future__ import annotations
 
-from ..declaration import EMBEDDING_ON_CPU, SINUSOID_ON_CPU, declaration
-from ..export.presets import get_preset
+from smolvla_runtime.model import STAGES, declaration
+
+from ..passes.preprocess_task import PreprocessSpec
 from ..toolchains.fingerprint import passes_fingerprint
-from .keys import action, uptodate
+from .keys import action, declare
 
 FAMILY = "preprocess"
-PREPROCESS = action("passes.task:preprocess_task")
+PREPROCESS = action("passes.preprocess_task:preprocess_task")
 
 
-def gen_tasks(pipe, layout, toolchain):
+def gen_tasks(build):
+    pipe, layout = build.pipe, build.layout
     opts = pipe.section("preprocess")
-    tools = passes_fingerprint()
-    code = PREPROCESS.code()
-    preset = get_preset(pipe.source["preset"])
     for m in pipe.models:
-        options = {"embedding_on_cpu": m in EMBEDDING_ON_CPU, "sinusoid_on_cpu": m in SINUSOID_ON_CPU,
-                   "mask_bound": opts["mask_bound"],
-                   "equivalence_rtol": opts["equivalence_rtol"], "seed": opts["seed"]}
-        targets = [layout.preprocessed(m), layout.preprocess_report(m), layout.io_sidecar(m)]
-        if options["embedding_on_cpu"]:
-            targets += [layout.embed_table]
-        if options["sinusoid_on_cpu"]:
-            targets += [layout.cpu_model(m)]
-        kw = {"model": m, "src": str(layout.source_onnx(m)), "out": str(layout.preprocessed(m)),
-              "report": str(layout.preprocess_report(m)), "sidecar": str(layout.io_sidecar(m)),
-              "embed_npy": str(layout.embed_table) if options["embedding_on_cpu"] else None,
-              "cpu_model": str(layout.cpu_model(m)) if options["sinusoid_on_cpu"] else None,
-              "declaration": declaration(preset, m), "check_io": pipe.source["weights"] == "onnx", "options": options, "tools": tools, "code": code}
-        yield {
-            "basename": FAMILY,
-            "name": m,
-            "doc": f"HTP-clean {m}: fold constants, CumSum->MatMul, bool->int32, Gemm->MatMul, bounded masks, "
-                   "fp16-safe RMSNorm and activations"
-                   + (", embedding on CPU" if options["embedding_on_cpu"] else "")
-            + (", sinusoids (timestep, RoPE) on CPU" if options["sinusoid_on_cpu"] else ""),
-            "actions": [(PREPROCESS, [kw])],
-            "file_dep": [str(layout.source_onnx(m))],
-            "targets": [str(t) for t in targets],
-            "uptodate": uptodate(kw),
-            "clean": True,
-        }
+        stage = STAGES[m]
+        spec = PreprocessSpec(model=m, src=layout.source_onnx(m), out=layout.preprocessed(m),
+                              report=layout.preprocess_report(m), sidecar=layout.io_sidecar(m),
+                              embed_table=layout.embed_table if stage.embedding_on_cpu else None,
+                              cpu_model=layout.cpu_model(m) if stage.sinusoids_on_cpu else None,
+                              declaration=declaration(pipe.preset, m), check_io=layout.onnx_source is not None,
+                              mask_bound=opts["mask_bound"], equivalence_rtol=opts["equivalence_rtol"], seed=opts["seed"])
+        targets = [spec.out, spec.report, spec.sidecar] + [f for f in (spec.embed_table, spec.cpu_model) if f]
+        yield declare(FAMILY, PREPROCESS, spec, name=m, file_dep=[spec.src], targets=targets, tools=passes_fingerprint(),
+                      doc=f"HTP-clean {m}: fold constants, CumSum->MatMul, bool->int32, Gemm->MatMul, bounded masks, "
+                          "fp16-safe RMSNorm and activations"
+                          + (", embedding on CPU" if spec.embed_table else "")
+                          + (", sinusoids (timestep, RoPE) on CPU" if spec.cpu_model else ""))

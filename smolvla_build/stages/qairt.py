@@ -1,51 +1,40 @@
 """qairt: the QAIRT SDK chain per model x precision (convert, compile, link, hostlib, context).
 
-Declarations only: each task's `kw` is exactly what its action (toolchains/qairt/chain.py) reads and
-its up-to-date key. Nothing here fails on a missing tool or interpreter (only `clang --version` and
-`lld-link --version` run, for the keys): the tasks that need them fail in one line, so `doit list`
-and the other stages work on any host.
+Declarations only: what the chain uses on this host is looked up once by the library
+(toolchains/qairt/plan.py: no program runs), and each task's spec is what its action
+(toolchains/qairt/chain.py) reads. Nothing here fails on a missing tool or interpreter: the tasks
+that need one fail in one line, so `doit list` and the other stages work on any host.
 """
 
 from __future__ import annotations
 
-from ..templates import render_command, template_digest
-from .keys import action, code_digest, uptodate
+from ..templates import template_digest
+from ..toolchains.qairt import chain
+from ..toolchains.qairt.htp import backend_config, context_backend_extensions
+from .keys import action, declare, module_digest
 
 FAMILY = "qairt"
-CHAIN = "toolchains.qairt.chain"
-CONVERT, COMPILE, LINK, HOSTLIB, CONTEXT = (action(f"{CHAIN}:run_{t}") for t in ("convert", "compile", "link", "hostlib",
-                                                                                 "context"))
+CONVERTER_PATCH = "smolvla_build.toolchains.qairt.converter_patch"
+CONVERT = action("toolchains.qairt.chain:convert")
+COMPILE = action("toolchains.qairt.chain:compile_model")
+LINK = action("toolchains.qairt.chain:link")
+HOSTLIB = action("toolchains.qairt.chain:hostlib")
+CONTEXT = action("toolchains.qairt.chain:context")
 BASENAMES = ["convert", "compile", "link", "hostlib", "context"]   # the task names this family yields
-DEFAULT_LIBS = ["msvcrt.lib", "kernel32.lib", "QnnHtp.lib"]        # the card's link line (DLL CRT, /MD)
 
 
-def enabled(pipe, toolchain) -> bool:
-    return toolchain == "qairt"
+def enabled(build) -> bool:
+    return build.toolchain == "qairt"
 
 
-def gen_tasks(pipe, layout, toolchain):
-    from ..toolchains.qairt import chain, python
-    from ..toolchains.qairt.compilers import host_tools, msvc_dirs, tool_versions
-    from ..toolchains.qairt.htp import backend_config, context_backend_extensions
-    from ..toolchains.qairt.sdk import discover, missing_tool
-    sdk = discover(pipe)
+def gen_tasks(build):
+    from ..toolchains.qairt.plan import setup
+    pipe, layout, sdk = build.pipe, build.layout, build.sdk
+    qs = setup(sdk, pipe.toolchain, pipe.resolve)
     host = sdk.layout
-    tools = host_tools()
-    sdk_key = {"sdk": {"root": str(sdk.root), "version": sdk.version, "host": sdk.host}}
-    # what the SDK's Python scripts run with: the interpreter they need and the SDK's own folders
-    scripts = {"python": python.requirement(sdk, pipe.toolchain.get("python")), "sdk_paths_env": sdk.env_paths()}
-    code = CONVERT.code()          # the chain's module and all it imports; the patch runs as a script
-    fp = {"soc": dict(pipe.soc), **tool_versions(tools)}
-    sdk_paths = {"jni": str(sdk.jni), "include": str(sdk.include)}
-    msvc = msvc_dirs(pipe, host.windows)
-    user_link = pipe.toolchain.get("link") or {}
-    link = {"libpaths": [str(sdk.device_lib)] + msvc["lib"] + [str(pipe.resolve(d)) for d in user_link.get("libpaths", [])],
-            "libs": list(user_link.get("libs", DEFAULT_LIBS)), "link_flags": list(user_link.get("link_flags", []))}
-    found = {t: sdk.find_tool(t) for t in ("qnn-onnx-converter", "qnn-model-lib-generator",
-                                           "qnn-context-binary-generator", "qnn-context-binary-utility")}
-    # a missing tool fails the tasks that run it, in one line (chain.check_tools)
-    missing = {t: missing_tool(sdk, t) for t, path in found.items() if path is None}
-    converter, libgen, ctxgen, utility = (str(found[t] or t) for t in found)
+    common = {"sdk": {"root": str(sdk.root), "version": sdk.version, "host": sdk.host}, **qs.fingerprint}
+    tools = qs.sdk_tools
+    suite = pipe.calibration_suite()
     for m in pipe.models:
         for pname, precision in pipe.precisions.items():
             p = layout.qairt(m, pname)
@@ -53,83 +42,67 @@ def gen_tasks(pipe, layout, toolchain):
             paths["staging_libgen"] = str(p.staging("libgen"))
             conv = precision.settings["converter"]
             name = f"{m}-{pname}"
-            quantization = precision.quantization
             calibration, cal_deps = None, []
-            if quantization:       # the converter's own quantizer, on the recorded calibration set
+            if precision.quantized:       # the converter's own quantizer, on the recorded calibration set
                 n = precision.calibration_samples
-                calibration = {"npz": str(layout.calibration_set(n, m)), "model": str(layout.preprocessed(m)),
+                calibration = {"npz": str(layout.calibration_set(suite, n, m)), "model": str(layout.preprocessed(m)),
                                "input_list": str(p.staging("convert") / "input_list.txt")}
-                cal_deps = [calibration["npz"], str(layout.calibration_info(n))]
-            kw = dict(sdk_key, **scripts, template=template_digest("qairt/converter.j2"),
-                      code=code + code_digest("toolchains/qairt/converter_patch.py"),
-                      missing=[missing[t] for t in ("qnn-onnx-converter",) if t in missing],
-                      staging=str(p.staging("convert")), calibration=calibration,
-                      outputs={p.cpp.name: str(p.cpp), p.bin.name: str(p.bin), p.net_json.name: str(p.net_json)},
-                      converter={"converter": converter,
-                                 "patch": str(chain.CONVERTER_PATCH) if conv["disable_matmul_to_fc"] else None,
-                                 "onnx": str(layout.preprocessed(m)), "cpp": str(p.staging("convert") / p.cpp.name),
-                                 "float_bitwidth": conv.get("float_bitwidth"),
-                                 "float_bias_bitwidth": conv["float_bias_bitwidth"], "extra_args": conv["extra_args"],
-                                 "quantization": quantization, "input_list": calibration and calibration["input_list"]})
-            yield {"basename": "convert", "name": name, "doc": f"qnn-onnx-converter: {m} -> C++/bin ({pname})",
-                   "actions": [(CONVERT, [kw])],
-                   "file_dep": [str(layout.preprocessed(m))] + cal_deps, "targets": [str(p.cpp), str(p.net_json)],
-                   "uptodate": uptodate(kw), "clean": True}
-            libgen_values = None
+                cal_deps = [calibration["npz"], layout.calibration_info(suite, n)]
+            spec = chain.ConvertSpec(
+                sdk=sdk, python=qs.python, missing=qs.missing_of("qnn-onnx-converter"), staging=p.staging("convert"),
+                outputs={p.cpp.name: str(p.cpp), p.bin.name: str(p.bin), p.net_json.name: str(p.net_json)},
+                calibration=calibration,
+                converter={"converter": tools["qnn-onnx-converter"],
+                           "patch": str(chain.CONVERTER_PATCH) if conv["disable_matmul_to_fc"] else None,
+                           "onnx": str(layout.preprocessed(m)), "cpp": str(p.staging("convert") / p.cpp.name),
+                           "float_bitwidth": conv.get("float_bitwidth"), "float_bias_bitwidth": conv["float_bias_bitwidth"],
+                           "extra_args": conv["extra_args"], "quantization": precision.quantization,
+                           "input_list": calibration and calibration["input_list"]})
+            yield declare("convert", CONVERT, spec, name=name, file_dep=[layout.preprocessed(m), *cal_deps],
+                          targets=[p.cpp, p.net_json], doc=f"qnn-onnx-converter: {m} -> C++/bin ({pname})",
+                          # the patch runs as a script under the SDK's Python: no import brings it into `code`
+                          tools=dict(common, template=template_digest("qairt/converter.j2"),
+                                     patch=module_digest(CONVERTER_PATCH)))
+            libgen = None
             if host.weights == "libgen":
-                libgen_values = {"libgen": libgen, "cpp": str(p.cpp),
-                                 "bin": str(p.bin), "target": "windows-aarch64", "name": m,
-                                 "outdir": str(p.staging("libgen") / "lib")}
-            kw = dict(sdk_key, **scripts, tools_fp=fp, paths=paths, tools=tools, msvc=msvc, sdk_paths=sdk_paths,
-                      libgen=libgen_values, code=code,
-                      missing=[missing[t] for t in ("qnn-model-lib-generator",) if t in missing and libgen_values],
-                      templates=template_digest("qairt/clang_cl_compile.j2", "qairt/clang_weights.j2",
-                                                "qairt/weights_asm.S.j2", "qairt/model_lib_generator.j2"))
-            yield {"basename": "compile", "name": name, "doc": f"clang-cl: {m} model library objects (ARM64)",
-                   "actions": [(COMPILE, [kw])],
-                   "file_dep": [str(p.cpp), str(p.net_json)], "targets": [str(p.manifest)],
-                   "uptodate": uptodate(kw), "clean": True}
-            kw = dict(sdk_key, tools_fp=fp, paths=paths, tools=tools, link=link, code=code,
-                      template=template_digest("qairt/lld_link.j2"))
-            yield {"basename": "link", "name": name, "doc": f"lld-link: lib{m}_htp.dll (ARM64)",
-                   "actions": [(LINK, [kw])],
-                   "file_dep": [str(p.manifest)], "targets": [str(p.dll)],
-                   "uptodate": uptodate(kw), "clean": True}
+                libgen = {"libgen": tools["qnn-model-lib-generator"], "cpp": str(p.cpp), "bin": str(p.bin),
+                          "target": "windows-aarch64", "name": m, "outdir": str(p.staging("libgen") / "lib")}
+            spec = chain.CompileSpec(sdk=sdk, python=qs.python,
+                                     missing=qs.missing_of("qnn-model-lib-generator") if libgen else (),
+                                     paths=paths, tools=qs.host_tools, msvc=qs.msvc, libgen=libgen)
+            yield declare("compile", COMPILE, spec, name=name, file_dep=[p.cpp, p.net_json], targets=[p.manifest],
+                          doc=f"clang-cl: {m} model library objects (ARM64)",
+                          tools=dict(common, templates=template_digest("qairt/clang_cl_compile.j2", "qairt/clang_weights.j2",
+                                                                       "qairt/weights_asm.S.j2",
+                                                                       "qairt/model_lib_generator.j2")))
+            spec = chain.LinkSpec(paths=paths, tools=qs.host_tools, link=qs.link)
+            yield declare("link", LINK, spec, name=name, file_dep=[p.manifest], targets=[p.dll],
+                          doc=f"lld-link: lib{m}_htp.dll (ARM64)",
+                          tools=dict(common, template=template_digest("qairt/lld_link.j2")))
             if host.context_lib == "host":
                 staging = p.staging("hostlib")
-                kw = dict(sdk_key, **scripts, tools_fp=fp, tools=tools, staging=str(staging), target=str(p.hostlib),
-                          code=code,
-                          missing=[missing[t] for t in ("qnn-model-lib-generator",) if t in missing],
-                          produced=f"lib/x86_64-linux-clang/lib{m}.so", shim_dir=str(layout.root / ".tools" / "bin"),
-                          template=template_digest("qairt/model_lib_generator.j2"),
-                          libgen={"libgen": libgen, "cpp": str(p.cpp),
-                                  "bin": str(p.bin), "target": "x86_64-linux-clang", "name": m,
-                                  "outdir": str(staging / "lib")})
-                yield {"basename": "hostlib", "name": name, "doc": f"qnn-model-lib-generator: host library of {m}",
-                       "actions": [(HOSTLIB, [kw])],
-                       "file_dep": [str(p.cpp), str(p.net_json)], "targets": [str(p.hostlib)],
-                       "uptodate": uptodate(kw), "clean": True}
-                context_model, context_dep = p.hostlib, [str(p.hostlib)]
+                spec = chain.HostlibSpec(
+                    sdk=sdk, python=qs.python, missing=qs.missing_of("qnn-model-lib-generator"), tools=qs.host_tools,
+                    staging=staging, target=p.hostlib, produced=f"lib/x86_64-linux-clang/lib{m}.so",
+                    shim_dir=layout.tools_bin,
+                    libgen={"libgen": tools["qnn-model-lib-generator"], "cpp": str(p.cpp), "bin": str(p.bin),
+                            "target": "x86_64-linux-clang", "name": m, "outdir": str(staging / "lib")})
+                yield declare("hostlib", HOSTLIB, spec, name=name, file_dep=[p.cpp, p.net_json], targets=[p.hostlib],
+                              doc=f"qnn-model-lib-generator: host library of {m}",
+                              tools=dict(common, template=template_digest("qairt/model_lib_generator.j2")))
+                model_lib = p.hostlib
             else:
-                context_model, context_dep = p.dll, [str(p.dll)]
-            staging = p.staging("context")
-            ctx_cmd = render_command("qairt/context_binary_generator.j2", ctxgen=ctxgen,
-                                     model_lib=context_model, backend=sdk.lib / host.backend,
-                                     binary_name=p.serialized.name[: -len(".bin")], outdir=staging, config=p.htp_config)
-            info_cmd = None if "qnn-context-binary-utility" in missing else render_command(
-                "qairt/context_binary_utility.j2", utility=utility, binary=staging / p.serialized.name,
-                json=staging / p.binary_info.name)
-            kw = dict(sdk_key, sdk_paths_env=scripts["sdk_paths_env"], soc=dict(pipe.soc), paths=paths,
-                      staging=str(staging), model=m, precision=pname, graph=m,
-                      code=code,
-                      missing=[missing[t] for t in ("qnn-context-binary-generator",) if t in missing],
-                      ctx_cmd=ctx_cmd, info_cmd=info_cmd,
-                      backend_extensions=context_backend_extensions(m, pipe.soc, precision.settings["context"]),
-                      backend_config=backend_config(sdk.lib / host.extensions, p.backend_ext))
-            yield {"basename": "context", "name": name, "doc": f"qnn-context-binary-generator: {m} ({pname}) for "
-                                                                f"soc_model {pipe.soc['soc_model']}",
-                   "actions": [(CONTEXT, [kw])],
-                   "file_dep": context_dep + [str(p.net_json)],
-                   "targets": [str(p.serialized), str(p.binary_info), str(p.ctx_onnx), str(p.context_info),
-                               str(p.backend_ext), str(p.htp_config)],
-                   "uptodate": uptodate(kw), "clean": True}
+                model_lib = p.dll
+            spec = chain.ContextSpec(
+                sdk=sdk, soc=pipe.soc, missing=qs.missing_of("qnn-context-binary-generator"), model=m, precision=pname,
+                graph=m, paths=paths, staging=p.staging("context"), ctxgen=tools["qnn-context-binary-generator"],
+                utility=None if "qnn-context-binary-utility" in qs.missing else tools["qnn-context-binary-utility"],
+                model_lib=model_lib,
+                backend_extensions=context_backend_extensions(m, pipe.soc, precision.settings["context"]),
+                backend_config=backend_config(sdk.lib / host.extensions, p.backend_ext))
+            yield declare("context", CONTEXT, spec, name=name, file_dep=[model_lib, p.net_json],
+                          targets=[p.serialized, p.binary_info, p.ctx_onnx, p.context_info, p.backend_ext, p.htp_config],
+                          doc=f"qnn-context-binary-generator: {m} ({pname}) for soc_model {pipe.soc.soc_model}",
+                          tools=dict(common, templates=template_digest("qairt/context_binary_generator.j2",
+                                                                       "qairt/context_binary_utility.j2")))
+

@@ -5,33 +5,29 @@ chain quantizes inside its converter instead (stages/qairt.py)."""
 
 from __future__ import annotations
 
-from .keys import action, uptodate
+from ..toolchains.fingerprint import package_version
+from ..toolchains.ort_qnn import QuantizeSpec
+from .keys import action, declare
 
 FAMILY = "quantize"
 QUANTIZE = action("toolchains.ort_qnn:quantize_task")
 
 
-def enabled(pipe, toolchain) -> bool:
-    return toolchain == "ort-qnn" and bool(pipe.quantized_precisions())
+def enabled(build) -> bool:
+    return build.toolchain == "ort-qnn" and bool(build.pipe.quantized_precisions())
 
 
-def gen_tasks(pipe, layout, toolchain):
-    from ..toolchains.fingerprint import package_version
-    code = QUANTIZE.code()
+def gen_tasks(build):
+    pipe, layout, suite = build.pipe, build.layout, build.pipe.calibration_suite()
     for m in pipe.models:
         for pname in pipe.quantized_precisions():
-            q, n = pipe.precisions[pname].quantization, pipe.precisions[pname].calibration_samples
-            kw = {"model_name": m, "precision_name": pname, "src": str(layout.preprocessed(m)),
-                  "calibration": str(layout.calibration_set(n, m)), "calibration_info": str(layout.calibration_info(n)),
-                  "out": str(layout.quantized(m, pname)), "info_path": str(layout.quantized_info(m, pname)),
-                  "quantization": q, "code": code, "onnxruntime": package_version("onnxruntime")}
-            yield {
-                "basename": FAMILY,
-                "name": f"{m}-{pname}",
-                "doc": f"QDQ model of {m} in {pname} (onnxruntime QNN quantizer, {n} calibration samples)",
-                "actions": [(QUANTIZE, [kw])],
-                "file_dep": [str(layout.preprocessed(m)), str(layout.calibration_set(n, m)), str(layout.calibration_info(n))],
-                "targets": [str(layout.quantized(m, pname)), str(layout.quantized_info(m, pname))],
-                "uptodate": uptodate(kw),
-                "clean": True,
-            }
+            precision = pipe.precisions[pname]
+            n = precision.calibration_samples
+            spec = QuantizeSpec(model=m, precision=precision, src=layout.preprocessed(m),
+                                calibration=layout.calibration_set(suite, n, m),
+                                calibration_info=layout.calibration_info(suite, n),
+                                out=layout.quantized(m, pname), info=layout.quantized_info(m, pname))
+            yield declare(FAMILY, QUANTIZE, spec, name=f"{m}-{pname}",
+                          file_dep=[spec.src, spec.calibration, spec.calibration_info], targets=[spec.out, spec.info],
+                          tools={"onnxruntime": package_version("onnxruntime")},
+                          doc=f"QDQ model of {m} in {pname} (onnxruntime QNN quantizer, {n} calibration samples)")

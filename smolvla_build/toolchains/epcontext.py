@@ -29,8 +29,8 @@ def wrap_context_binary(binary: Path, out_onnx: Path, graph_name: str, inputs: l
                           [oh.make_tensor_value_info(n, t, d) for n, t, d in outputs])
     model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid("com.microsoft", 1)])
     model.ir_version = 8
-    from ..onnx_io import save
-    save(model, out_onnx)
+    from ..model_files import save_onnx
+    save_onnx(model, out_onnx)
     return model
 
 
@@ -101,10 +101,18 @@ def context_graph(info_json: Path, net_json: Path) -> tuple[str, list, list]:
     return graph, inputs, outputs
 
 
+def graph_io(model_path) -> tuple[list, list]:
+    """(inputs, outputs) of an ONNX graph as (name, numpy dtype name, dims)."""
+    def np_names(triples):
+        return [(n, onnx.helper.tensor_dtype_to_np_dtype(t).name, dims) for n, t, dims in triples]
+    inputs, outputs = signature(model_path)
+    return np_names(inputs), np_names(outputs)
+
+
 def signature(model_path: Path) -> tuple[list, list]:
     """(inputs, outputs) of an ONNX model as (name, elem_type, dims) triples."""
-    from ..onnx_io import load
-    m = load(model_path, load_external_data=False)
+    from ..model_files import load_onnx
+    m = load_onnx(model_path, load_external_data=False)
 
     def triples(values):
         return [(v.name, v.type.tensor_type.elem_type, [d.dim_value for d in v.type.tensor_type.shape.dim]) for v in values]

@@ -1,7 +1,7 @@
 """Tool fingerprints: the versions and target settings every built artifact depends on.
 
 They are part of each stage's up-to-date key, so upgrading a tool (torch, onnxruntime-qnn and
-its QNN, the SoC settings) rebuilds exactly what that tool made. Read from package metadata, not
+its QNN) rebuilds exactly what that tool made (the SoC is in each spec). Read from package metadata, not
 by importing the packages: `doit` must stay fast when nothing is to be done.
 """
 
@@ -36,6 +36,6 @@ def passes_fingerprint() -> dict:
     return {p: package_version(p) for p in ("onnx", "onnx-graphsurgeon", "onnxruntime")}
 
 
-def ort_qnn_fingerprint(soc: dict) -> dict:
+def ort_qnn_fingerprint() -> dict:
     return {"onnxruntime": package_version("onnxruntime"), "onnxruntime-qnn": package_version("onnxruntime-qnn"),
-            "qnn": qnn_version(), "soc_model": soc["soc_model"], "htp_arch": soc["htp_arch"]}
+            "qnn": qnn_version()}

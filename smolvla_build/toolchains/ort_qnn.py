@@ -8,14 +8,39 @@ only). EPContext output: `<name>_ctx.onnx` wrapping `<name>_ctx_qnn.bin`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 import tempfile
 from pathlib import Path
 
-from smolvla_runtime.htp import provider_options, session_options     # the runtime's, one implementation
+from smolvla_runtime.htp import Soc, provider_options, session_options     # the runtime's, one implementation
+
+from ..precisions import Precision
 
 log = logging.getLogger("smolvla_build.ort_qnn")
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizeSpec:
+    model: str
+    precision: Precision                # an integer one
+    src: Path                           # the preprocessed fp32 model
+    calibration: Path                   # its calibration set (.npz, smolvla_build/calibration_set.py)
+    calibration_info: Path
+    out: Path                           # the QDQ model
+    info: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextSpec:
+    model: str
+    precision: Precision
+    soc: Soc
+    src: Path                           # the preprocessed model, or an integer precision's QDQ model
+    quantized_info: Path | None         # that QDQ model's quantize info (its time and memory join the report's)
+    out: Path                           # the EPContext model (its _qnn.bin beside it)
+    info: Path
 
 
 def to_float16(src: Path, dst: Path) -> None:
@@ -24,8 +49,8 @@ def to_float16(src: Path, dst: Path) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    from ..onnx_io import load
-    model = load(src)
+    from ..model_files import load_onnx
+    model = load_onnx(src)
     model16 = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
     onnx.save(model16, str(dst))
 
@@ -74,7 +99,7 @@ def quantize_qdq(src: Path, dst: Path, calibration: Path, quantization: dict) ->
     from onnxruntime.quantization import quantize
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
 
-    from ..calibration import CalibrationSet
+    from ..calibration_set import CalibrationSet
     from ..fsutil import atomic_path
     from ..model_files import load_onnx
     dst = Path(dst)
@@ -102,16 +127,16 @@ def quantize_qdq(src: Path, dst: Path, calibration: Path, quantization: dict) ->
 UNSELECTED = ("fallback to CPU EP has been explicitly disabled", "was not selected by that EP")
 
 
-def build_context(src: Path, ctx_out: Path, soc: dict, precision: dict) -> dict:
+def build_context(src: Path, ctx_out: Path, soc: Soc, precision: Precision) -> dict:
     """Compile `src` for the HTP into `ctx_out` (+ its `_qnn.bin`), written atomically."""
     import time
     ctx_out = Path(ctx_out)
-    options = provider_options(soc, precision)
+    options = provider_options(soc, precision.settings)
     ctx_out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".ctx-", dir=ctx_out.parent) as tmp:
         tmp = Path(tmp)
         model = Path(src)
-        if precision["converter"].get("float_bitwidth") == 16:     # an integer precision's src is its QDQ model
+        if precision.float_bitwidth == 16:                           # an integer precision's src is its QDQ model
             model = tmp / "model_fp16.onnx"
             to_float16(Path(src), model)
         staged = tmp / ctx_out.name
@@ -125,7 +150,7 @@ def build_context(src: Path, ctx_out: Path, soc: dict, precision: dict) -> dict:
             from . import ToolchainError
             raise ToolchainError(
                 f"onnxruntime-qnn's HTP backend took none or not all of {Path(src).name}'s nodes for soc.soc_model "
-                f"{soc['soc_model']} / soc.htp_arch {soc['htp_arch']}, and the build allows no CPU fallback: is the "
+                f"{soc.soc_model} / soc.htp_arch {soc.htp_arch}, and the build allows no CPU fallback: is the "
                 f"soc_model one onnxruntime-qnn knows? (60, Snapdragon X Elite, is; 59 and 61 are not: docs/runtimes.md, "
                 f"\"SoC models\") onnxruntime: {str(exc).splitlines()[0][:200]}") from None
         del sess
@@ -142,8 +167,8 @@ def build_context(src: Path, ctx_out: Path, soc: dict, precision: dict) -> dict:
 
 def context_binaries(ctx_onnx: Path) -> list[Path]:
     """The .bin files an EPContext model refers to (embed_mode 0)."""
-    from ..onnx_io import load
-    model = load(ctx_onnx, load_external_data=False)
+    from ..model_files import load_onnx
+    model = load_onnx(ctx_onnx, load_external_data=False)
     out = []
     for n in model.graph.node:
         if n.op_type == "EPContext":
@@ -153,7 +178,7 @@ def context_binaries(ctx_onnx: Path) -> list[Path]:
     return out
 
 
-def load_session(ctx_onnx: Path, soc: dict, precision: dict):
+def load_session(ctx_onnx: Path, soc: Soc, precision: dict):
     """smolvla_runtime.htp.load_session after checking the context binaries the model refers to
     (reading the EPContext node needs onnx, which the runtime does without)."""
     from smolvla_runtime.htp import load_session as open_session
@@ -166,57 +191,47 @@ def load_session(ctx_onnx: Path, soc: dict, precision: dict):
     return open_session(ctx_onnx, soc, precision)
 
 
-def context_task(kw: dict):
-    """The ort-qnn `context` action. kw: model_name, precision_name, src (the preprocessed model, or
-    an integer precision's QDQ model), out, info_path, soc, precision, quantized_info."""
-    import time
-
-    from ..fsutil import write_json
-    from ..progress import heartbeat
-    from .rss import peak_rss_mb
-    model_name, precision_name, src, out, info_path, soc, precision, quantized_info = (
-        kw[k] for k in ("model_name", "precision_name", "src", "out", "info_path", "soc", "precision", "quantized_info"))
-    t0 = time.time()
-    log.info("context %s-%s: compiling for soc_model %s / v%s ...", model_name, precision_name,
-             soc["soc_model"], soc["htp_arch"])
-    with heartbeat(f"context {model_name}-{precision_name}", log):
-        info = build_context(Path(src), Path(out), soc, precision)
-    info.update(model=model_name, precision=precision_name, seconds=round(time.time() - t0, 3),
-                peak_rss_mb=peak_rss_mb(), toolchain="ort-qnn")
-    if quantized_info:          # the integer precision's build = quantize + compile
-        import json
-        q = json.loads(Path(quantized_info).read_text())
-        info.update(quantize_seconds=q["seconds"], calibration_seconds=q["calibration_seconds"],
-                    peak_rss_mb=max(info["peak_rss_mb"], q["peak_rss_mb"]), seconds=round(info["seconds"] + q["seconds"], 3))
-    write_json(info_path, info)
-    log.info("context %s-%s: %.1f s, %.1f MB binary", model_name, precision_name, info["seconds"],
-             info["context_bytes"] / 1e6)
-    return True
-
-
-def quantize_task(kw: dict):
-    """The `quantize` action (ort-qnn): a calibrated QDQ model. kw: model_name, precision_name, src,
-    calibration (the .npz set), calibration_info, out, info_path, quantization."""
+def context_task(spec: ContextSpec):
+    """The ort-qnn `context` action: compile, then write the build's info (size, time, memory)."""
     import json
     import time
 
     from ..fsutil import write_json
     from ..progress import heartbeat
     from .rss import peak_rss_mb
-    model_name, precision_name, src, calibration, out, info_path, quantization, calibration_info = (
-        kw[k] for k in ("model_name", "precision_name", "src", "calibration", "out", "info_path", "quantization",
-                        "calibration_info"))
-
-    q = quantization
-    log.info("quantize %s-%s: W%dA%d%s, calibrated on %s ...", model_name, precision_name, q["weights"],
-             q["activations"], " per channel" if q["per_channel"] else "", calibration)
+    label = f"{spec.model}-{spec.precision.name}"
     t0 = time.time()
-    with heartbeat(f"quantize {model_name}-{precision_name}", log):
-        info = quantize_qdq(src, out, calibration, quantization)
-    cal = json.loads(open(calibration_info).read())
-    info.update(model=model_name, precision=precision_name, seconds=round(time.time() - t0, 3), peak_rss_mb=peak_rss_mb(),
-                calibration_seconds=cal["seconds"], calibration_peak_rss_mb=cal["peak_rss_mb"])
-    write_json(info_path, info)
-    log.info("quantize %s-%s: %.1f s, QDQ model %.1f MB", model_name, precision_name, info["seconds"],
-             info["qdq_bytes"] / 1e6)
+    log.info("context %s: compiling for soc_model %s / v%s ...", label, spec.soc.soc_model, spec.soc.htp_arch)
+    with heartbeat(f"context {label}", log):
+        info = build_context(Path(spec.src), Path(spec.out), spec.soc, spec.precision)
+    info.update(model=spec.model, precision=spec.precision.name, seconds=round(time.time() - t0, 3),
+                peak_rss_mb=peak_rss_mb(), toolchain="ort-qnn")
+    if spec.quantized_info:          # the integer precision's build = quantize + compile
+        q = json.loads(Path(spec.quantized_info).read_text())
+        info.update(quantize_seconds=q["seconds"], calibration_seconds=q["calibration_seconds"],
+                    peak_rss_mb=max(info["peak_rss_mb"], q["peak_rss_mb"]), seconds=round(info["seconds"] + q["seconds"], 3))
+    write_json(spec.info, info)
+    log.info("context %s: %.1f s, %.1f MB binary", label, info["seconds"], info["context_bytes"] / 1e6)
+    return True
+
+
+def quantize_task(spec: QuantizeSpec):
+    """The `quantize` action (ort-qnn): a calibrated QDQ model."""
+    import json
+    import time
+
+    from ..fsutil import write_json
+    from ..progress import heartbeat
+    from .rss import peak_rss_mb
+    label, q = f"{spec.model}-{spec.precision.name}", spec.precision.quantization
+    log.info("quantize %s: W%dA%d%s, calibrated on %s ...", label, q["weights"], q["activations"],
+             " per channel" if q["per_channel"] else "", spec.calibration)
+    t0 = time.time()
+    with heartbeat(f"quantize {label}", log):
+        info = quantize_qdq(spec.src, spec.out, spec.calibration, q)
+    cal = json.loads(Path(spec.calibration_info).read_text())
+    info.update(model=spec.model, precision=spec.precision.name, seconds=round(time.time() - t0, 3),
+                peak_rss_mb=peak_rss_mb(), calibration_seconds=cal["seconds"], calibration_peak_rss_mb=cal["peak_rss_mb"])
+    write_json(spec.info, info)
+    log.info("quantize %s: %.1f s, QDQ model %.1f MB", label, info["seconds"], info["qdq_bytes"] / 1e6)
     return True

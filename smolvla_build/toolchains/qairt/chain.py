@@ -14,13 +14,14 @@
      -> lib<model>_htp_<precision>.serialized.bin, described by qnn-context-binary-utility (or, on a
      release without it for the host, by the converter's _net.json)
 
-Each action takes the task's `kw` (stages/qairt.py), exactly what its up-to-date key holds, and runs
-every tool in its own staging folder, emptied first: whatever a tool leaves in its working directory
-(the lib generator's tmp_<N>, a half-written output of a failed run) is never moved into place.
+Each action takes its task's spec (below; stages/qairt.py declares them), and runs every tool in its
+own staging folder, emptied first: whatever a tool leaves in its working directory (the lib
+generator's tmp_<N>, a half-written output of a failed run) is never moved into place.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -31,6 +32,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from smolvla_runtime.htp import Soc
+
 from ...templates import render, render_command
 from .compilers import TARGET, ToolFailed, check_crt, compiler_shim, missing_header, require
 from .run import run
@@ -39,6 +42,65 @@ from .sdk import Sdk
 log = logging.getLogger("smolvla_build.qairt")
 JNI_SOURCES = ("QnnModel.cpp", "QnnWrapperUtils.cpp", "windows/QnnModelPal.cpp")
 CONVERTER_PATCH = Path(__file__).resolve().parent / "converter_patch.py"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertSpec:
+    sdk: Sdk
+    python: str | None          # toolchain.python (None: the Python the SDK's converter modules link)
+    missing: tuple[str, ...]    # why a tool this step runs is missing, one line each
+    staging: Path
+    converter: dict             # the values of templates/qairt/converter.j2 (but the Python)
+    outputs: dict               # {produced name: target}
+    calibration: dict | None    # an integer precision: {npz, model, input_list}
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileSpec:
+    sdk: Sdk
+    python: str | None
+    missing: tuple[str, ...]
+    paths: dict                 # the model x precision's files (layout.QairtPaths)
+    tools: dict                 # the host compilers (compilers.host_tools)
+    msvc: dict
+    libgen: dict | None         # the lib generator's values (a `libgen` host: it makes the weight objects)
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkSpec:
+    paths: dict
+    tools: dict
+    link: dict                  # {libpaths, libs, link_flags}
+
+
+@dataclasses.dataclass(frozen=True)
+class HostlibSpec:
+    sdk: Sdk
+    python: str | None
+    missing: tuple[str, ...]
+    tools: dict
+    staging: Path
+    target: Path                # the host library the context generator loads
+    produced: str               # where the lib generator writes it, under staging
+    shim_dir: Path              # the clang++ shim put first on its PATH
+    libgen: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextSpec:
+    sdk: Sdk
+    soc: Soc
+    missing: tuple[str, ...]
+    model: str
+    precision: str
+    graph: str                  # the QNN graph the backend extensions configure
+    paths: dict
+    staging: Path
+    ctxgen: str                 # qnn-context-binary-generator
+    utility: str | None         # qnn-context-binary-utility; None: described from the converter's _net.json
+    model_lib: Path             # what the generator loads: the host library (Linux) or the DLL (Windows ARM64)
+    backend_extensions: dict
+    backend_config: dict
 
 
 def label(staging: str | Path) -> str:
@@ -55,50 +117,44 @@ def fresh(folder: str | Path) -> Path:
     return folder
 
 
-def sdk_of(kw: dict) -> Sdk:
-    s = kw["sdk"]
-    return Sdk(Path(s["root"]), s["version"], s["host"])
-
-
-def check_tools(kw: dict) -> None:
+def check_tools(missing: tuple[str, ...]) -> None:
     """The SDK tools this task runs are there (task generation recorded the missing ones)."""
-    if kw.get("missing"):
+    if missing:
         from .. import ToolchainError
-        raise ToolchainError("qairt: " + "; ".join(kw["missing"]))
+        raise ToolchainError("qairt: " + "; ".join(missing))
 
 
-def python_command(kw: dict, template: str, **values) -> str:
+def python_command(sdk: Sdk, python: str | None, template: str, **values) -> str:
     """A command of the SDK's Python scripts, its interpreter resolved now (python.py)."""
     from .python import converter_python
-    return render_command(template, python=converter_python(sdk_of(kw), kw["python"]["configured"]), **values)
+    return render_command(template, python=converter_python(sdk, python), **values)
 
 
 # --- convert -----------------------------------------------------------------------------------
 
-def run_convert(kw: dict):
-    """kw: converter (the template's values), staging, outputs {produced name: target}, calibration
-    (an integer precision: {npz, model, input_list}; its samples are written as the quantizer's .raw
-    files and input list first)."""
-    from .qnn_io import space_free_folder
-    check_tools(kw)
-    staging = fresh(kw["staging"])
-    cmd = python_command(kw, "qairt/converter.j2", **kw["converter"])
-    calibration, raw_dir = kw["calibration"], None
+def convert(spec: ConvertSpec):
+    """qnn-onnx-converter on the preprocessed graph; an integer precision's calibration samples are
+    written as the quantizer's .raw files and input list first."""
+    from .qnn_io import space_free_folder, write_calibration_raw
+    check_tools(spec.missing)
+    staging = fresh(spec.staging)
+    cmd = python_command(spec.sdk, spec.python, "qairt/converter.j2", **spec.converter)
+    calibration, raw_dir = spec.calibration, None
     if calibration:
-        from ...calibration import CalibrationSet
-        from ...runtime.contexts import graph_io
+        from ...calibration_set import CalibrationSet
+        from ..epcontext import graph_io
         inputs, _ = graph_io(calibration["model"])
         raw_dir = space_free_folder(staging / "calibration", "qnn-onnx-converter", "smolvla-calibration-")
-        lines = CalibrationSet(calibration["npz"]).write_raw(raw_dir, inputs)
+        lines = write_calibration_raw(CalibrationSet(calibration["npz"]), inputs, raw_dir)
         Path(calibration["input_list"]).write_text(render("qairt/input_list.txt.j2", lines=lines))
         log.info("%s: %d calibration samples as .raw files in %s", label(staging), len(lines), raw_dir)
     log.info("%s: qnn-onnx-converter ...", label(staging))
     try:
-        run(cmd, env=sdk_of(kw).env(), cwd=staging, label=label(staging))
+        run(cmd, env=spec.sdk.env(), cwd=staging, label=label(staging))
     finally:
         if raw_dir is not None and raw_dir.parent != staging:
             shutil.rmtree(raw_dir, ignore_errors=True)
-    for src, dst in kw["outputs"].items():      # model.bin is absent when the graph has no weights
+    for src, dst in spec.outputs.items():      # model.bin is absent when the graph has no weights
         if (staging / src).is_file():
             os.replace(staging / src, dst)
         elif Path(dst).suffix == ".bin" and Path(dst).exists():
@@ -161,32 +217,31 @@ def libgen_weight_objects(cmd: str, sdk_env: dict, staging: Path, obj: Path) -> 
     return objects
 
 
-def run_compile(kw: dict):
+def compile_model(spec: CompileSpec):
     """Weight objects from model.bin (the SDK's lib generator on a `libgen` host, else clang), then
     the four C++ sources with clang-cl against the MSVC STL and Windows SDK headers."""
     from doit.exceptions import TaskFailed
 
     from ...fsutil import write_json
-    p, tools, msvc = kw["paths"], kw["tools"], kw["msvc"]
-    check_tools(kw)
+    p, tools, msvc, sdk = spec.paths, spec.tools, spec.msvc, spec.sdk
+    check_tools(spec.missing)
     require(tools, "clang", "clang_cl")
     obj = fresh(p["obj"])
     objects = []
     if Path(p["bin"]).is_file():            # absent when the graph has no weights
-        if kw["libgen"]:
-            cmd = python_command(kw, "qairt/model_lib_generator.j2", **kw["libgen"])
-            objects += libgen_weight_objects(cmd, sdk_of(kw).env(), Path(p["staging_libgen"]), obj)
+        if spec.libgen:
+            cmd = python_command(sdk, spec.python, "qairt/model_lib_generator.j2", **spec.libgen)
+            objects += libgen_weight_objects(cmd, sdk.env(), Path(p["staging_libgen"]), obj)
         else:
             objects += assemble_weight_objects(Path(p["bin"]), obj, tools)
     staged = obj / "src"
     staged.mkdir()
     shutil.copyfile(p["cpp"], staged / "QnnNetworkModel.cpp")   # the card's name for the converter output
-    sources = [Path(kw["sdk_paths"]["jni"]) / s for s in JNI_SOURCES] + [staged / "QnnNetworkModel.cpp"]
+    sources = [sdk.jni / s for s in JNI_SOURCES] + [staged / "QnnNetworkModel.cpp"]
     for src in sources:
         o = obj / (src.stem + ".o")
         cmd = render_command("qairt/clang_cl_compile.j2", clang_cl=tools["clang_cl"], target=TARGET,
-                             jni=kw["sdk_paths"]["jni"], include=kw["sdk_paths"]["include"],
-                             msvc_include=msvc["include"], source=src, obj=o)
+                             jni=sdk.jni, include=sdk.include, msvc_include=msvc["include"], source=src, obj=o)
         try:
             run(cmd)
         except ToolFailed as exc:
@@ -206,12 +261,13 @@ def run_compile(kw: dict):
 
 # --- link --------------------------------------------------------------------------------------
 
-def run_link(kw: dict):
+def link(spec: LinkSpec):
+    """lld-link: the objects into the ARM64 model DLL, after checking their C runtime and the libraries."""
     from doit.exceptions import TaskFailed
 
     from ...fsutil import atomic_path
-    p, link = kw["paths"], kw["link"]
-    require(kw["tools"], "lld_link")
+    p, link = spec.paths, spec.link
+    require(spec.tools, "lld_link")
     objects = json.loads(Path(p["manifest"]).read_text())["objects"]
     try:
         check_crt(objects, link["libs"], link["link_flags"])
@@ -223,25 +279,27 @@ def run_link(kw: dict):
         return TaskFailed(f"lld-link: {', '.join(missing)} not found in {link['libpaths']}: set toolchain.msvc.lib to "
                           "the MSVC CRT and Windows SDK library folders for ARM64 (docs/qairt-sdk.md)")
     with atomic_path(p["dll"], suffix=".dll") as tmp:
-        run(render_command("qairt/lld_link.j2", lld_link=kw["tools"]["lld_link"], dll=tmp, objects=objects, **link))
+        run(render_command("qairt/lld_link.j2", lld_link=spec.tools["lld_link"], dll=tmp, objects=objects, **link))
     return True
 
 
 # --- hostlib (Linux host) ----------------------------------------------------------------------
 
-def run_hostlib(kw: dict):
-    check_tools(kw)
-    shim = compiler_shim(Path(kw["shim_dir"]), kw["tools"]["clangxx"])
-    staging = fresh(kw["staging"])
-    cmd = python_command(kw, "qairt/model_lib_generator.j2", **kw["libgen"])
-    env = sdk_of(kw).env()
+def hostlib(spec: HostlibSpec):
+    """qnn-model-lib-generator's x86_64 host library of the model (a Linux host's context generator
+    loads it)."""
+    check_tools(spec.missing)
+    shim = compiler_shim(Path(spec.shim_dir), spec.tools["clangxx"])
+    staging = fresh(spec.staging)
+    cmd = python_command(spec.sdk, spec.python, "qairt/model_lib_generator.j2", **spec.libgen)
+    env = spec.sdk.env()
     env["PATH"] = os.pathsep.join([str(shim), env["PATH"]])
     run(cmd, env=env, cwd=staging, label=label(staging))
-    src = staging / kw["produced"]
+    src = staging / spec.produced
     if not src.is_file():
         raise RuntimeError(f"qnn-model-lib-generator wrote no {src}: {cmd}")
-    Path(kw["target"]).parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, kw["target"])
+    Path(spec.target).parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, spec.target)
     shutil.rmtree(staging, ignore_errors=True)
     return True
 
@@ -268,7 +326,7 @@ def describe_from_net_json(net_json: Path, out: Path) -> None:
                      "described_by": f"{net_json.name} (this SDK has no qnn-context-binary-utility for the host)"})
 
 
-def run_context(kw: dict):
+def context(spec: ContextSpec):
     """qnn-context-binary-generator with the backend-extension config; the binary described (the
     utility, else _net.json) and checked to hold the graph the config configures, then wrapped as an
     EPContext model for onnxruntime-qnn."""
@@ -277,33 +335,37 @@ def run_context(kw: dict):
     from ...fsutil import write_json
     from ..epcontext import context_graph, wrap_context_binary
     from ..rss import peak_rss_mb
-    check_tools(kw)
+    check_tools(spec.missing)
     t0 = time.time()
-    p, model, precision = kw["paths"], kw["model"], kw["precision"]
-    write_json(p["backend_ext"], kw["backend_extensions"])
-    write_json(p["htp_config"], kw["backend_config"])
-    staging = fresh(kw["staging"])
+    p, model, precision, sdk = spec.paths, spec.model, spec.precision, spec.sdk
+    write_json(p["backend_ext"], spec.backend_extensions)
+    write_json(p["htp_config"], spec.backend_config)
+    staging = fresh(spec.staging)
     out, info = Path(p["serialized"]), Path(p["binary_info"])
+    ctx_cmd = render_command("qairt/context_binary_generator.j2", ctxgen=spec.ctxgen, model_lib=spec.model_lib,
+                             backend=sdk.lib / sdk.layout.backend, binary_name=out.name[: -len(".bin")], outdir=staging,
+                             config=p["htp_config"])
     log.info("context %s-%s: qnn-context-binary-generator ...", model, precision)
-    run(kw["ctx_cmd"], env=sdk_of(kw).env(), cwd=staging, label=label(staging))
+    run(ctx_cmd, env=sdk.env(), cwd=staging, label=label(staging))
     produced = staging / out.name
     if not produced.is_file():
-        raise RuntimeError(f"qnn-context-binary-generator wrote no {produced}: {kw['ctx_cmd']}")
-    if kw["info_cmd"]:
-        run(kw["info_cmd"], env=sdk_of(kw).env(), cwd=staging)       # what the binary says it holds
+        raise RuntimeError(f"qnn-context-binary-generator wrote no {produced}: {ctx_cmd}")
+    if spec.utility:                        # what the binary says it holds
+        run(render_command("qairt/context_binary_utility.j2", utility=spec.utility, binary=produced,
+                           json=staging / info.name), env=sdk.env(), cwd=staging)
     else:
         describe_from_net_json(Path(p["net_json"]), staging / info.name)
     graph, inputs, outputs = context_graph(staging / info.name, Path(p["net_json"]))
-    if graph != kw["graph"]:
+    if graph != spec.graph:
         return TaskFailed(f"qnn-context-binary-generator: the context holds graph {graph!r}, but {p['backend_ext']} "
-                          f"configures graph_names [{kw['graph']!r}], so its graph settings (vtcm_mb, "
+                          f"configures graph_names [{spec.graph!r}], so its graph settings (vtcm_mb, "
                           "fp16_relaxed_precision, O, hvx_threads) were not applied")
     os.replace(produced, out)
     os.replace(staging / info.name, info)
     # the EPContext wrapper lets onnxruntime-qnn load this context; node named after the binary's graph
-    wrap_context_binary(out, Path(p["ctx_onnx"]), graph, inputs, outputs, kw["sdk"]["version"])
+    wrap_context_binary(out, Path(p["ctx_onnx"]), graph, inputs, outputs, sdk.version)
     write_json(p["context_info"], {"model": model, "precision": precision, "toolchain": "qairt", "graph": graph,
-                                   "described_by": "qnn-context-binary-utility" if kw["info_cmd"] else "_net.json",
+                                   "described_by": "qnn-context-binary-utility" if spec.utility else "_net.json",
                                    "context_bytes": out.stat().st_size, "seconds": round(time.time() - t0, 3),
                                    "peak_rss_mb": peak_rss_mb()})
     shutil.rmtree(staging, ignore_errors=True)

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 from .. import ToolchainError
@@ -49,16 +48,6 @@ def require(tools: dict, *names: str) -> None:
         raise ToolchainError("qairt: " + "; ".join(problems))
 
 
-def tool_versions(tools: dict) -> dict:
-    out = {}
-    for k in ("clang", "lld_link"):
-        try:
-            out[k] = subprocess.run([tools[k], "--version"], capture_output=True, text=True, timeout=30).stdout.splitlines()[0]
-        except (OSError, IndexError, TypeError, subprocess.SubprocessError):
-            out[k] = "missing" if not tools.get(k) else "unknown"
-    return out
-
-
 def compiler_shim(folder: Path, clangxx: str | None) -> Path:
     """A folder holding `clang++`, for the PATH of qnn-model-lib-generator: its Linux target looks up
     only `clang++-9` or `clang++` (2.25 script: "Could not find compiler: clang++"), and Debian
@@ -77,12 +66,12 @@ def compiler_shim(folder: Path, clangxx: str | None) -> Path:
     return folder
 
 
-def msvc_dirs(pipe, host_is_windows: bool, environ=None) -> dict:
-    """The MSVC STL / CRT and Windows SDK folders for the cross-compile (toolchain.msvc), else, on a
-    Windows host, the Visual Studio developer environment's INCLUDE and LIB."""
+def msvc_dirs(configured: dict, resolve, host_is_windows: bool, environ=None) -> dict:
+    """The MSVC STL / CRT and Windows SDK folders for the cross-compile (toolchain.msvc, `configured`;
+    `resolve` makes its paths absolute), else, on a Windows host, the Visual Studio developer
+    environment's INCLUDE and LIB."""
     environ = os.environ if environ is None else environ
-    cfg = pipe.toolchain.get("msvc") or {}
-    out = {k: [str(pipe.resolve(p)) for p in cfg.get(k, [])] for k in ("include", "lib")}
+    out = {k: [str(resolve(p)) for p in configured.get(k, [])] for k in ("include", "lib")}
     if host_is_windows:
         for k, var in (("include", "INCLUDE"), ("lib", "LIB")):
             if not out[k] and environ.get(var):

@@ -103,7 +103,7 @@ def report(pipe, host: str | None = None, environ=None) -> dict:
         out["compilers"] = {"clang-cl": tools["clang_cl"] and " ".join(tools["clang_cl"]), "lld-link": tools["lld_link"],
                             "clang++": tools["clangxx"], "clang": tools["clang"]}
         problems += missing_tools(tools, ("clang", "clang_cl", "lld_link") + (("clangxx",) if host == "x86_64-linux-clang" else ()))
-        msvc = msvc_dirs(pipe, HOSTS[host].windows, environ)
+        msvc = msvc_dirs(pipe.toolchain.get("msvc") or {}, pipe.resolve, HOSTS[host].windows, environ)
         out["msvc"] = msvc
         for k in ("include", "lib"):
             if not msvc[k]:

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from smolvla_runtime.host import htp_stub_name
+from smolvla_runtime.htp import Soc
 
 from .sdk import Sdk
 
@@ -74,11 +75,11 @@ def runtime_env(sdk: Sdk, staged_folder: Path, base: dict | None = None) -> dict
     return env
 
 
-def device_config(soc: dict) -> dict:
-    return {"soc_model": int(soc["soc_model"]), "dsp_arch": f"v{soc['htp_arch']}", "pd_session": "unsigned"}
+def device_config(soc: Soc) -> dict:
+    return {"soc_model": soc.soc_model, "dsp_arch": f"v{soc.htp_arch}", "pd_session": "unsigned"}
 
 
-def context_backend_extensions(graph: str, soc: dict, ctx: dict) -> dict:
+def context_backend_extensions(graph: str, soc: Soc, ctx: dict) -> dict:
     """qnn-context-binary-generator's HTP backend extensions: the graph options apply only to the
     graphs named in graph_names (the converter's graph name, the .cpp stem); `cores` settings are
     read by qnn-net-run alone, so they live in `netrun_backend_extensions`."""
@@ -89,7 +90,7 @@ def context_backend_extensions(graph: str, soc: dict, ctx: dict) -> dict:
             "context": {"weight_sharing_enabled": False}}
 
 
-def netrun_backend_extensions(soc: dict, net_run: dict) -> dict:
+def netrun_backend_extensions(soc: Soc, net_run: dict) -> dict:
     """qnn-net-run's HTP backend extensions: the device and its core's performance settings
     (evaluation.qnn_net_run in pipeline.yaml)."""
     core = {"core_id": 0, "perf_profile": net_run["perf_profile"], "rpc_control_latency": int(net_run["rpc_control_latency"])}

@@ -55,6 +55,16 @@ def write_raw_inputs(feeds: dict, inputs: list[tuple[str, str, list[int]]], fold
     return line, native
 
 
+def write_calibration_raw(calibration, inputs: list[tuple[str, str, list[int]]], folder: Path) -> list[list[tuple[str, str]]]:
+    """A calibration set (smolvla_build.calibration_set.CalibrationSet) as .raw files for the
+    converter's quantizer, all float32 (its default reading), and the lines of its input list, one
+    per sample."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_raw_inputs(calibration[i], inputs, folder, prefix=f"{i:04d}_", all_float32=True)[0]
+            for i in range(len(calibration))]
+
+
 def native_names_arg(graph: str, names: list[str]) -> str:
     """qnn-net-run --native_input_tensor_names: `graphName:t1,t2` (several graphs: `;`-separated)."""
     return f"{graph}:{','.join(names)}"

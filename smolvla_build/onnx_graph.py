@@ -1,4 +1,5 @@
-"""Shared helpers: graphsurgeon import/export with types known for every tensor."""
+"""ONNX graphs as the passes see them: graphsurgeon import/export with a type on every tensor, value types
+by shape inference on a weight-less skeleton, and the producer/consumer helpers patterns match with."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The device bundle: the deployable unit for the laptop (`doit bundle`, stages/bundle.py).
+"""Packing the device bundle: the deployable unit for the laptop (`doit bundle`, stages/bundle.py;
+smolvla_runtime.bundle reads one).
 
 artifacts/bundle/<precision>/ and artifacts/bundle/smolvla-<precision>.zip hold, for each model at the
 precision the report chose (fp16, or its fp32 fallback): the HTP context (EPContext model + binary of
@@ -11,11 +12,14 @@ README. `python -m smolvla_runtime <bundle>` runs it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
 
-from . import MODELS
+from smolvla_runtime.htp import Soc
+from smolvla_runtime.model import MODELS
+
 from .toolchains.fingerprint import package_version
 
 log = logging.getLogger("smolvla_build.bundle")
@@ -68,11 +72,25 @@ def requirements_txt(pins: dict | None = None) -> str:
             f"tokenizers=={pins['tokenizers']}\n")
 
 
-def bundle_task(kw: dict):
-    """The `bundle` action. kw: toolchain, wanted, out_dir, zip_path, meta, plan ({model: {precision:
-    Layout.bundle_files}}), precisions, soc, export_dir, report_json, n_action_steps."""
-    toolchain, wanted, out_dir, zip_path, meta, plan_all, soc = (
-        kw[k] for k in ("toolchain", "wanted", "out_dir", "zip_path", "meta", "plan", "soc"))
+@dataclasses.dataclass(frozen=True)
+class BundleSpec:
+    label: str                      # the bundle's name: the precision, or `fp16+w8a16` for a mapping
+    wanted: str | dict              # bundle.precision, else evaluation.precision (a name, or {model: name})
+    plan: dict                      # {model: {precision: Layout.bundle_files}}
+    precisions: dict                # {precision: its settings}
+    toolchain: str
+    soc: Soc
+    preset: dict                    # smolvla_runtime.model.Preset, as the manifest records it
+    n_action_steps: int
+    export_dir: Path
+    report_json: Path
+    out_dir: Path
+    zip_path: Path
+    meta: dict                      # tools (the versions the contexts were built with), source
+
+
+def bundle_task(spec: BundleSpec):
+    """The `bundle` action."""
     import os
     import shutil
     import tempfile
@@ -80,12 +98,13 @@ def bundle_task(kw: dict):
     from smolvla_runtime.bundle import FORMAT, sha256
 
     from .fsutil import atomic_path
-    from .precisions import PrecisionRequest, effective_precisions
+    from .precisions import effective_precisions
+    toolchain, wanted, meta, plan_all, soc = spec.toolchain, spec.wanted, spec.meta, spec.plan, spec.soc
+    out_dir, zip_path = Path(spec.out_dir), Path(spec.zip_path)
     validations = {m: {p: json.loads(Path(e["validation"]).read_text()) for p, e in plan_all[m].items()} for m in MODELS}
     chosen = {m: e["precision"] for m, e in effective_precisions(validations, wanted).items()}
     plan = {m: plan_all[m][chosen[m]] for m in MODELS}
-    positions = json.loads(Path(kw["report_json"]).read_text())["meta"]["vision_position_ids"]
-    out_dir, zip_path = Path(out_dir), Path(zip_path)
+    positions = json.loads(Path(spec.report_json).read_text())["meta"]["vision_position_ids"]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     os.chmod(tmp, 0o755)                   # mkdtemp makes it private; the bundle is to be copied and shared
@@ -109,17 +128,18 @@ def bundle_task(kw: dict):
                          "names": names, "validation": {"status": v["status"], "metrics": {
                              k: v["metrics"][k] for k in ("cosine", "max_abs", "psnr_db")}, "reasons": v["reasons"]}}
         for name in ("tokenizer.json", "tokenizer_config.json", "normalization.json"):
-            shutil.copyfile(Path(kw["export_dir"]) / name, tmp / name)
+            shutil.copyfile(Path(spec.export_dir) / name, tmp / name)
         shutil.copytree(RUNTIME_DIR, tmp / "smolvla_runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         pins = {p: package_version(p) for p in REQUIREMENTS}
         (tmp / "requirements.txt").write_text(requirements_txt(pins))
-        (tmp / "README.md").write_text(README.format(precision=PrecisionRequest(wanted).label, toolchain=toolchain, soc_name=soc.get("name", ""),
-                                                     soc_model=soc["soc_model"], htp_arch=soc["htp_arch"]))
+        (tmp / "README.md").write_text(README.format(precision=spec.label, toolchain=toolchain, soc_name=soc.name,
+                                                     soc_model=soc.soc_model, htp_arch=soc.htp_arch))
         files = {p.relative_to(tmp).as_posix(): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-        manifest = {"format": FORMAT, "precision": wanted, "toolchain": toolchain, "soc": soc,
-                    "models": models, "precisions": {p: kw["precisions"][p] for p in sorted(set(chosen.values()))},
+        manifest = {"format": FORMAT, "precision": wanted, "toolchain": toolchain, "soc": soc.to_dict(),
+                    "preset": spec.preset, "models": models,
+                    "precisions": {p: spec.precisions[p] for p in sorted(set(chosen.values()))},
                     "tokenizer": "tokenizer.json", "normalization": "normalization.json",
-                    "n_action_steps": kw["n_action_steps"], "vision_position_ids": positions,
+                    "n_action_steps": spec.n_action_steps, "vision_position_ids": positions,
                     "requires": {p: pins[p] for p in ("onnxruntime", "onnxruntime-qnn")},
                     "built_with": meta["tools"], "source": meta["source"], "files": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -137,5 +157,5 @@ def bundle_task(kw: dict):
         shutil.make_archive(str(tmp_zip.with_suffix("")), "zip", root_dir=out_dir.parent, base_dir=out_dir.name)
     size = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     log.info("bundle %s: %s (%.1f MB, %d files) and %s (%.1f MB); run it with: python -m smolvla_runtime %s",
-             PrecisionRequest(wanted).label, out_dir, size / 1e6, len(files) + 1, zip_path, zip_path.stat().st_size / 1e6, out_dir)
+             spec.label, out_dir, size / 1e6, len(files) + 1, zip_path, zip_path.stat().st_size / 1e6, out_dir)
     return True

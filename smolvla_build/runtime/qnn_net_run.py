@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from smolvla_runtime.htp import Soc
 from smolvla_runtime.runners import Runner
 
 
@@ -25,7 +26,7 @@ class QnnNetRunRunner(Runner):
     name = "qnn-net-run"
 
     def __init__(self, context_bin: str | Path, sdk, graph: str, inputs: list[tuple[str, str, list[int]]],
-                 outputs: list[tuple[str, list[int]]], soc: dict, net_run: dict, work: str | Path):
+                 outputs: list[tuple[str, list[int]]], soc: Soc, net_run: dict, work: str | Path):
         super().__init__()
         self.context_bin = Path(context_bin)
         self.sdk = sdk
@@ -49,7 +50,7 @@ class QnnNetRunRunner(Runner):
             import shutil
             import weakref
             self._remove_folder = weakref.finalize(self, shutil.rmtree, self.folder, True)
-        staged = stage_htp_runtime(self.sdk, int(self.soc["htp_arch"]), self.folder / "htp")
+        staged = stage_htp_runtime(self.sdk, self.soc.htp_arch, self.folder / "htp")
         self.backend = staged["backend"]
         self.env = runtime_env(self.sdk, self.folder / "htp")
         ext = self.folder / "htp_backend_ext.json"

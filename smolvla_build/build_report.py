@@ -3,9 +3,27 @@ and calibration times, validation metrics, fallbacks) and the size-vs-error char
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from smolvla_runtime.model import ACTION_HEAD
+
 from .precisions import effective_precisions
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportSpec:
+    models: tuple[str, ...]
+    precisions: tuple[str, ...]
+    contexts: dict                  # {model: {precision: the context build's info JSON}}
+    validations: dict               # {model: {precision: the validation verdict JSON}}
+    calibrations: dict              # {precision: calibration.json} of the integer precisions
+    wanted: dict                    # {model: the precision evaluation.precision asks for}
+    meta: dict                      # pipeline, preset, weights, toolchain, soc
+    export_info: Path | None        # the export's export_info.json; None for an ONNX source
+    md: Path
+    js: Path
+    chart: Path
 
 
 def size_vs_error_chart(stages: dict, models: list, precisions: list, path: str) -> None:
@@ -19,14 +37,14 @@ def size_vs_error_chart(stages: dict, models: list, precisions: list, path: str)
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, p in enumerate(precisions):
         mb = sum(stages[f"{m}-{p}"]["context_bytes"] for m in models) / 1e6
-        err = stages[f"action_head-{p}"]["metrics"]["max_abs"] if "action_head" in models else \
+        err = stages[f"{ACTION_HEAD}-{p}"]["metrics"]["max_abs"] if ACTION_HEAD in models else \
             max(stages[f"{m}-{p}"]["metrics"]["max_abs"] for m in models)
         ax.scatter([mb], [max(err, 1e-9)], s=40)
         ax.annotate(p, (mb, max(err, 1e-9)), textcoords="offset points", xytext=(6, 6 if i % 2 == 0 else -12),
                     fontsize=9)        # alternate sides: fp16 and fp32 often sit on the same point
     ax.set_yscale("log")
     ax.set_xlabel("HTP contexts, total MB (" + ", ".join(models) + ")")
-    ax.set_ylabel("max abs error, action chunk after the rollout" if "action_head" in models else "max abs error")
+    ax.set_ylabel("max abs error, action chunk after the rollout" if ACTION_HEAD in models else "max abs error")
     ax.grid(alpha=0.3)
     ax.set_title("context size against rollout error, per precision", fontsize=10)
     fig.tight_layout()
@@ -35,21 +53,20 @@ def size_vs_error_chart(stages: dict, models: list, precisions: list, path: str)
     plt.close(fig)
 
 
-def write_report(kw: dict):
-    """The `report` action. kw: models, precisions, contexts and validations ({model: {precision:
-    json}}), calibrations ({precision: calibration.json} of the integer precisions: its time is shared
-    by every model and every precision with the same sample count), wanted, meta, md, js, chart,
-    export_info (the export's export_info.json; None for an ONNX source)."""
+def write_report(spec: ReportSpec):
+    """The `report` action. A calibration's time is shared by every model and every precision with
+    the same sample count."""
     import json
 
     from .fsutil import write_json, write_text
-    models, precisions, wanted, meta, chart = kw["models"], kw["precisions"], kw["wanted"], kw["meta"], kw["chart"]
-    contexts, validations, calibrations, md, js = (kw[k] for k in ("contexts", "validations", "calibrations", "md", "js"))
+    models, precisions, wanted, meta, chart = spec.models, spec.precisions, spec.wanted, spec.meta, spec.chart
 
-    ctx = {m: {p: json.loads(open(contexts[m][p]).read()) for p in precisions} for m in models}
-    val = {m: {p: json.loads(open(validations[m][p]).read()) for p in precisions} for m in models}
-    calibration_seconds = {p: json.loads(open(f).read())["seconds"] for p, f in (calibrations or {}).items()}
-    positions = (json.loads(open(kw["export_info"]).read())["vision_position_ids"] if kw["export_info"] else
+    def read(path):
+        return json.loads(Path(path).read_text())
+    ctx = {m: {p: read(spec.contexts[m][p]) for p in precisions} for m in models}
+    val = {m: {p: read(spec.validations[m][p]) for p in precisions} for m in models}
+    calibration_seconds = {p: read(f)["seconds"] for p, f in spec.calibrations.items()}
+    positions = (read(spec.export_info)["vision_position_ids"] if spec.export_info else
                  {"convention": None, "why": "an ONNX source: exported elsewhere"})
     data = {"meta": dict(meta, vision_position_ids=positions), "runtime_precision": effective_precisions(val, wanted),
             "stages": {}}
@@ -78,12 +95,12 @@ def write_report(kw: dict):
     if chart:
         size_vs_error_chart(data["stages"], models, precisions, chart)
         lines += ["", f"![context size against rollout error]({Path(chart).name})"]
-    asked = sorted(set(wanted.values())) if isinstance(wanted, dict) else [wanted]
+    asked = sorted(set(wanted.values()))
     lines += ["", f"## Runtime precision (evaluation.precision: {asked[0] if len(asked) == 1 else wanted})", ""]
     for m, e in data["runtime_precision"].items():
         extra = f" (fell back from {e['fell_back_from']}: {'; '.join(e['why'])})" if "fell_back_from" in e else ""
         lines.append(f"- {m}: {e['precision']}{extra}")
-    write_json(js, data)
-    write_text(md, "\n".join(lines) + "\n")
+    write_json(spec.js, data)
+    write_text(spec.md, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return True
