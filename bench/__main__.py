@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import build, control_step, episode_split, lerobot_parity
 from .common import ROOT, commit, machine
-from .report import write_markdown
+from .benchmarks_md import write_markdown
 
 
 def collect_validation(folder) -> dict:

@@ -37,7 +37,7 @@ def bundle_sizes(log) -> dict:
 
 
 def main() -> int:
-    from .report import merge_scenario
+    from .benchmarks_md import merge_scenario
     merge_scenario("bundle", bundle_sizes(lambda m: print(m, file=sys.stderr, flush=True)), "python -m bench.bundle_size")
     return 0
 

@@ -60,7 +60,7 @@ def eval_scaling(log) -> dict:
 
 
 def main() -> int:
-    from .report import merge_scenario
+    from .benchmarks_md import merge_scenario
     merge_scenario("eval_scaling", eval_scaling(lambda m: print(m, file=sys.stderr, flush=True)),
                    "python -m bench.eval_scaling")
     return 0

@@ -111,7 +111,7 @@ def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--doit-without":
         return _doit_without(sys.argv[2], sys.argv[3:])
     from .common import machine
-    from .report import merge_scenario
+    from .benchmarks_md import merge_scenario
     res = fp16_rewrites(lambda m: print(m, file=sys.stderr, flush=True))
     res["machine"] = machine()
     merge_scenario("fp16_rewrites", res, "python -m bench.fp16_rewrites")

@@ -288,7 +288,7 @@ def section(k: dict) -> list[str]:
 def main() -> int:
     import argparse
 
-    from .report import merge_scenario
+    from .benchmarks_md import merge_scenario
     ap = argparse.ArgumentParser(prog="python -m bench.htp_kernels")
     ap.add_argument("--pipeline", type=Path, help="a built full-preset pipeline (validated in fp16): "
                     "also cut its vision encoder's first layer")

@@ -80,7 +80,7 @@ def lerobot_parity(reps: int, log) -> dict:
 def main() -> int:
     import argparse
 
-    from .report import merge_scenario
+    from .benchmarks_md import merge_scenario
     ap = argparse.ArgumentParser(prog="python -m bench.lerobot_parity")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--time-ours", nargs=2, metavar=("PIPELINE", "SPEC"),

@@ -52,7 +52,7 @@ def noop_ab(base: str, reps: int) -> dict:
 
 
 def main() -> int:
-    from .report import merge_scenario
+    from .benchmarks_md import merge_scenario
     ap = argparse.ArgumentParser(prog="python -m bench.noop_ab")
     ap.add_argument("--base", default="HEAD~1")
     ap.add_argument("--reps", type=int, default=7)

@@ -70,7 +70,7 @@ def quantization(log, precisions=("w8a16", "w8a8", "w16a16")) -> dict:
 
 
 def main() -> int:
-    from .report import merge_scenario
+    from .benchmarks_md import merge_scenario
     merge_scenario("quantization", quantization(lambda m: print(m, file=sys.stderr, flush=True)),
                    "python -m bench.quantization")
     return 0

@@ -95,7 +95,7 @@ def main() -> int:
     if args.actor_threads is not None:
         actor(str(args.pipeline), args.actor_threads, args.steps)
         return 0
-    from .report import merge_scenario
+    from .benchmarks_md import merge_scenario
     log = lambda m: print(m, file=sys.stderr, flush=True)           # noqa: E731
     merge_scenario("worker_threads", worker_threads(args.pipeline, args.steps, log),
                    f"python -m bench.worker_threads --pipeline {args.pipeline} --steps {args.steps}")

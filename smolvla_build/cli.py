@@ -108,7 +108,9 @@ def _export(args) -> int:
 
 def _census(args) -> int:
     from .fsutil import write_json
-    from .model_files import ModelFileError, load_npz
+    from smolvla_runtime.files import ModelFileError
+
+    from .model_files import load_npz
     from .validation.measure import census
     try:
         samples = load_npz(args.samples)
@@ -209,7 +211,7 @@ def main(argv=None) -> int:
     d.add_argument("--json", action="store_true", help="one JSON object")
     d.set_defaults(fn=_doctor)
     args = ap.parse_args(argv)
-    from .model_files import ModelFileError
+    from smolvla_runtime.files import ModelFileError
     try:
         return args.fn(args)
     except ModelFileError as exc:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from .fsutil import atomic_dir
 
-# the runtime's readers (numpy, onnxruntime only) live in smolvla_runtime; this module adds the rest
-from smolvla_runtime.files import ModelFileError, load_npy  # noqa: F401 - the build reads .npy files as the runtime does
+# the runtime's readers (.npy tables, onnxruntime sessions) and its ModelFileError live in
+# smolvla_runtime.files; this module adds what needs onnx or safetensors
+from smolvla_runtime.files import ModelFileError
 from smolvla_runtime.files import first_line as _first_line
 from smolvla_runtime.files import require_file as _exists
 

@@ -10,15 +10,11 @@ import pytest
 
 from smolvla_build.config import load_pipeline
 from smolvla_runtime.files import ModelFileError
-from smolvla_runtime.model import MODELS, PRESETS, STAGES, declaration, upstream
+from smolvla_runtime.model import MODELS, PRESETS, declaration, upstream
 from smolvla_runtime.runners import ReferenceRunner
 from smolvla_runtime.stage import StageRunner
 
 TINY = PRESETS["tiny"]
-
-
-def test_the_declared_stages_are_the_runtimes_in_call_order():
-    assert tuple(STAGES) == MODELS
 
 
 def test_upstream_follows_the_declared_inputs():

@@ -17,8 +17,9 @@ import onnx
 import onnx.helper as oh
 import pytest
 
-from smolvla_build.model_files import ModelFileError, load_npy, load_onnx, load_safetensors
+from smolvla_build.model_files import load_onnx, load_safetensors
 from smolvla_build.precisions import Precision
+from smolvla_runtime.files import ModelFileError, load_npy
 from smolvla_runtime.htp import Soc
 
 from conftest import ROOT, doit, write_pipeline

@@ -156,13 +156,14 @@ class Pipeline:
         and seed unless given; `threads`: onnxruntime's on the CPU (0: one per core); `sdk`: the QAIRT
         SDK, for runtime qnn-net-run."""
         ev = self.section("evaluation")
+        runtime = runtime or ev["runtime"]
         wanted = PrecisionRequest(precision).per_model(self.models) if precision else self.requested_precisions()
-        return PolicySource(layout=layout, runtime=runtime or ev["runtime"], preset=self.source["preset"],
+        return PolicySource(layout=layout, runtime=runtime, preset=self.source["preset"],
                             soc=self.soc, precisions=self.precisions, wanted=wanted,
                             n_action_steps=ev["n_action_steps"] if n_action_steps is None else n_action_steps,
                             seed=ev["seed"] if seed is None else seed, threads=threads,
                             proxy_max_ratio=ev["proxy_max_ratio"],
-                            qnn_net_run=ev["qnn_net_run"], sdk=sdk)
+                            qnn_net_run=ev["qnn_net_run"], sdk=sdk).on(runtime)
 
     def episodes(self) -> Episodes:
         """The episodes `doit eval` runs (evaluation: suites x tasks x trials)."""

@@ -45,6 +45,13 @@ class PolicySource:
         """The built files this policy reads on `runtime` (default: its own; auto must be resolved)."""
         return self.layout.runtime_files(runtime or self.runtime, self.precisions.listed)
 
+    def on(self, runtime: str) -> "PolicySource":
+        """This source on `runtime`. The fp32 reference reads no precision, so its source holds none:
+        what runs it (calibrate; eval and divergence's baseline on that runtime) does not depend on them."""
+        if runtime == "reference":
+            return dataclasses.replace(self, runtime=runtime, precisions=Precisions(()), wanted={})
+        return dataclasses.replace(self, runtime=runtime)
+
 
 def runtime_precisions(layout: Layout, wanted: dict[str, str]) -> dict[str, str]:
     """Per model, the precision to run: what evaluation.precision asks for, or what the report says it

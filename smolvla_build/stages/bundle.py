@@ -1,5 +1,6 @@
-"""bundle: the deployable unit for the laptop (`doit bundle`, not part of a bare `doit`;
-smolvla_build/packaging.py makes it)."""
+"""bundle: the deployable unit for the laptop, zipped (`doit bundle`).
+
+Not part of a bare `doit`; smolvla_build/packaging.py makes it."""
 
 from __future__ import annotations
 

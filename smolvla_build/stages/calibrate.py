@@ -1,7 +1,8 @@
-"""calibrate: record the calibration set of the integer precisions (smolvla_build.evaluate.calibration).
+"""calibrate: record the calibration sets of the integer precisions in LIBERO.
 
 One task per sample count the pipeline's quantized precisions ask for; nothing when every precision
-is float. The set depends on the reference models, the suite, its tasks, N and the seed."""
+is float. The set depends on the reference models, the suite, its tasks, N and the seed
+(smolvla_build/evaluate/calibration.py records it)."""
 
 from __future__ import annotations
 

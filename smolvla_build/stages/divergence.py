@@ -1,6 +1,7 @@
-"""divergence: closed-loop divergence of each precision in `evaluation.divergence` from the fp32
-policy, on the evaluation's episodes (`doit divergence`, not part of a bare `doit`;
-smolvla_build/evaluate/divergence.py)."""
+"""divergence: each precision's closed-loop divergence from the fp32 policy (`doit divergence`).
+
+The precisions in `evaluation.divergence`, on the evaluation's episodes; not part of a bare `doit`
+(smolvla_build/evaluate/divergence.py)."""
 
 from __future__ import annotations
 

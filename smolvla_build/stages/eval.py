@@ -1,6 +1,7 @@
-"""eval: LIBERO evaluation at scale on Ray (`doit eval`, not part of a bare `doit`): every
-(suite, task, trial) of pipeline.yaml's evaluation section, one result file per episode, resumable;
-eval/eval_info.json (lerobot-eval's layout), summary.md and a chart per suite."""
+"""eval: LIBERO evaluation at scale on Ray, resumable (`doit eval`).
+
+Not part of a bare `doit`: every (suite, task, trial) of pipeline.yaml's evaluation section, one
+result file per episode; eval/eval_info.json (lerobot-eval's layout), summary.md and a chart per suite."""
 
 from __future__ import annotations
 

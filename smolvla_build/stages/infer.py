@@ -1,4 +1,4 @@
-"""infer: LIBERO evaluation episodes of the built policy (`doit infer:task0`)."""
+"""infer: one LIBERO episode of the built policy per task (`doit infer:task0`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""measure: an HTP context against the fp32 reference per model x precision (smolvla_build/validation/
-measure.py): the slow part of validation, keyed on nothing but what it measures."""
+"""measure: each HTP context against the fp32 reference, per model x precision.
+
+The slow part of validation (smolvla_build/validation/measure.py), keyed on nothing but what it
+measures: not on the gates, the fallback policy or the other precisions."""
 
 from __future__ import annotations
 

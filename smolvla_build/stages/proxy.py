@@ -1,5 +1,6 @@
-"""proxy: each precision's CPU proxy, measured against the HTP output validation recorded
-(smolvla_build/proxies.py). Not part of a bare `doit`: `doit proxy`, or whatever the proxy runtime
+"""proxy: each precision's CPU proxy, measured against the HTP output validation recorded.
+
+smolvla_build/proxies.py. Not part of a bare `doit`: `doit proxy`, or whatever the proxy runtime
 needs (infer, eval and divergence with `evaluation.runtime: proxy` depend on these files)."""
 
 from __future__ import annotations

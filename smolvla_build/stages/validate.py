@@ -1,5 +1,7 @@
-"""validate: each measurement against its precision's gates, and the decision (pass, fallback, warn,
-fail) under validation.on_saturation (smolvla_build/validation/verdict.py): a cheap step of its own."""
+"""validate: each measurement against its precision's gates, and the decision: pass, fallback, warn, fail.
+
+validation.on_saturation decides what a miss does (smolvla_build/validation/verdict.py); a cheap
+step of its own, rerun alone when a gate, the policy or the fallback order changes."""
 
 from __future__ import annotations
 

@@ -183,7 +183,9 @@ def load_session(ctx_onnx: Path, soc: Soc, precision: dict):
     (reading the EPContext node needs onnx, which the runtime does without)."""
     from smolvla_runtime.htp import load_session as open_session
 
-    from ..model_files import ModelFileError, load_onnx
+    from smolvla_runtime.files import ModelFileError
+
+    from ..model_files import load_onnx
     load_onnx(ctx_onnx, load_external_data=False)
     for b in context_binaries(ctx_onnx):
         if not b.is_file() or b.stat().st_size == 0:

@@ -139,7 +139,7 @@ def validation_inputs(spec: MeasureSpec) -> dict:
     from smolvla_runtime.runners import ReferenceRunner
     from smolvla_runtime.stage import StageRunner
 
-    from ..model_files import load_npy
+    from smolvla_runtime.files import load_npy
     from ..seeded_inputs import image_like, llm_feeds
     p, seed = get_preset(spec.preset), spec.seed
     if spec.embed_table is None:               # the vision encoder: nothing upstream

@@ -52,7 +52,7 @@ def report(pipe, host: str | None = None, environ=None) -> dict:
         raise ToolchainError(f"doctor: this machine is no QAIRT host ({this_host().describe()}): "
                              f"name one with --host ({', '.join(HOSTS)})")
     on_this_machine = host == here
-    htp_arch = int(pipe.soc["htp_arch"])
+    htp_arch = pipe.soc.htp_arch
     out = {"host": host, "this_machine": on_this_machine, "sdk": {"root": None, "version": None},
            "tools": {}, "env": {}, "converter_python": None, "msvc": None, "compilers": None,
            "htp_runtime_libs": [], "onnxruntime_qnn": None, "runtime_auto": None}

@@ -67,7 +67,7 @@ def write_markdown(r: dict, out: str) -> None:
           "(goal < 1 s).",
           f"- rebuild after a one-line change of the {rb['precision']} precision's `vtcm_mb`: {rb['seconds']:.1f} s "
           f"(single shot, peak RSS {rb['peak_rss_mb']:.0f} MB); tasks that ran: "
-          + ", ".join(f"`{t}`" for t in rb["ran"]) + f". The {rb['precision']} validate tasks rerun too in a full "
+          + ", ".join(f"`{t}`" for t in rb["ran"]) + f". The {rb['precision']} measure and validate tasks rerun too in a full "
           "`doit`; they cost what scenario 1 shows for validation.", "",
           "## 3. Control step on the `reference` runtime (onnxruntime CPU, fp32, full preset)", ""]
     c = r["control_step"]
