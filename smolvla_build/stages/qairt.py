@@ -8,9 +8,6 @@ that need one fail in one line, so `doit list` and the other stages work on any 
 
 from __future__ import annotations
 
-from ..templates import template_digest
-from ..toolchains.qairt import chain
-from ..toolchains.qairt.htp import backend_config, context_backend_extensions
 from .keys import action, declare, module_digest
 
 FAMILY = "qairt"
@@ -28,6 +25,10 @@ def enabled(build) -> bool:
 
 
 def gen_tasks(build):
+    # imported here: a pipeline of another toolchain never pays for jinja2 and the chain's types
+    from ..templates import template_digest
+    from ..toolchains.qairt import chain
+    from ..toolchains.qairt.htp import backend_config, context_backend_extensions
     from ..toolchains.qairt.plan import setup
     pipe, layout, sdk = build.pipe, build.layout, build.sdk
     qs = setup(sdk, pipe.toolchain, pipe.resolve)
