@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
-$PIP -e ".[export]"
+$PIP -e ".[export,eval]"          # the build, and `doit eval` on Ray
 bash scripts/install_libero.sh
 # two tasks at a time where the cores and the memory allow it (each stage stays under 6 GB; the
 # gain on 2 cores is small: docs/incremental.md); a `-n` among the arguments overrides it

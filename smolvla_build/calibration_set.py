@@ -29,7 +29,7 @@ class CalibrationSet:
     `reader()` for onnxruntime's quantizer (a CalibrationDataReader)."""
 
     def __init__(self, npz: str | Path):
-        from .model_files import load_npz
+        from smolvla_runtime.files import load_npz
         self.path = Path(npz)
         self.arrays = load_npz(self.path)
 

@@ -14,8 +14,11 @@
   census MODEL.onnx SAMPLES.npz [--limit N] [--json OUT.json]
       the saturation census: max |x| of every float intermediate of MODEL over recorded inputs (a
       calibration set's `<model>.npz`: what the graph sees in LIBERO); exit 1 if any is beyond fp16.
+  libero-install
+      install hf-libero (LeRobot's pin) without its training dependencies, and on Windows put mujoco's
+      DLL where robosuite 1.4.0 loads it; then check. After `pip install -e .[libero]` (docs/libero.md).
   libero-check [--config-dir DIR]
-      check the LIBERO install: import, build a task, render one frame headless.
+      check the LIBERO install: import, build a task, render one frame offscreen.
   doctor [--host aarch64-windows-msvc|x86_64-linux-clang] [--pipeline pipeline.yaml] [--json]
       what the qairt chain and the runtimes would use on a host (SDK root and version, each tool, the
       environment, the converter's Python, compilers, MSVC folders, HTP libraries, onnxruntime-qnn,
@@ -110,7 +113,7 @@ def _census(args) -> int:
     from .fsutil import write_json
     from smolvla_runtime.files import ModelFileError
 
-    from .model_files import load_npz
+    from smolvla_runtime.files import load_npz
     from .validation.measure import census
     try:
         samples = load_npz(args.samples)
@@ -128,6 +131,24 @@ def _census(args) -> int:
 
 def _libero_check(args) -> int:
     from .evaluate.libero_env import LiberoError, check
+    try:
+        print(check(Path(args.config_dir)))
+    except LiberoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _libero_install(args) -> int:
+    from .evaluate.libero_env import LiberoError, check, install
+    import subprocess
+    try:
+        for line in install():
+            print(line)
+    except subprocess.CalledProcessError as exc:
+        print(f"{exc.stdout or ''}{exc.stderr or ''}error: {' '.join(map(str, exc.cmd))} failed ({exc.returncode})",
+              file=sys.stderr)
+        return 1
     try:
         print(check(Path(args.config_dir)))
     except LiberoError as exc:
@@ -197,7 +218,10 @@ def main(argv=None) -> int:
     cs.add_argument("--limit", type=int, default=None, help="the first N samples only")
     cs.add_argument("--json", type=Path, default=None, help="also write the whole census here")
     cs.set_defaults(fn=_census)
-    lc = sub.add_parser("libero-check", help="import LIBERO, build a task, render one frame headless")
+    li = sub.add_parser("libero-install", help="hf-libero without its training dependencies, then libero-check")
+    li.add_argument("--config-dir", default="artifacts/libero-config")
+    li.set_defaults(fn=_libero_install)
+    lc = sub.add_parser("libero-check", help="import LIBERO, build a task, render one frame offscreen")
     lc.add_argument("--config-dir", default="artifacts/libero-config")
     lc.set_defaults(fn=_libero_check)
     j = sub.add_parser("jobs", help="how many tasks at a time the cores and the available memory allow")

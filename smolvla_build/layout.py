@@ -197,6 +197,7 @@ class Layout:
         return {"copies": {str(k): v for k, v in copies.items()}, "context": ctx.name, "reference": ref.name,
                 "reference_path": str(ref),
                 "sidecar": sidecar.name, "validation": str(self.validation(model, precision)),
+                "arrays": str(self.validation_arrays(model, precision)),
                 "preprocessed": str(self.preprocessed(model)),
                 "qairt": {"binary_info": str(q.binary_info), "net_json": str(q.net_json)}
                 if self.toolchain == "qairt" else None}

@@ -62,20 +62,6 @@ def load_safetensors(path) -> dict:
         raise ModelFileError(f"{path}: not a safetensors file, or truncated ({_first_line(e)})") from None
 
 
-def load_npz(path) -> dict:
-    """A .npz archive as {name: array}, read into memory."""
-    import zipfile
-
-    import numpy as np
-    path = Path(path)
-    _exists(path, "a .npz archive")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise ModelFileError(f"{path}: not a .npz archive, or truncated ({_first_line(e)})") from None
-
-
 TWO_GB = 2**31 - 1
 
 

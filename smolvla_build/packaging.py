@@ -17,7 +17,7 @@ import json
 import logging
 from pathlib import Path
 
-from smolvla_runtime.htp import Soc
+from smolvla_runtime.htp import HtpPerformance, Soc
 from smolvla_runtime.model import MODELS
 
 from .toolchains.fingerprint import package_version
@@ -80,6 +80,7 @@ class BundleSpec:
     precisions: dict                # {precision: its settings}
     toolchain: str
     soc: Soc
+    htp_performance: HtpPerformance # how the runtime's onnxruntime-qnn sessions run the contexts
     preset: dict                    # smolvla_runtime.model.Preset, as the manifest records it
     n_action_steps: int
     export_dir: Path
@@ -110,6 +111,7 @@ def bundle_task(spec: BundleSpec):
     os.chmod(tmp, 0o755)                   # mkdtemp makes it private; the bundle is to be copied and shared
     try:
         (tmp / "models").mkdir()
+        (tmp / "validation").mkdir()
         models = {}
         for m, entry in plan.items():
             for src, name in entry["copies"].items():
@@ -122,11 +124,15 @@ def bundle_task(spec: BundleSpec):
                 from .runtime.contexts import qairt_names
                 names = qairt_names(entry["qairt"]["binary_info"], entry["qairt"]["net_json"], entry["preprocessed"])[1]
             v = validations[m][chosen[m]]
+            # what `python -m smolvla_runtime check` replays: validation's inputs and judged outputs
+            shutil.copyfile(entry["arrays"], tmp / "validation" / f"{m}.npz")
             stage = json.loads((tmp / "models" / entry["sidecar"]).read_text())["stage"]
             models[m] = {"precision": chosen[m], "stage": stage, "context": f"models/{entry['context']}",
                          "reference": f"models/{entry['reference']}", "sidecar": f"models/{entry['sidecar']}",
                          "names": names, "validation": {"status": v["status"], "metrics": {
-                             k: v["metrics"][k] for k in ("cosine", "max_abs", "psnr_db")}, "reasons": v["reasons"]}}
+                             k: v["metrics"][k] for k in ("cosine", "max_abs", "max_rel", "psnr_db")},
+                             "reasons": v["reasons"], "gates": v["gates"], "judged_on": v["judged_on"],
+                             "arrays": f"validation/{m}.npz"}}
         for name in ("tokenizer.json", "tokenizer_config.json", "normalization.json"):
             shutil.copyfile(Path(spec.export_dir) / name, tmp / name)
         shutil.copytree(RUNTIME_DIR, tmp / "smolvla_runtime", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -136,7 +142,7 @@ def bundle_task(spec: BundleSpec):
                                                      soc_model=soc.soc_model, htp_arch=soc.htp_arch))
         files = {p.relative_to(tmp).as_posix(): sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"format": FORMAT, "precision": wanted, "toolchain": toolchain, "soc": soc.to_dict(),
-                    "preset": spec.preset, "models": models,
+                    "htp_performance": spec.htp_performance.to_dict(), "preset": spec.preset, "models": models,
                     "precisions": {p: spec.precisions[p] for p in sorted(set(chosen.values()))},
                     "tokenizer": "tokenizer.json", "normalization": "normalization.json",
                     "n_action_steps": spec.n_action_steps, "vision_position_ids": positions,

@@ -45,7 +45,7 @@ def rms_distance(a, b) -> float:
 
 def fidelity(reference, htp, proxy) -> dict:
     """How close the proxy is to the HTP, against how far the HTP is from fp32."""
-    from .compare import compare
+    from smolvla_runtime.compare import compare
     to_htp, htp_to_ref = rms_distance(proxy, htp), rms_distance(htp, reference)
     ratio = 0.0 if to_htp == 0 else (to_htp / htp_to_ref if htp_to_ref > 0 else float("inf"))
     strip = ("saturation",)
@@ -79,7 +79,9 @@ def proxy_task(spec: ProxySpec):
 
     from .cpu_passes.fp16_rounding import round_to_fp16
     from .fsutil import write_json
-    from .model_files import load_npz, load_onnx, save_onnx
+    from smolvla_runtime.files import load_npz
+
+    from .model_files import load_onnx, save_onnx
     from .progress import heartbeat
     label = f"{spec.model}-{spec.precision}"
     model_path = spec.src

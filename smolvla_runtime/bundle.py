@@ -10,7 +10,9 @@ from pathlib import Path
 
 from .files import ModelFileError
 
-FORMAT = 3          # 2: each model's stage declaration in the manifest and its sidecar; 3: the model preset
+# 2: each model's stage declaration in the manifest and its sidecar; 3: the model preset, the HTP
+# performance settings, validation's recorded arrays and gates (`check`)
+FORMAT = 3
 
 
 class BundleError(Exception):
@@ -58,6 +60,11 @@ class Bundle:
         from .htp import Soc
         return Soc.from_dict(self.manifest["soc"])
 
+    @property
+    def htp_performance(self):
+        from .htp import HtpPerformance
+        return HtpPerformance.from_dict(self.manifest["htp_performance"])
+
     def path(self, rel: str) -> Path:
         return self.dir / rel
 
@@ -88,5 +95,6 @@ class Bundle:
             return ReferenceRunner(self.path(m["reference"]))
         if runtime == "ort-qnn":
             precision = self.manifest["precisions"][m["precision"]]
-            return OrtQnnRunner(self.path(m["context"]), self.soc, precision, names=m.get("names"))
+            return OrtQnnRunner(self.path(m["context"]), self.soc, precision, names=m.get("names"),
+                                performance=self.htp_performance)
         raise BundleError(f"runtime {runtime!r}: a bundle runs on reference or ort-qnn")

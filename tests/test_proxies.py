@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from smolvla_runtime.model import MODELS
-from smolvla_build.compare import compare
+from smolvla_runtime.compare import compare
 from smolvla_build.config import load_pipeline
-from smolvla_build.model_files import load_npz
+from smolvla_runtime.files import load_npz
 from smolvla_build.proxies import rms_distance
 from smolvla_build.runtime.artifacts import ProxyError, proxy_model
 from smolvla_runtime.stage import declared_input_shapes

@@ -103,7 +103,7 @@ def test_runtime_runs_the_quantized_contexts(quant_build):
 
 
 def test_a_w8a16_bundle_runs_the_integer_contexts(quant_build):
-    from smolvla_runtime.__main__ import synthetic_observation
+    from smolvla_runtime.bench import synthetic_observation
     from smolvla_runtime.policy import Policy as BundlePolicy
 
     from smolvla_build.runtime.artifacts import load_policy

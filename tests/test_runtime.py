@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from smolvla_build.compare import compare
+from smolvla_runtime.compare import compare
 from smolvla_build.config import load_pipeline
 from smolvla_build.export.checkpoint import random_model
 from smolvla_build.runtime.artifacts import load_policy

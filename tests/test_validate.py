@@ -11,12 +11,12 @@ import pytest
 from doit.exceptions import TaskFailed
 from onnx import TensorProto as T
 
-from smolvla_build.compare import compare, cosine, psnr, saturation
 from smolvla_build.precisions import Precision
 from smolvla_build.toolchains.ort_qnn import build_context
 from smolvla_build.validation.measure import MeasureSpec, measure_task
-from smolvla_build.validation.verdict import VerdictSpec, decide, judge, validate_task
-from smolvla_runtime.htp import Soc
+from smolvla_build.validation.verdict import VerdictSpec, decide, validate_task
+from smolvla_runtime.compare import compare, cosine, judge, psnr, saturation
+from smolvla_runtime.htp import HtpPerformance, Soc
 
 SOC = Soc("Snapdragon X Elite", 60, 73)
 FP16 = Precision("fp16", {"converter": {"float_bitwidth": 16},
@@ -60,7 +60,8 @@ def overflowing(tmp_path_factory):
                                                           "removed_inputs": [], "added_inputs": {}}))
     build_context(d / "vision_encoder.onnx", d / "ctx" / "vision_encoder_ctx.onnx", SOC, FP16)
     # measured once, in HTP emulation; each verdict below judges the same measurement
-    assert measure_task(MeasureSpec(model="vision_encoder", precision=FP16, soc=SOC, preset="tiny", seed=0,
+    assert measure_task(MeasureSpec(model="vision_encoder", precision=FP16, soc=SOC, performance=HtpPerformance(),
+                                    preset="tiny", seed=0,
                                     reference=d / "vision_encoder.onnx", sidecar=d / "vision_encoder.io.json",
                                     context=d / "ctx" / "vision_encoder_ctx.onnx", qairt_io=None, embed_table=None,
                                     llm=None, vision=None, out=d / "measured.json", arrays=d / "measured.npz")) is True

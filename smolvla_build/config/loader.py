@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from smolvla_runtime.htp import Soc
+from smolvla_runtime.htp import HtpPerformance, Soc
 from smolvla_runtime.model import Preset, get_preset
 
 from ..evaluate.scale import Episodes
@@ -104,6 +104,13 @@ class Pipeline:
         return Soc.from_dict(self.data["soc"])
 
     @property
+    def htp_performance(self) -> HtpPerformance:
+        """How the onnxruntime-qnn sessions run the contexts (evaluation.ort_qnn)."""
+        o = self.section("evaluation")["ort_qnn"]
+        return HtpPerformance(mode=o["htp_performance_mode"], rpc_control_latency_us=o["rpc_control_latency"],
+                              context_priority=o["qnn_context_priority"])
+
+    @property
     def preset(self) -> Preset:
         return get_preset(self.source["preset"])
 
@@ -162,7 +169,7 @@ class Pipeline:
                             soc=self.soc, precisions=self.precisions, wanted=wanted,
                             n_action_steps=ev["n_action_steps"] if n_action_steps is None else n_action_steps,
                             seed=ev["seed"] if seed is None else seed, threads=threads,
-                            proxy_max_ratio=ev["proxy_max_ratio"],
+                            proxy_max_ratio=ev["proxy_max_ratio"], htp_performance=self.htp_performance,
                             qnn_net_run=ev["qnn_net_run"], sdk=sdk).on(runtime)
 
     def episodes(self) -> Episodes:

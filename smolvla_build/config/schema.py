@@ -8,6 +8,8 @@ from smolvla_runtime.model import MODELS, PRESETS
 
 from ..evaluate.libero_env import SUITE_TASKS
 from ..export.conventions import VISION_POSITION_IDS
+from smolvla_runtime.htp import CONTEXT_PRIORITIES, PERFORMANCE_MODES
+
 from ..toolchains.qairt.htp import LOG_LEVELS, PERF_PROFILES, PROFILING_LEVELS
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -248,6 +250,17 @@ PIPELINE_SCHEMA = {
                 "n_action_steps": {"type": "integer", "minimum": 1, "maximum": 50},
                 "max_steps": {"type": ["integer", "null"], "minimum": 1},
                 "seed": {"type": "integer", "minimum": 0},
+                # the onnxruntime-qnn sessions' performance settings (runtime ort-qnn, and validation's
+                # measurements): docs/runtimes.md, "HTP performance settings"
+                "ort_qnn": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "htp_performance_mode": {"enum": list(PERFORMANCE_MODES)},
+                        "rpc_control_latency": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},  # microseconds
+                        "qnn_context_priority": {"enum": list(CONTEXT_PRIORITIES)},
+                    },
+                },
                 # qnn-net-run's backend-extension config (runtime qnn-net-run; docs/qairt-sdk.md)
                 "qnn_net_run": {
                     "type": "object",
@@ -300,6 +313,7 @@ DEFAULTS = {
         "n_action_steps": 10,
         "max_steps": None,
         "seed": 0,
+        "ort_qnn": {"htp_performance_mode": "burst", "rpc_control_latency": 100, "qnn_context_priority": "normal"},
         "qnn_net_run": {"perf_profile": "burst", "rpc_control_latency": 100, "rpc_polling_time": None,
                         "log_level": None, "profiling_level": None},
     },

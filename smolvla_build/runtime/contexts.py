@@ -7,7 +7,7 @@ the context's, so validation and the policy feed every runner the same way.
 
 from __future__ import annotations
 
-from smolvla_runtime.htp import Soc
+from smolvla_runtime.htp import HtpPerformance, Soc
 from smolvla_runtime.runners import OrtQnnRunner, Runner
 
 from ..layout import Layout
@@ -30,10 +30,10 @@ def qairt_names(binary_info, net_json, preprocessed) -> tuple[str, dict[str, str
 
 
 def htp_runner(layout: Layout, model: str, precision: str, soc: Soc, settings: dict, runtime: str = "ort-qnn",
-               sdk=None, net_run: dict | None = None) -> Runner:
+               sdk=None, net_run: dict | None = None, performance: HtpPerformance | None = None) -> Runner:
     """ort-qnn: a persistent onnxruntime-qnn session on the context's EPContext model (`settings`:
-    the precision's); qnn-net-run: the SDK's qnn-net-run on a qairt context (`sdk`, with `net_run`,
-    evaluation.qnn_net_run), one process per call."""
+    the precision's; `performance`: evaluation.ort_qnn); qnn-net-run: the SDK's qnn-net-run on a
+    qairt context (`sdk`, with `net_run`, evaluation.qnn_net_run), one process per call."""
     q = layout.qairt(model, precision)
     if runtime == "qnn-net-run":
         if layout.toolchain != "qairt" or sdk is None:
@@ -48,4 +48,5 @@ def htp_runner(layout: Layout, model: str, precision: str, soc: Soc, settings: d
     if layout.toolchain == "qairt":
         names = qairt_names(q.binary_info, q.net_json, layout.preprocessed(model))[1]
     from ..toolchains.ort_qnn import load_session
-    return OrtQnnRunner(layout.context(model, precision), soc, settings, names=names, loader=load_session)
+    return OrtQnnRunner(layout.context(model, precision), soc, settings, names=names, loader=load_session,
+                        performance=performance)

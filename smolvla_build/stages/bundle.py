@@ -25,6 +25,7 @@ def gen_tasks(build):
     spec = BundleSpec(label=label, wanted=wanted,
                       plan={m: {p: layout.bundle_files(m, p) for p in pipe.precisions} for m in MODELS},
                       precisions=pipe.precisions.settings(), toolchain=build.toolchain, soc=pipe.soc,
+                      htp_performance=pipe.htp_performance,
                       preset=pipe.preset.to_dict(), n_action_steps=pipe.section("evaluation")["n_action_steps"],
                       export_dir=layout.export_dir, report_json=layout.report_json, out_dir=layout.bundle_dir(label),
                       zip_path=layout.bundle_zip(label), meta={"tools": tools, "source": dict(pipe.source)})
@@ -32,7 +33,8 @@ def gen_tasks(build):
     deps += [layout.report_json]
     for m in MODELS:
         deps += [layout.preprocessed(m), layout.reference_model(m), layout.reference_info(m), *layout.stage_cpu_files(m)]
-        deps += [f for p in pipe.precisions for f in layout.context_files(m, p) + [layout.validation(m, p)]]
+        deps += [f for p in pipe.precisions
+                 for f in layout.context_files(m, p) + [layout.validation(m, p), layout.validation_arrays(m, p)]]
     yield declare(FAMILY, BUNDLE, spec, file_dep=deps, targets=[spec.out_dir / "manifest.json", spec.zip_path],
                   # the bundle ships the runtime's files as they are: their bytes, comments included
                   tools=dict(tools, runtime=tree_digest(RUNTIME_DIR)),

@@ -27,7 +27,8 @@ def gen_tasks(build):
         vision = reference(VISION_ENCODER) if needs_llm and VISION_ENCODER in pipe.models else None
         for pname, precision in pipe.precisions.items():
             q = layout.qairt(m, pname)
-            spec = MeasureSpec(model=m, precision=precision, soc=pipe.soc, preset=pipe.source["preset"],
+            spec = MeasureSpec(model=m, precision=precision, soc=pipe.soc, performance=pipe.htp_performance,
+                               preset=pipe.source["preset"],
                                seed=pipe.section("validation")["seed"], reference=layout.preprocessed(m),
                                sidecar=layout.io_sidecar(m), context=layout.context(m, pname),
                                qairt_io={"binary_info": q.binary_info, "net_json": q.net_json}

@@ -178,7 +178,7 @@ def context_binaries(ctx_onnx: Path) -> list[Path]:
     return out
 
 
-def load_session(ctx_onnx: Path, soc: Soc, precision: dict):
+def load_session(ctx_onnx: Path, soc: Soc, precision: dict, performance=None):
     """smolvla_runtime.htp.load_session after checking the context binaries the model refers to
     (reading the EPContext node needs onnx, which the runtime does without)."""
     from smolvla_runtime.htp import load_session as open_session
@@ -190,7 +190,7 @@ def load_session(ctx_onnx: Path, soc: Soc, precision: dict):
     for b in context_binaries(ctx_onnx):
         if not b.is_file() or b.stat().st_size == 0:
             raise ModelFileError(f"{ctx_onnx}: its context binary {b.name} is missing or empty")
-    return open_session(ctx_onnx, soc, precision)
+    return open_session(ctx_onnx, soc, precision, performance)
 
 
 def context_task(spec: ContextSpec):

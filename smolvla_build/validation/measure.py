@@ -18,7 +18,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from smolvla_runtime.htp import Soc
+from smolvla_runtime.htp import HtpPerformance, Soc
 from smolvla_runtime.model import STAGES, camera_inputs, get_preset, prefix_pad_mask
 
 from ..precisions import Precision
@@ -39,6 +39,7 @@ class MeasureSpec:
     model: str
     precision: Precision
     soc: Soc
+    performance: HtpPerformance         # how the context runs (the seconds per call it records)
     preset: str
     seed: int
     reference: Path                     # the preprocessed fp32 graph
@@ -167,7 +168,7 @@ def measure(spec: MeasureSpec) -> tuple[dict, dict]:
     from smolvla_runtime.runners import OrtQnnRunner, ReferenceRunner
     from smolvla_runtime.stage import StageRunner, rollout
 
-    from ..compare import compare as compare_arrays
+    from smolvla_runtime.compare import compare as compare_arrays
     from ..progress import Announced, Steps, heartbeat
     from ..runtime.contexts import qairt_names
     from ..toolchains.ort_qnn import load_session
@@ -176,7 +177,7 @@ def measure(spec: MeasureSpec) -> tuple[dict, dict]:
     names = qairt_names(qairt_io["binary_info"], qairt_io["net_json"], spec.reference)[1] if qairt_io else None
     ref = StageRunner(ReferenceRunner(spec.reference), spec.sidecar)
     htp = Announced(StageRunner(OrtQnnRunner(spec.context, spec.soc, spec.precision.settings, names=names,
-                                             loader=load_session), spec.sidecar),
+                                             loader=load_session, performance=spec.performance), spec.sidecar),
                     Steps(f"measure {label}: HTP-emulated call", p.num_steps if stage.rolled_out else 1, log))
     toolchain = "qairt" if qairt_io else "ort-qnn"
     log.info("measure %s: %s context %s vs the fp32 reference ...", label, toolchain, spec.context)

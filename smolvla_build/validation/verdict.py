@@ -1,6 +1,7 @@
-"""The validation verdict: a measurement (validation/measure.py) against its precision's gates, and
-what follows from a miss under validation.on_saturation: pass, fallback (to the precision the
-fallback rule names), warn, or fail (the task fails). Pure Python over the measurement's JSON."""
+"""The validation verdict: a measurement (validation/measure.py) against its precision's gates (the
+rules, smolvla_runtime.compare.judge, are the ones a device's `check` applies), and what follows
+from a miss under validation.on_saturation: pass, fallback (to the precision the fallback rule
+names), warn, or fail (the task fails). Pure Python over the measurement's JSON."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import logging
 from pathlib import Path
 
-from smolvla_runtime.model import STAGES
+from smolvla_runtime.compare import judge
 
 log = logging.getLogger("smolvla_build.validate")
 
@@ -25,29 +26,6 @@ class VerdictSpec:
     fallback_to: str | None        # the precision a miss falls back to (smolvla_build.precisions)
     fallback_target: bool          # some other precision falls back to this one
     out: Path                      # the verdict (JSON): the measurement, the gates, the reasons, the status
-
-
-def saturated(metrics: dict) -> bool:
-    """An output stuck at an fp16 clamp limit, inf or NaN, or a reference beyond fp16."""
-    s = metrics["saturation"]
-    return any(s[k] for k in s if k != "beyond_fp16_in_reference") or s["beyond_fp16_in_reference"] > 0
-
-
-def judge(metrics: dict, flagged: list, model: str, gates: dict) -> list[str]:
-    """Reasons this build is not acceptable (empty = pass)."""
-    reasons = []
-    if not metrics["cosine"] >= gates["cosine_min"]:
-        reasons.append(f"cosine {metrics['cosine']:.6f} < {gates['cosine_min']}")
-    if STAGES[model].rolled_out and not metrics["max_abs"] < gates["max_abs"]:
-        reasons.append(f"max abs {metrics['max_abs']:.3g} >= {gates['max_abs']} on the final action chunk")
-    if gates.get("max_relative") is not None and not metrics["max_rel"] <= gates["max_relative"]:
-        reasons.append(f"max abs / max |reference| {metrics['max_rel']:.3g} > {gates['max_relative']}")
-    if saturated(metrics):
-        reasons.append(f"fp16 saturation in the output: {metrics['saturation']}")
-    if flagged:
-        reasons.append(f"{len(flagged)} reference activation(s) beyond the fp16 range, e.g. "
-                       f"{flagged[0]['tensor']} reaches {flagged[0]['max_abs']:.4g}")
-    return reasons
 
 
 def decide(reasons: list[str], on_saturation: str, on_fallback_miss: str, fallback_to: str | None,
