@@ -94,7 +94,7 @@ def test_commands_run_as_argument_lists_without_a_shell(tmp_path):
 
 
 def test_compile_link_context_golden():
-    assert render_command("qairt/clang_cl_compile.j2", clang_cl=["clang-16", "--driver-mode=cl"],
+    assert render_command("qairt/clang_cl_compile.j2", clang_cl=["clang-16", "--driver-mode=cl"], crt_flag="/MD",
                           target="aarch64-pc-windows-msvc", jni="/sdk/share/QNN/converter/jni", include="/sdk/include/QNN",
                           msvc_include=["/msvc/include", "/kits/ucrt"], source="/o/QnnModel.cpp", obj="/o/QnnModel.o") == (
         'clang-16 --driver-mode=cl /nologo /c /O2 /MD /EHsc /GS- --target=aarch64-pc-windows-msvc '
@@ -497,9 +497,34 @@ def test_objects_ask_for_the_crt_the_link_line_has(qairt_build, tmp_path):
     subprocess.run([CLANG, "--driver-mode=cl", "/nologo", "/c", "/MT", "--target=aarch64-pc-windows-msvc", f"/Fo{mt}",
                     "--", str(src)], check=True)
     assert "/DEFAULTLIB:libcmt.lib" in coff_directives(mt)
-    with pytest.raises(RuntimeError, match=r"mt.o asks for the static CRT \(/MT\) \(libcmt.lib\) but the link line has msvcrt.lib"):
+    with pytest.raises(RuntimeError, match=r"mt.o asks for the VC\+\+ runtime as a static library \(/MT: libcmt.lib\) "
+                                           r"but the link line has msvcrt.lib"):
         check_crt([str(mt)], ["msvcrt.lib", "kernel32.lib"], [])
     check_crt([str(mt)], ["msvcrt.lib"], ["/NODEFAULTLIB:libcmt.lib"])
+    # the SDK's line: the VC++ runtime static, the UCRT as a DLL (its parts may differ)
+    check_crt([str(mt)], ["libcmt.lib", "libvcruntime.lib", "ucrt.lib", "kernel32.lib"], ["/NODEFAULTLIB:libucrt.lib"])
+    with pytest.raises(RuntimeError, match=r"QnnModel.o asks for the VC\+\+ runtime as a DLL library \(/MD: msvcrt.lib\)"):
+        check_crt([str(obj)], ["libcmt.lib", "ucrt.lib", "kernel32.lib"], [])
+
+
+def test_the_sdks_static_vc_runtime_line_builds_a_dll_without_the_vc_runtime_dll(fake_sdk, fake_msvc, tmp_path, tiny_export):
+    """toolchain.link.crt: mt (the SDK's CMakeLists.txt: /MT, ucrt.lib, /NODEFAULTLIB:libucrt.lib, no
+    QnnHtp.lib): the DLL imports the UCRT (part of Windows) and kernel32 only, no VC++ runtime DLL."""
+    pipe = write_pipeline(tmp_path, toolchain=qairt_toolchain(fake_msvc, link={"crt": "mt"}),
+                          source={"preset": "tiny", "weights": "onnx", "path": str(tiny_export)})
+    env = dict(os.environ, QNN_SDK_ROOT=str(fake_sdk), FAKE_QAIRT_LOG=str(tmp_path / "calls.jsonl"))
+    doit(pipe, "link:action_head-fp16", env=env)
+    d = tmp_path / "artifacts" / "qairt" / "fp16" / "action_head"
+    assert "/DEFAULTLIB:libcmt.lib" in coff_directives(d / "obj" / "QnnModel.o")
+    imports = re.findall(r"Name: (\S+\.dll)", readobj("--coff-imports", d / "libaction_head_htp.dll"), re.I)
+    assert sorted({i.lower() for i in imports}) == ["kernel32.dll", "ucrtbase.dll"]
+    # switching back to the card's line recompiles and relinks, nothing before them
+    pipe = write_pipeline(tmp_path, toolchain=qairt_toolchain(fake_msvc),
+                          source={"preset": "tiny", "weights": "onnx", "path": str(tiny_export)})
+    again = doit(pipe, "link:action_head-fp16", env=env)
+    assert again.ran == {"compile:action_head-fp16", "link:action_head-fp16"}
+    imports = re.findall(r"Name: (\S+\.dll)", readobj("--coff-imports", d / "libaction_head_htp.dll"), re.I)
+    assert "msvcrt.dll" in {i.lower() for i in imports}
 
 
 def test_lib_generator_needs_clang_plus_plus_on_its_path(qairt_build, fake_sdk, tmp_path):
@@ -550,6 +575,14 @@ def test_windows_arm64_host_links_the_lib_generators_weight_objects(fake_sdk, fa
     assert json.loads((d / "action_head_context.json").read_text())["described_by"] == "_net.json"
     assert "exited 1 after making the weight objects" in res.stderr
     assert json.loads((tmp_path / "artifacts" / "validation" / "action_head-fp16.json").read_text())["status"] == "pass"
+    # 2.25's generator stops without object-generator.exe beside itself (doctor names it too)
+    sdk = _sdk_copy(tmp_path, fake_sdk, "sdk-without-object-generator")
+    (sdk / "bin" / "aarch64-windows-msvc" / "object-generator.exe").unlink()
+    env["QNN_SDK_ROOT"] = str(sdk)
+    res = doit(pipe, "compile:action_head-fp16", check=False, env=env)
+    out = res.stdout + res.stderr           # the tool's own output, and no traceback of the project's code
+    assert res.returncode != 0 and "TaskFailed - taskid:compile:action_head-fp16" in out and "doit/action.py" not in out
+    assert "RuntimeError: Windows model lib generator requires a object generator executable" in out
 
 
 # --- 11. _net.json shapes, the EPContext wrapper ---------------------------------------------------------
@@ -692,16 +725,173 @@ def test_doctor_checks_a_windows_layout_from_linux(fake_sdk, fake_msvc, tmp_path
     assert {Path(p).name for p in r["htp_runtime_libs"]} >= {"QnnHtpV73Stub.dll", "libQnnHtpV73Skel.so", "libqnnhtpv73.cat"}
     assert r["env"]["PATH"][0] == str(fake_sdk / "lib" / "aarch64-windows-msvc") and r["problems"] == []
     assert any("qnn-context-binary-utility.exe is not in the SDK" in n and "_net.json instead" in n for n in r["notes"])
-    assert r["converter_python"]["needs"] == "x64 Python" and "not checked" in r["converter_python"]["path"]
+    # 2.25's Windows modules: the unsuffixed .pyd (the double's: this Python's version), 36 and 38
+    here_version = "%d.%d" % sys.version_info[:2]
+    assert r["converter_python"]["needs"] == f"x64 Python {here_version} or 3.6 or 3.8"
+    assert "not checked" in r["converter_python"]["path"]
+    assert {k: v and Path(v).relative_to(fake_sdk).as_posix() for k, v in r["sdk_files"].items()
+            if k in ("object-generator.exe", "QnnHtpPrepare.dll", "qnn-platform-validator")} == {
+        "object-generator.exe": "bin/aarch64-windows-msvc/object-generator.exe",
+        "QnnHtpPrepare.dll": "lib/aarch64-windows-msvc/QnnHtpPrepare.dll",
+        "qnn-platform-validator": "bin/aarch64-windows-msvc/qnn-platform-validator.exe"}
     # this machine: the converter's Python, the compilers and the MSVC folders are checked too
     if (os.uname().sysname, os.uname().machine) != ("Linux", "x86_64"):
         return
     here = json.loads(_doctor(pipe, env, "--json").stdout)
     assert here["host"] == "x86_64-linux-clang" and here["problems"] == [], here["problems"]
     assert here["converter_python"]["path"] == sys.executable and here["runtime_auto"]["runtime"] == "reference"
+    assert here["converter_python"]["packages"]["numpy"] == np.__version__ and "object-generator.exe" not in here["sdk_files"]
+    assert here["msvc"]["machines"] == {"msvcrt.lib": "ARM64", "kernel32.lib": "ARM64"}
+    assert "qnn-platform-validator" not in here["sdk_files"]          # Linux has no NPU to test
     bad = write_pipeline(tmp_path, name="bad.yaml", toolchain={"kind": "qairt", "sdk_version": SDK_VERSION})
     text = _doctor(bad, env)
     assert text.returncode == 1 and "PROBLEM MSVC include folders: none set (toolchain.msvc.include)" in text.stdout
+
+
+def _sdk_copy(tmp_path, fake_sdk, name="sdk") -> Path:
+    dest = tmp_path / name
+    shutil.copytree(fake_sdk, dest, symlinks=True)
+    return dest
+
+
+def _problems(pipe, env, *args) -> list[str]:
+    proc = _doctor(pipe, env, "--json", *args)
+    assert proc.returncode in (0, 1), proc.stderr
+    r = json.loads(proc.stdout)
+    assert (proc.returncode == 1) == bool(r["problems"])
+    return r["problems"]
+
+
+def test_doctor_reads_every_converter_module_by_its_imports(fake_sdk, fake_msvc, tmp_path):
+    """Newer releases name the .pyd modules per Python (libPyIrGraph310.pyd, libPyIrGraph312.pyd): each
+    module's own imports say which Python it needs, whatever its name; an unreadable one is a problem."""
+    from smolvla_build.toolchains.qairt.python import requirement
+    sdk = _sdk_copy(tmp_path, fake_sdk)
+    pyd = sdk / "lib" / "python" / "qti" / "aisw" / "converters" / "common" / "windows-x86_64"
+    shutil.rmtree(sdk / "lib" / "python" / "qti" / "aisw" / "converters" / "common" / "windows-arm64ec")
+    (pyd / "libPyIrGraph36.pyd").unlink()
+    (pyd / "libPyIrGraph.pyd").rename(pyd / "libPyIrGraph312.pyd")           # imports this Python's DLL
+    (pyd / "libPyIrGraph38.pyd").rename(pyd / "libPyIrGraph310.pyd")          # imports python38.dll
+    win = Sdk(sdk, read_version(sdk), "aarch64-windows-msvc")
+    req = requirement(win, None)
+    assert req["problem"] is None and req["versions"] == ["3.8", "%d.%d" % sys.version_info[:2]]
+    assert req["modules"] == ["lib/python/qti/aisw/converters/common/windows-x86_64/libPyIrGraph310.pyd",
+                              "lib/python/qti/aisw/converters/common/windows-x86_64/libPyIrGraph312.pyd"]
+    (pyd / "libPyIrGraph311.pyd").write_bytes(b"MZ not a module")
+    assert "libPyIrGraph311.pyd: not a readable PE module" in requirement(win, None)["problem"]
+    pipe = write_pipeline(tmp_path, toolchain=qairt_toolchain(fake_msvc, sdk_root=str(sdk)))
+    env = {k: v for k, v in os.environ.items() if k not in ("QNN_SDK_ROOT", "QAIRT_SDK_ROOT")}
+    problems = _problems(pipe, env, "--host", "aarch64-windows-msvc")
+    assert len(problems) == 1 and "libPyIrGraph311.pyd: not a readable PE module" in problems[0]
+
+
+def test_doctor_names_each_missing_sdk_file_the_laptop_chain_needs(fake_sdk, fake_msvc, tmp_path):
+    sdk = _sdk_copy(tmp_path, fake_sdk)
+    for rel in ("bin/aarch64-windows-msvc/object-generator.exe", "lib/aarch64-windows-msvc/QnnHtpPrepare.dll",
+                "bin/aarch64-windows-msvc/qnn-platform-validator.exe"):
+        (sdk / rel).unlink()
+    pipe = write_pipeline(tmp_path, toolchain=qairt_toolchain(fake_msvc, sdk_root=str(sdk)))
+    env = {k: v for k, v in os.environ.items() if k not in ("QNN_SDK_ROOT", "QAIRT_SDK_ROOT")}
+    proc = _doctor(pipe, env, "--host", "aarch64-windows-msvc")
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    assert f"PROBLEM bin/aarch64-windows-msvc/object-generator.exe is not in the SDK at {sdk}: " \
+           "qnn-model-lib-generator stops without it beside itself" in proc.stdout
+    assert f"PROBLEM lib/aarch64-windows-msvc/QnnHtpPrepare.dll is not in the SDK at {sdk}: " \
+           "the context generator finalizes graphs with it" in proc.stdout
+    assert "note    bin/aarch64-windows-msvc/qnn-platform-validator.exe is not in the SDK" in proc.stdout
+    assert proc.stdout.rstrip().endswith("2 problem(s): the qairt chain cannot run")
+
+
+def test_doctor_checks_the_converters_python_packages(fake_sdk, fake_msvc, tmp_path):
+    """2.25's converter reads onnx.mapping (removed in onnx 1.19) and its bin/check-python-dependency
+    pins numpy 1.26.4 (docs/qairt-sdk.md): an SDK whose sources do so, checked against this Python."""
+    import onnx
+    sdk = _sdk_copy(tmp_path, fake_sdk)
+    onnx_dir = sdk / "lib" / "python" / "qti" / "aisw" / "converters" / "onnx"
+    onnx_dir.mkdir()
+    (onnx_dir / "util.py").write_text("from onnx import mapping\n")
+    (sdk / "bin" / "check-python-dependency").write_text("deps = {'numpy': '1.26.4', 'onnx': '1.16.1'}\n")
+    pipe = write_pipeline(tmp_path, toolchain=qairt_toolchain(fake_msvc, sdk_root=str(sdk)))
+    env = {k: v for k, v in os.environ.items() if k not in ("QNN_SDK_ROOT", "QAIRT_SDK_ROOT")}
+    r = json.loads(_doctor(pipe, env, "--json").stdout)
+    has_mapping = hasattr(onnx, "mapping")
+    assert r["converter_python"]["packages"] == {"numpy": np.__version__, "onnx": onnx.__version__,
+                                                 "onnx.mapping": has_mapping}
+    mapping = [p for p in r["problems"] if "onnx.mapping" in p]
+    assert len(mapping) == (0 if has_mapping else 1)
+    assert any(f"has numpy {np.__version__}; the SDK's bin/check-python-dependency pins 1.26.4" in n
+               for n in r["notes"]) == (np.__version__ != "1.26.4")
+    # a converter that does not start under that Python is a problem with its last line
+    (sdk / "lib" / "python" / "qti" / "aisw" / "converters" / "common" / "__init__.py").write_text(
+        "raise ImportError('No module named numpy.core._multiarray_umath')\n")
+    problems = _problems(pipe, env)
+    assert any(p.startswith(f"qnn-onnx-converter does not start under {sys.executable}: ImportError: No module named "
+                            "numpy.core._multiarray_umath") for p in problems), problems
+
+
+def test_doctor_requires_arm64_msvc_libraries(fake_sdk, fake_msvc, tmp_path):
+    """A developer prompt targets x86 or x64 unless told otherwise: an x64 kernel32.lib in the LIB
+    folders is a problem before lld-link fails on it."""
+    from smolvla_build.toolchains.qairt.doctor import lib_machine
+    lib = Path(fake_msvc["lib"][0])
+    assert lib_machine(lib / "kernel32.lib") == lib_machine(lib / "msvcrt.lib") == "ARM64"
+    x64 = tmp_path / "x64"
+    x64.mkdir()
+    (tmp_path / "kernel32.def").write_text("LIBRARY kernel32.dll\nEXPORTS\nGetLastError\n")
+    subprocess.run([shutil.which("llvm-dlltool-16") or "llvm-dlltool", "-m", "i386:x86-64", "-d",
+                    str(tmp_path / "kernel32.def"), "-l", str(x64 / "kernel32.lib")], check=True)
+    assert lib_machine(x64 / "kernel32.lib") == "x64" and lib_machine(tmp_path / "kernel32.def") is None
+    msvc = {"include": fake_msvc["include"], "lib": [str(x64), *fake_msvc["lib"]]}
+    pipe = write_pipeline(tmp_path, toolchain=qairt_toolchain(msvc))
+    env = dict(os.environ, QAIRT_SDK_ROOT=str(fake_sdk))
+    env.pop("QNN_SDK_ROOT", None)
+    assert _problems(pipe, env) == [f"{x64 / 'kernel32.lib'} is a x64 library, the model DLL links ARM64 ones: point "
+                                    "toolchain.msvc.lib (or the developer prompt, `vcvarsall.bat x64_arm64`) at the "
+                                    "ARM64 folders"]
+
+
+def test_doctor_scopes_what_the_qairt_chain_lacks_by_the_pipeline(tmp_path):
+    """An ort-qnn pipeline without an SDK: exit 0, the SDK noted, lines a person reads."""
+    env = {k: v for k, v in os.environ.items() if k not in ("QNN_SDK_ROOT", "QAIRT_SDK_ROOT")}
+    proc = _doctor(ROOT / "examples" / "tiny.yaml", env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "None" not in out and "{" not in out and "Traceback" not in out + proc.stderr
+    assert "absent  QAIRT SDK: not found (toolchain.sdk_root, QAIRT_SDK_ROOT, QNN_SDK_ROOT)" in out
+    assert "note    toolchain 'qairt' needs the Qualcomm AI Runtime SDK" in out and "PROBLEM" not in out
+    assert out.rstrip().endswith("the pipeline builds with ort-qnn: what the qairt chain lacks is noted, not a problem")
+    pipe = write_pipeline(tmp_path, toolchain={"kind": "qairt"})
+    qairt = _doctor(pipe, env)
+    assert qairt.returncode == 1 and "MISSING QAIRT SDK" in qairt.stdout and "PROBLEM toolchain 'qairt' needs" in qairt.stdout
+
+
+def test_doctor_on_the_laptop_checks_its_npu_and_the_vc_runtime(fake_sdk, fake_msvc, tmp_path, monkeypatch):
+    """On the Windows ARM64 host itself (simulated: this machine named as that host): no NPU
+    registered by onnxruntime-qnn is a problem when the pipeline runs on the HTP, and the card's /MD
+    DLL needs vcruntime140.dll."""
+    from smolvla_build.config import load_pipeline
+    from smolvla_build.toolchains.qairt import doctor, sdk as sdk_module
+    monkeypatch.setattr(sdk_module, "host_name", lambda configured="auto": "aarch64-windows-msvc")
+    pipe_file = write_pipeline(tmp_path, toolchain=qairt_toolchain(fake_msvc, sdk_root=str(fake_sdk)),
+                               evaluation={"tasks": [0], "max_steps": 4, "runtime": "ort-qnn"})
+    system32 = tmp_path / "Windows" / "System32"
+    system32.mkdir(parents=True)
+    r = doctor.report(load_pipeline(pipe_file), environ={"SystemRoot": str(tmp_path / "Windows")})
+    assert r["this_machine"] and r["onnxruntime_qnn"]["npu"] is False       # the emulator is a CPU device
+    assert any(p.startswith("onnxruntime-qnn registered no NPU on this machine") and "qnn-platform-validator.exe "
+               "--backend dsp --testBackend" in p for p in r["problems"]), r["problems"]
+    assert any(p.startswith("vcruntime140.dll not found") for p in r["problems"])
+    (system32 / "vcruntime140.dll").write_bytes(b"")
+    again = doctor.report(load_pipeline(pipe_file), environ={"SystemRoot": str(tmp_path / "Windows")})
+    assert again["link"]["vc_runtime"] == str(system32 / "vcruntime140.dll")
+    assert not any("vcruntime140" in p for p in again["problems"])
+    (system32 / "vcruntime140.dll").unlink()              # the SDK's /MT line needs no VC++ runtime DLL
+    mt = write_pipeline(tmp_path, name="mt.yaml", toolchain=qairt_toolchain(fake_msvc, sdk_root=str(fake_sdk),
+                                                                             link={"crt": "mt"}))
+    static = doctor.report(load_pipeline(mt), environ={"SystemRoot": str(tmp_path / "Windows")})
+    assert static["link"]["libs"] == ["libcmt.lib", "libvcruntime.lib", "ucrt.lib", "kernel32.lib"]
+    assert not any("vcruntime140" in p for p in static["problems"]) and "vc_runtime" not in static["link"]
+    assert static["msvc"]["machines"] == {"libcmt.lib": "ARM64", "kernel32.lib": "ARM64"}
 
 
 def test_a_missing_converter_python_is_one_line_in_the_tasks_that_need_it(tmp_path, fake_msvc, tiny_export):

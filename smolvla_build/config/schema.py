@@ -152,11 +152,13 @@ PIPELINE_SCHEMA = {
                         "lib": {"type": "array", "items": {"type": "string"}},
                     },
                 },
-                # extra lld-link inputs; libs replaces the default msvcrt.lib kernel32.lib QnnHtp.lib
+                # the model DLL's C runtime (crt: md, the card's /MD line, or mt, the SDK's /MT one) and
+                # extra lld-link inputs; libs replaces the crt's libraries
                 "link": {
                     "type": "object",
                     "additionalProperties": False,
                     "properties": {
+                        "crt": {"enum": ["md", "mt"]},
                         "libpaths": {"type": "array", "items": {"type": "string"}},
                         "libs": {"type": "array", "items": {"type": "string"}},
                         "link_flags": {"type": "array", "items": {"type": "string"}},

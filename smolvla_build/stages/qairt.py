@@ -70,7 +70,8 @@ def gen_tasks(build):
                           "target": "windows-aarch64", "name": m, "outdir": str(p.staging("libgen") / "lib")}
             spec = chain.CompileSpec(sdk=sdk, python=qs.python,
                                      missing=qs.missing_of("qnn-model-lib-generator") if libgen else (),
-                                     paths=paths, tools=qs.host_tools, msvc=qs.msvc, libgen=libgen)
+                                     paths=paths, tools=qs.host_tools, msvc=qs.msvc, libgen=libgen,
+                                     crt_flag=qs.link["crt_flag"])
             yield declare("compile", COMPILE, spec, name=name, file_dep=[p.cpp, p.net_json], targets=[p.manifest],
                           doc=f"clang-cl: {m} model library objects (ARM64)",
                           tools=dict(common, templates=template_digest("qairt/clang_cl_compile.j2", "qairt/clang_weights.j2",

@@ -20,6 +20,11 @@ class ToolchainError(Exception):
     """A toolchain that cannot be used here; str() is one line saying what to install or set."""
 
 
+class ToolFailed(ToolchainError, RuntimeError):
+    """An external tool (the SDK's, a compiler, onnxruntime-qnn) failed or wrote nothing: str() is the
+    command and the end of its output, which the task shows instead of a traceback."""
+
+
 def find_sdk(pipe, environ=None) -> tuple[Path, str] | None:
     """(SDK root, where it was named) from toolchain.sdk_root, $QAIRT_SDK_ROOT or $QNN_SDK_ROOT."""
     environ = os.environ if environ is None else environ

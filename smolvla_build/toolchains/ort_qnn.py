@@ -157,7 +157,8 @@ def build_context(src: Path, ctx_out: Path, soc: Soc, precision: Precision) -> d
         seconds = time.time() - t0
         bins = sorted(tmp.glob(staged.stem + "*.bin"))
         if not staged.is_file() or not bins:
-            raise RuntimeError(f"onnxruntime-qnn wrote no EPContext model for {src}")
+            from . import ToolFailed
+            raise ToolFailed(f"onnxruntime-qnn wrote no EPContext model for {src}")
         for b in bins:                     # the binary first: the _ctx.onnx appears last, complete
             shutil.move(str(b), ctx_out.parent / b.name)
         shutil.move(str(staged), ctx_out)

@@ -64,13 +64,14 @@ class CompileSpec:
     tools: dict                 # the host compilers (compilers.host_tools)
     msvc: dict
     libgen: dict | None         # the lib generator's values (a `libgen` host: it makes the weight objects)
+    crt_flag: str               # toolchain.link.crt's compile flag, /MD or /MT (plan.CRT_LINES)
 
 
 @dataclasses.dataclass(frozen=True)
 class LinkSpec:
     paths: dict
     tools: dict
-    link: dict                  # {libpaths, libs, link_flags}
+    link: dict                  # {crt, crt_flag, libpaths, libs, link_flags}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +161,7 @@ def convert(spec: ConvertSpec):
         elif Path(dst).suffix == ".bin" and Path(dst).exists():
             os.unlink(dst)                # a stale weight archive of an earlier graph
         elif Path(dst).suffix != ".bin":
-            raise RuntimeError(f"qnn-onnx-converter wrote no {staging / src}")
+            raise ToolFailed(f"qnn-onnx-converter wrote no {staging / src}")
     shutil.rmtree(staging, ignore_errors=True)
     return True
 
@@ -177,7 +178,7 @@ def assemble_weight_objects(bin_path: Path, obj: Path, tools: dict) -> list[str]
                 continue
             name = Path(member.name).stem     # already sanitized by the converter; objcopy-style symbol
             if not re.fullmatch(r"\w+", name):
-                raise RuntimeError(f"{bin_path}: member {member.name!r} is not a sanitized tensor name")
+                raise ToolFailed(f"{bin_path}: member {member.name!r} is not a sanitized tensor name")
             raw = obj / "binary" / f"{name}.raw"
             with tar.extractfile(member) as src, open(raw, "wb") as dst:
                 shutil.copyfileobj(src, dst)
@@ -201,7 +202,7 @@ def libgen_weight_objects(cmd: str, sdk_env: dict, staging: Path, obj: Path) -> 
     proc = run(cmd, env=sdk_env, cwd=work, check=False)
     made = sorted(work.glob("tmp_*/obj/windows-aarch64/*.o"))
     if not made:
-        raise RuntimeError(f"qnn-model-lib-generator left no weight objects under {work}/tmp_*/obj/windows-aarch64 "
+        raise ToolFailed(f"qnn-model-lib-generator left no weight objects under {work}/tmp_*/obj/windows-aarch64 "
                            f"(exit {proc.returncode}): {cmd}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     if proc.returncode != 0:
         last = ((proc.stderr or proc.stdout).strip().splitlines() or [""])[-1]
@@ -240,7 +241,7 @@ def compile_model(spec: CompileSpec):
     sources = [sdk.jni / s for s in JNI_SOURCES] + [staged / "QnnNetworkModel.cpp"]
     for src in sources:
         o = obj / (src.stem + ".o")
-        cmd = render_command("qairt/clang_cl_compile.j2", clang_cl=tools["clang_cl"], target=TARGET,
+        cmd = render_command("qairt/clang_cl_compile.j2", clang_cl=tools["clang_cl"], target=TARGET, crt_flag=spec.crt_flag,
                              jni=sdk.jni, include=sdk.include, msvc_include=msvc["include"], source=src, obj=o)
         try:
             run(cmd)
@@ -297,7 +298,7 @@ def hostlib(spec: HostlibSpec):
     run(cmd, env=env, cwd=staging, label=label(staging))
     src = staging / spec.produced
     if not src.is_file():
-        raise RuntimeError(f"qnn-model-lib-generator wrote no {src}: {cmd}")
+        raise ToolFailed(f"qnn-model-lib-generator wrote no {src}: {cmd}")
     Path(spec.target).parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, spec.target)
     shutil.rmtree(staging, ignore_errors=True)
@@ -349,7 +350,7 @@ def context(spec: ContextSpec):
     run(ctx_cmd, env=sdk.env(), cwd=staging, label=label(staging))
     produced = staging / out.name
     if not produced.is_file():
-        raise RuntimeError(f"qnn-context-binary-generator wrote no {produced}: {ctx_cmd}")
+        raise ToolFailed(f"qnn-context-binary-generator wrote no {produced}: {ctx_cmd}")
     if spec.utility:                        # what the binary says it holds
         run(render_command("qairt/context_binary_utility.j2", utility=spec.utility, binary=produced,
                            json=staging / info.name), env=sdk.env(), cwd=staging)

@@ -103,8 +103,13 @@ def coff_directives(obj: Path) -> list[str]:
     return out
 
 
-STATIC_CRT = {"libcmt", "libcmtd", "libucrt", "libucrtd", "libvcruntime", "libvcruntimed"}
-DLL_CRT = {"msvcrt", "msvcrtd", "ucrt", "ucrtd", "vcruntime", "vcruntimed"}
+# Each part of the MSVC C runtime comes static or as a DLL import library; within a part, the two must
+# not meet at the link (duplicate or missing symbols). The parts may differ: the SDK's own build links
+# the VC++ startup and runtime statically and the UCRT as a DLL (docs/qairt-sdk.md, "The model DLL's C
+# runtime"). (part, its static libraries, its DLL import libraries)
+CRT_PARTS = (("the VC++ runtime", {"libcmt", "libcmtd", "libvcruntime", "libvcruntimed"},
+              {"msvcrt", "msvcrtd", "vcruntime", "vcruntimed"}),
+             ("the UCRT", {"libucrt", "libucrtd"}, {"ucrt", "ucrtd"}))
 
 
 def _lib_key(name: str) -> str:
@@ -113,19 +118,22 @@ def _lib_key(name: str) -> str:
 
 def check_crt(objects: list[str], libs: list[str], link_flags: list[str]) -> None:
     """The C runtime the objects ask for (/DEFAULTLIB directives: /MT -> libcmt, /MD -> msvcrt) must be
-    the one on the link line: mixing the static CRT with msvcrt.lib (the DLL CRT's import library)
-    gives duplicate or missing CRT symbols at link or load time."""
+    the one on the link line, part by part: an object asking for the static VC++ runtime with
+    msvcrt.lib (its DLL import library) on the line, or the reverse, is refused."""
     linked = {_lib_key(x) for x in libs}
     ignored = {_lib_key(f.split(":", 1)[1]) for f in link_flags if f.upper().startswith("/NODEFAULTLIB:")}
     if any(f.upper() == "/NODEFAULTLIB" for f in link_flags):
         return
-    for kind, crt, other in (("static CRT (/MT)", STATIC_CRT, DLL_CRT), ("DLL CRT (/MD)", DLL_CRT, STATIC_CRT)):
-        if not linked & other:
-            continue
-        for o in objects:
-            asked = {_lib_key(d.split(":", 1)[1]) for d in coff_directives(Path(o)) if d.upper().startswith("/DEFAULTLIB:")}
-            clash = sorted((asked & crt) - ignored)
-            if clash:
-                raise ToolFailed(f"{o} asks for the {kind} ({', '.join(c + '.lib' for c in clash)}) but the link line "
-                                 f"has {', '.join(sorted(x + '.lib' for x in linked & other))}: compile with the other "
-                                 "/MT|/MD or change toolchain.link.libs")
+    asked = {o: {_lib_key(d.split(":", 1)[1]) for d in coff_directives(Path(o)) if d.upper().startswith("/DEFAULTLIB:")}
+             for o in objects}
+    for part, static, dll in CRT_PARTS:
+        for kind, wanted, other in (("static", static, dll), ("DLL", dll, static)):
+            if not linked & other:
+                continue
+            for o in objects:
+                clash = sorted((asked[o] & wanted) - ignored)
+                if clash:
+                    flag = "/MT" if kind == "static" else "/MD"
+                    raise ToolFailed(f"{o} asks for {part} as a {kind} library ({flag}: {', '.join(c + '.lib' for c in clash)}) "
+                                     f"but the link line has {', '.join(sorted(x + '.lib' for x in linked & other))}: "
+                                     "compile with the other /MT|/MD, or set toolchain.link.crt (md|mt) or toolchain.link.libs")

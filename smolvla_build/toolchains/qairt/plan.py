@@ -13,7 +13,16 @@ from .sdk import Sdk, missing_tool
 
 SDK_TOOLS = ("qnn-onnx-converter", "qnn-model-lib-generator", "qnn-context-binary-generator",
              "qnn-context-binary-utility")
-CARD_LINK_LIBS = ("msvcrt.lib", "kernel32.lib", "QnnHtp.lib")        # the card's link line (DLL CRT, /MD)
+# toolchain.link.crt: the C runtime of the model DLL, its compile flag and link line (docs/qairt-sdk.md,
+# "The model DLL's C runtime")
+CRT_LINES = {
+    # the card's: the DLL CRT, so the ARM64 VC++ runtime (vcruntime140.dll) must be where the DLL loads
+    "md": {"flag": "/MD", "libs": ("msvcrt.lib", "kernel32.lib", "QnnHtp.lib"), "link_flags": ()},
+    # the SDK's own CMake build (share/QNN/converter/CMakeLists.txt): the VC++ runtime linked in, the
+    # UCRT of Windows itself, and no QnnHtp.lib (the backend is called through its interface table)
+    "mt": {"flag": "/MT", "libs": ("libcmt.lib", "libvcruntime.lib", "ucrt.lib", "kernel32.lib"),
+           "link_flags": ("/NODEFAULTLIB:libucrt.lib",)},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +33,7 @@ class QairtSetup:
     missing: dict                       # {tool: the one line saying where it was looked for}
     host_tools: dict                    # clang, clang_cl, lld_link, clangxx (None where missing)
     msvc: dict                          # {include: [...], lib: [...]}
-    link: dict                          # {libpaths, libs, link_flags}
+    link: dict                          # {crt, crt_flag, libpaths, libs, link_flags}
     fingerprint: dict                   # the SoC-independent part of every key: tools' files, SDK paths
 
     def missing_of(self, *tools: str) -> tuple[str, ...]:
@@ -43,24 +52,21 @@ def file_fingerprint(path) -> str:
         return "missing"
 
 
-def converter_modules(sdk: Sdk) -> list[Path]:
-    """The compiled converter modules (libPyIrGraph*) the converter's Python must match."""
-    common = sdk.python_lib / "qti" / "aisw" / "converters" / "common"
-    return sorted(p for folder in sdk.layout.pymodules if (common / folder).is_dir()
-                  for p in (common / folder).iterdir() if p.name.startswith("libPyIrGraph"))
-
-
 def setup(sdk: Sdk, toolchain: dict, resolve, environ=None) -> QairtSetup:
     """`toolchain`: pipeline.yaml's toolchain section; `resolve(path)`: a path of the pipeline file
     made absolute."""
     from .compilers import host_tools, msvc_dirs
+    from .python import converter_modules
     found = {t: sdk.find_tool(t) for t in SDK_TOOLS}
     missing = {t: missing_tool(sdk, t) for t, path in found.items() if path is None}
     tools = host_tools()
     msvc = msvc_dirs(toolchain.get("msvc") or {}, resolve, sdk.layout.windows, environ)
     user_link = toolchain.get("link") or {}
-    link = {"libpaths": [str(sdk.device_lib)] + msvc["lib"] + [str(resolve(d)) for d in user_link.get("libpaths", [])],
-            "libs": list(user_link.get("libs", CARD_LINK_LIBS)), "link_flags": list(user_link.get("link_flags", []))}
+    crt = CRT_LINES[user_link.get("crt", "md")]
+    link = {"crt": user_link.get("crt", "md"), "crt_flag": crt["flag"],
+            "libpaths": [str(sdk.device_lib)] + msvc["lib"] + [str(resolve(d)) for d in user_link.get("libpaths", [])],
+            "libs": list(user_link.get("libs", crt["libs"])),
+            "link_flags": list(crt["link_flags"]) + list(user_link.get("link_flags", []))}
     fingerprint = {"sdk_paths_env": sdk.env_paths(),
                    "compilers": {k: file_fingerprint(tools[k] if k != "clang_cl" else (tools[k] or [None])[0])
                                  for k in ("clang", "clang_cl", "lld_link", "clangxx")},

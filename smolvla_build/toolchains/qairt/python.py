@@ -42,31 +42,55 @@ def _pe_imports(path: Path) -> list[str]:
         raise ToolchainError(f"qairt: {path}: not a readable PE module ({e})") from None
 
 
-def converter_module_python(sdk: Sdk) -> tuple[tuple[int, int], Path] | None:
-    """The CPython the converter's compiled modules link (libPyIrGraph: DT_NEEDED libpython3.X.so on
-    Linux, an import of python3X.dll on Windows), and the module it was read from."""
+def converter_modules(sdk: Sdk) -> list[Path]:
+    """Every compiled converter module (libPyIrGraph*) in the host's folders, in the order the SDK's
+    qti/aisw/converters/common/__init__.py picks the folders: 2.25 names its CPython 3.10 build
+    libPyIrGraph.so (Linux) or .pyd (Windows) and others libPyIrGraph36/38.pyd; newer releases name
+    each by its Python (libPyIrGraph310.pyd, libPyIrGraph312.pyd; docs/qairt-sdk.md)."""
     common = sdk.python_lib / "qti" / "aisw" / "converters" / "common"
-    for folder in sdk.layout.pymodules:
-        for module in (common / folder / "libPyIrGraph.so", common / folder / "libPyIrGraph.pyd"):
-            if not module.is_file():
-                continue
-            names = _elf_needed(module) if module.suffix == ".so" else _pe_imports(module)
-            for n in names:
-                m = re.fullmatch(r"libpython(\d+)\.(\d+)\.so(?:\.[\d.]+)?", n) or re.fullmatch(r"python(\d)(\d+)\.dll", n, re.I)
-                if m:
-                    return (int(m.group(1)), int(m.group(2))), module
+    return [p for folder in sdk.layout.pymodules if (common / folder).is_dir()
+            for p in sorted((common / folder).iterdir()) if p.name.startswith("libPyIrGraph") and p.suffix in (".so", ".pyd")]
+
+
+def module_python(module: Path) -> tuple[int, int] | None:
+    """The CPython a compiled module links (DT_NEEDED libpython3.X.so on Linux, an import of
+    python3X.dll on Windows), None if it links none; one line when it cannot be read."""
+    names = _elf_needed(module) if module.suffix == ".so" else _pe_imports(module)
+    for n in names:
+        m = re.fullmatch(r"libpython(\d+)\.(\d+)\.so(?:\.[\d.]+)?", n) or re.fullmatch(r"python(\d)(\d+)\.dll", n, re.I)
+        if m:
+            return int(m.group(1)), int(m.group(2))
     return None
 
 
+def converter_module_pythons(sdk: Sdk) -> tuple[list[tuple[int, int]], list[Path]]:
+    """(the CPython versions the converter's compiled modules can run under, in the SDK's order of
+    preference, the modules they were read from). An unreadable module raises ToolchainError."""
+    versions, modules = [], []
+    for module in converter_modules(sdk):
+        v = module_python(module)
+        if v is not None and v not in versions:
+            versions.append(v)
+            modules.append(module)
+    return versions, modules
+
+
 def requirement(sdk: Sdk, configured: str | None) -> dict:
-    """What the converter's Python must be, cheaply (no program runs): the up-to-date key of the tasks
-    that run it, and what `converter_python` checks."""
+    """What the converter's Python must be, cheaply (no program runs): what `converter_python` and
+    `doctor` check. `problem`: no compiled module found, or one that cannot be read."""
+    problem, versions, modules = None, [], []
     try:
-        needed, problem = converter_module_python(sdk), None
+        versions, modules = converter_module_pythons(sdk)
+        if not versions:
+            problem = (f"qairt: no compiled converter module (libPyIrGraph*.so|.pyd) linking a CPython under "
+                       f"{sdk.python_lib / 'qti' / 'aisw' / 'converters' / 'common'} for host {sdk.host}: is {sdk.root} "
+                       "a QAIRT SDK?")
     except ToolchainError as exc:          # an unreadable module: the convert task says so, in one line
-        needed, problem = None, str(exc)
-    return {"configured": configured, "version": "%d.%d" % needed[0] if needed else None,
-            "module": needed[1].relative_to(sdk.root).as_posix() if needed else None,
+        problem = str(exc)
+    return {"configured": configured, "versions": ["%d.%d" % v for v in versions],
+            "version": "%d.%d" % versions[0] if versions else None,
+            "module": modules[0].relative_to(sdk.root).as_posix() if modules else None,
+            "modules": [m.relative_to(sdk.root).as_posix() for m in modules],
             "machine": sdk.layout.converter_machine, "problem": problem}
 
 
@@ -92,12 +116,12 @@ def converter_python(sdk: Sdk, configured: str | None = None) -> str:
     req = requirement(sdk, configured)
     if req["problem"]:
         raise ToolchainError(req["problem"])
-    want = tuple(int(x) for x in req["version"].split(".")) if req["version"] else None
+    wanted = [tuple(int(x) for x in v.split(".")) for v in req["versions"]]
     # the machine check applies where the modules are x64 builds on an ARM64 machine (Windows ARM64)
     machine = req["machine"] if sdk.layout.windows else None
 
     def fits(facts) -> bool:
-        return facts is not None and (want is None or facts[0] == want) and (machine is None or facts[1] == machine)
+        return facts is not None and facts[0] in wanted and (machine is None or facts[1] == machine)
 
     if configured:
         exe = shutil.which(configured) or configured
@@ -108,15 +132,14 @@ def converter_python(sdk: Sdk, configured: str | None = None) -> str:
             raise ToolchainError(f"qairt: toolchain.python: {configured} is {facts[1]} Python {facts[0][0]}.{facts[0][1]}, "
                                  f"but the SDK's converter modules ({req['module']}) need {describe(req, sdk)}")
         return exe
-    if want is None:                # no compiled modules found: trust this interpreter
-        return sys.executable
     if fits(interpreter_facts([sys.executable])):
         return sys.executable
-    for name in (f"python{want[0]}.{want[1]}", f"python{want[0]}{want[1]}"):
-        exe = shutil.which(name)
-        if exe and fits(interpreter_facts([exe])):
-            return exe
-    if shutil.which("py"):          # the Windows launcher: `py -3.10` picks a registered 3.10 (any machine)
+    for want in wanted:
+        for name in (f"python{want[0]}.{want[1]}", f"python{want[0]}{want[1]}"):
+            exe = shutil.which(name)
+            if exe and fits(interpreter_facts([exe])):
+                return exe
+    for want in wanted if shutil.which("py") else []:   # the Windows launcher: `py -3.10` picks a registered 3.10
         try:
             out = subprocess.run(["py", f"-{want[0]}.{want[1]}", "-c", "import sys; print(sys.executable)"],
                                  capture_output=True, text=True, timeout=60)
@@ -130,6 +153,76 @@ def converter_python(sdk: Sdk, configured: str | None = None) -> str:
 
 
 def describe(req: dict, sdk: Sdk) -> str:
-    """`Python 3.10`, or `x64 Python 3.10` where the modules are x64 builds on another machine."""
+    """`Python 3.10`, `Python 3.10 or 3.8`, or `x64 Python 3.10` where the modules are x64 builds on
+    another machine."""
     arch = f"{req['machine']} " if sdk.layout.windows else ""
-    return f"{arch}Python {req['version']}" if req["version"] else f"{arch}Python"
+    return f"{arch}Python {' or '.join(req['versions'])}" if req["versions"] else f"{arch}Python"
+
+
+def converter_starts(sdk: Sdk, python: str) -> str | None:
+    """None if the SDK's converter starts under `python` in the SDK's environment (`--help`: it
+    imports its modules and their packages first), else its last line."""
+    converter = sdk.find_tool("qnn-onnx-converter")
+    if converter is None:
+        return None                    # a missing converter is reported on its own
+    try:
+        out = subprocess.run([python, str(converter), "--help"], capture_output=True, text=True, timeout=300,
+                             env=sdk.env())
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{python} {converter} --help could not run ({exc})"
+    if out.returncode == 0:
+        return None
+    last = ((out.stderr or out.stdout).strip().splitlines() or ["(no output)"])[-1]
+    return f"qnn-onnx-converter does not start under {python}: {last}"
+
+
+def reads_onnx_mapping(sdk: Sdk) -> bool:
+    """Whether the SDK's converter sources read `onnx.mapping`, which onnx 1.19 removed (2.25's
+    lib/python/qti/aisw/converters/onnx/util.py does; docs/qairt-sdk.md)."""
+    root = sdk.python_lib / "qti" / "aisw" / "converters"
+    return any("onnx.mapping" in f.read_text(errors="replace") or "from onnx import mapping" in f.read_text(errors="replace")
+               for f in root.rglob("*.py")) if root.is_dir() else False
+
+
+def pinned_version(sdk: Sdk, package: str) -> str | None:
+    """The version the SDK's bin/check-python-dependency pins for `package` (2.25: numpy 1.26.4), if any."""
+    script = sdk.root / "bin" / "check-python-dependency"
+    if not script.is_file():
+        return None
+    m = re.search(r"""['"]%s['"]\s*[:,]\s*['"]([\d.]+)['"]""" % re.escape(package), script.read_text(errors="replace"))
+    return m.group(1) if m else None
+
+
+PACKAGES_PROBE = ("import json, importlib\n"
+                  "out = {}\n"
+                  "for name in ('numpy', 'onnx'):\n"
+                  "    try:\n"
+                  "        out[name] = getattr(importlib.import_module(name), '__version__', 'present')\n"
+                  "    except Exception:\n"
+                  "        out[name] = None\n"
+                  "try:\n"
+                  "    import onnx.mapping\n"
+                  "    out['onnx.mapping'] = True\n"
+                  "except Exception:\n"
+                  "    out['onnx.mapping'] = False\n"
+                  "print(json.dumps(out))")
+
+
+def converter_packages(sdk: Sdk, python: str) -> tuple[dict, list[str], list[str]]:
+    """What the converter needs of `python` beyond its own modules: (the numpy and onnx it imports,
+    problems, notes). A problem: the converter does not start; it reads onnx.mapping and this onnx has
+    none. A note: numpy is not the version the SDK pins."""
+    import json
+    problems = [p for p in [converter_starts(sdk, python)] if p]
+    try:
+        out = subprocess.run([python, "-c", PACKAGES_PROBE], capture_output=True, text=True, timeout=120)
+        found = json.loads(out.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return {}, problems + [f"{python} could not be asked for its numpy and onnx"], []
+    if reads_onnx_mapping(sdk) and not found.get("onnx.mapping"):
+        problems.append(f"the SDK's converter reads onnx.mapping, which the onnx {found.get('onnx') or '(none)'} of "
+                        f"{python} lacks (removed in onnx 1.19): install the onnx the SDK's setup page names (2.25: 1.16.1)")
+    pin = pinned_version(sdk, "numpy")
+    notes = [f"{python} has numpy {found.get('numpy')}; the SDK's bin/check-python-dependency pins {pin}"] \
+        if pin and found.get("numpy") != pin else []
+    return found, problems, notes

@@ -8,11 +8,10 @@ import logging
 import os
 import subprocess
 
+from .. import ToolFailed
+
 log = logging.getLogger("smolvla_build.qairt")
-
-
-class ToolFailed(RuntimeError):
-    pass
+__all__ = ["ToolFailed", "run"]
 
 
 def run(cmd: str, env: dict | None = None, cwd=None, check: bool = True, label: str | None = None) -> subprocess.CompletedProcess:
