@@ -140,8 +140,9 @@ def _libero_check(args) -> int:
 
 
 def _libero_install(args) -> int:
-    from .evaluate.libero_env import LiberoError, check, install
     import subprocess
+
+    from .evaluate.libero_env import install
     try:
         for line in install():
             print(line)
@@ -149,12 +150,7 @@ def _libero_install(args) -> int:
         print(f"{exc.stdout or ''}{exc.stderr or ''}error: {' '.join(map(str, exc.cmd))} failed ({exc.returncode})",
               file=sys.stderr)
         return 1
-    try:
-        print(check(Path(args.config_dir)))
-    except LiberoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _libero_check(args)            # then what libero-check says: the config and one rendered frame
 
 
 def _doctor(args) -> int:
