@@ -29,9 +29,12 @@ from .benchmarks_md import write_markdown
 
 
 def collect_validation(folder) -> dict:
-    """The validate stage's own reports of this run (HTP emulation vs fp32 reference)."""
+    """The validate stage's own verdicts of this run (HTP emulation vs fp32 reference), not the
+    measurements they read (`*.measured.json`)."""
     out = {}
     for f in sorted(folder.glob("*.json")):
+        if f.name.endswith(".measured.json"):
+            continue
         r = json.loads(f.read_text())
         out[f.stem] = {"status": r["status"], "reasons": r["reasons"], "metrics": r["metrics"],
                        "htp_seconds_per_call": r["htp_seconds_per_call"],

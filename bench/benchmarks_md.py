@@ -43,6 +43,7 @@ def write_markdown(r: dict, out: str) -> None:
         L.append(f"| `{task}` | {v['seconds']:.1f} | {v['peak_rss_mb']:.0f} |")
     L += ["", "Validation is measured for fp16 only: one HTP-emulated call of the full vision encoder takes minutes "
           "on x86, and the fp32 validations cost the same engine time again.", "",
+          "(`validate:` rows: that work is now the `measure:` task; `validate:` only reads its metrics.) "
           "What the validate stages of this run measured (HTP emulation of the fp16 context vs the fp32 "
           "reference, seeded realistic inputs; the action head over the whole 10-step rollout):", "",
           "| stage | status | cosine | max abs | PSNR dB | HTP s/call | reference s/call | max activation | beyond fp16 |",

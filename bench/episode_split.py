@@ -23,7 +23,7 @@ def split(pipeline: Path, steps: int | None, task: int, log=lambda msg: None) ->
     layout = pipe.layout()
     ev = pipe.section("evaluation")
     policy = load_policy(pipe.policy_source(layout, "reference", n_action_steps=ev["n_action_steps"]))
-    config = layout.root / "libero-config"
+    config = layout.libero_config
     rows = []
 
     def run(name, frames, envs=None, trial=0):

@@ -30,7 +30,7 @@ def actor(pipeline: str, threads: int, steps: int) -> None:
     layout = pipe.layout()
     ev = pipe.section("evaluation")
     policy = load_policy(pipe.policy_source(layout, "reference", n_action_steps=ev["n_action_steps"], threads=threads))
-    config = layout.root / "libero-config" / f"bench-{os.getpid()}"
+    config = layout.libero_config / f"bench-{os.getpid()}"
     t0, cpu0 = time.time(), time.process_time()
     r = simulate(policy, ev["suite"], 0, 0, steps, config, seed=ev["seed"], frames=False, progress=False)
     wall = time.time() - t0

@@ -33,7 +33,10 @@ import logging
 import sys
 from pathlib import Path
 
+from smolvla_runtime.model import PRESETS
+
 from .export.conventions import VISION_POSITION_IDS
+from .toolchains.qairt.sdk import HOSTS
 
 
 def _preprocess(args) -> int:
@@ -72,7 +75,7 @@ def _preprocess(args) -> int:
 
 
 def _check(args) -> int:
-    from .model_files import load_onnx, save_onnx
+    from .model_files import load_onnx
     from .passes.checker import check_htp_clean
     problems = check_htp_clean(load_onnx(args.input))
     for p in problems:
@@ -197,7 +200,7 @@ def main(argv=None) -> int:
     cc.set_defaults(fn=_cpu_copy)
     e = sub.add_parser("export", help="export the three SmolVLA stage models")
     e.add_argument("out_dir")
-    e.add_argument("--preset", default="tiny", choices=["tiny", "smolvla-libero"])
+    e.add_argument("--preset", default="tiny", choices=list(PRESETS))
     e.add_argument("--weights", default="random", choices=["random", "checkpoint", "hub"])
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--path")
@@ -225,7 +228,7 @@ def main(argv=None) -> int:
     j.add_argument("--max", type=int, default=None, help="at most this many")
     j.set_defaults(fn=_jobs)
     d = sub.add_parser("doctor", help="what the qairt chain and the runtimes would use on a host, checked")
-    d.add_argument("--host", choices=["aarch64-windows-msvc", "x86_64-linux-clang"],
+    d.add_argument("--host", choices=list(HOSTS),
                    help="the SDK host layout to check (default: toolchain.host, else this machine's)")
     d.add_argument("--pipeline", default="pipeline.yaml", help="the pipeline whose toolchain and soc are checked")
     d.add_argument("--json", action="store_true", help="one JSON object")

@@ -158,10 +158,11 @@ class Layout:
         return self.ort_qnn_context(model, precision)
 
     def context_files(self, model: str, precision: str) -> list[Path]:
-        """Everything a context's runner reads."""
+        """Everything a context's runner reads (a qairt context's names are mapped back to the
+        preprocessed graph's, runtime/contexts.py)."""
         if self.toolchain == "qairt":
             q = self.qairt(model, precision)
-            return [q.ctx_onnx, q.serialized, q.binary_info, q.net_json]
+            return [q.ctx_onnx, q.serialized, q.binary_info, q.net_json, self.preprocessed(model)]
         return [self.ort_qnn_context(model, precision), self.ort_qnn_context_bin(model, precision)]
 
     def context_info(self, model: str, precision: str) -> Path:

@@ -44,7 +44,7 @@ python -m smolvla_runtime . --soc-model {soc_model}   # also refuse to run if th
 In Python:
 
 ```python
-from smolvla_runtime import Policy
+from smolvla_runtime.policy import Policy
 policy = Policy.load("path/to/this/folder")           # checks hashes, versions (and soc_model=...)
 action = policy.select_action([agentview_rgb, wrist_rgb], state8, "open the drawer")   # 7-D, unnormalized
 ```

@@ -61,12 +61,11 @@ def run_stage(model_path, sidecar, model: str, arrays: dict, num_steps: int) -> 
     import numpy as np
     from smolvla_runtime.model import STAGES
     from smolvla_runtime.runners import ReferenceRunner
-    from smolvla_runtime.stage import StageRunner, rollout
+    from smolvla_runtime.stage import StageRunner, rollout_from_feeds
     stage = StageRunner(ReferenceRunner(model_path), sidecar).activate()
     feeds = {k[len("in/"):]: v for k, v in arrays.items() if k.startswith("in/")}
     if STAGES[model].rolled_out:
-        base = {k: v for k, v in feeds.items() if k not in ("x_t", "timestep")}
-        out, _ = rollout(stage, base, feeds["x_t"], num_steps)
+        out, _ = rollout_from_feeds(stage, feeds, num_steps)
     else:
         out = stage.infer(feeds)[stage.runner.output_names[0]]
     return out, float(np.median(stage.inference_times))

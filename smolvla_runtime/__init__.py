@@ -2,7 +2,7 @@
 artifacts through smolvla_build) with numpy, onnxruntime(-qnn) and tokenizers only: no torch,
 transformers, doit, onnx or LIBERO.
 
-    from smolvla_runtime import Policy
+    from smolvla_runtime.policy import Policy
     policy = Policy.load("bundle/fp16")          # hashes, versions and SoC checked first
     action = policy.select_action([image, wrist_image], state, "open the drawer")
 
@@ -10,11 +10,6 @@ transformers, doit, onnx or LIBERO.
 What a SmolVLA is (its presets, stages, rollout) is written once, in smolvla_runtime.model.
 """
 
+# No package-level re-exports: importing the package imports nothing else, so a build task's key,
+# which follows imports (docs/incremental.md), covers only the runtime modules it runs.
 __version__ = "0.1.0"
-
-
-def __getattr__(name):          # Policy needs tokenizers: imported on first use, not with the package
-    if name == "Policy":
-        from .policy import Policy
-        return Policy
-    raise AttributeError(name)

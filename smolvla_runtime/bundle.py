@@ -1,5 +1,5 @@
 """A device bundle: the files a policy needs, described by manifest.json (written by `doit bundle`,
-smolvla_build/bundle.py) and checked before anything is loaded: every file's sha256, the
+smolvla_build/packaging.py) and checked before anything is loaded: every file's sha256, the
 versions of the packages the contexts were built for, and the SoC they were compiled for."""
 
 from __future__ import annotations

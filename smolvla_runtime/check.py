@@ -21,7 +21,7 @@ def check_bundle(bundle_dir, runtime: str = "auto", soc_model: int | None = None
     from .files import load_npz
     from .host import resolve_runtime
     from .model import MODELS, STAGES
-    from .stage import StageRunner, rollout
+    from .stage import StageRunner, rollout_from_feeds
     b = Bundle(bundle_dir)
     b.verify(soc_model=soc_model)
     runtime = resolve_runtime(runtime, b.soc.htp_arch)
@@ -35,8 +35,7 @@ def check_bundle(bundle_dir, runtime: str = "auto", soc_model: int | None = None
         stage = StageRunner(b.runner(m, runtime), b.path(entry["sidecar"])).activate()
         t0 = time.perf_counter()
         if STAGES[m].rolled_out:
-            base = {k: a for k, a in feeds.items() if k not in ("x_t", "timestep")}
-            out, _ = rollout(stage, base, feeds["x_t"], p.num_steps)
+            out, _ = rollout_from_feeds(stage, feeds, p.num_steps)
         else:
             out = stage.infer(feeds)[next(iter(entry["stage"]["outputs"]))]
         seconds = time.perf_counter() - t0

@@ -98,3 +98,10 @@ def rollout(head: StageRunner, base: dict, noise, num_steps: int) -> tuple[np.nd
         velocities.append(v)
         return v
     return euler_rollout(velocity, np.asarray(noise, np.float32), num_steps), velocities
+
+
+def rollout_from_feeds(head: StageRunner, feeds: dict, num_steps: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """`rollout` from one recorded call's feeds: their x_t is the noise, the rest but the timestep
+    (which the rollout sets at each step) the per-plan inputs."""
+    base = {k: v for k, v in feeds.items() if k not in ("x_t", "timestep")}
+    return rollout(head, base, feeds["x_t"], num_steps)

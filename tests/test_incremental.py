@@ -2,7 +2,7 @@
 precisions added, removed and reordered, a crash at any point, and two workers.
 
 "Equal" is tests/fixtures/build_equality.py. The edits are drawn from the schema
-(tests/fixtures/schema_edits.py). Each edit's effect on every task's up-to-date key (its `kw`
+(tests/fixtures/schema_edits.py). Each edit's effect on every task's up-to-date key (its spec's
 digest, file deps and targets) is computed for all of them; the builds then check:
 - the edits that change no key of the default build, all at once: `doit` runs nothing, and a clean
   build of the edited pipeline equals the clean build;

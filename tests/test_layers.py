@@ -110,6 +110,60 @@ def test_each_key_covers_only_what_its_action_runs(tmp_path):
     assert not {m for m in measure if m.startswith(("smolvla_build.proxies", "smolvla_build.packaging",
                                                     "smolvla_build.build_report", "smolvla_build.validation.verdict"))}
     assert len(closures["validate:action_head-fp16"]) < len(measure) < 40
+    # the runtime package re-exports nothing, so importing one of its modules brings no other
+    for name in ("validate:action_head-fp16", "export", "context:action_head-fp16", "quantize:action_head-w8a16"):
+        assert "smolvla_runtime.policy" not in closures[name] and "smolvla_runtime.preprocessing" not in closures[name], name
+
+
+def test_keys_hold_only_the_settings_their_action_reads(tmp_path):
+    """Calibrate records episodes on the fp32 reference: the SoC and the HTP runtimes' settings are
+    not in its key; quantize reads only its precision's quantization; the qairt chain's converter
+    and context keys hold no compiler."""
+    import copy
+
+    import yaml
+    quantized = {"w8a16": {"quantization": {"weights": 8, "activations": 16}},
+                 "fp16": {"converter": {"float_bitwidth": 16}}}
+    base = yaml.safe_load(write_pipeline(tmp_path, precisions=quantized).read_text())
+
+    def keys(data, name):
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data))
+        return {n: t["uptodate"][0]._calc_digest() for n, t in _tasks(path)[1].items() if t["uptodate"] != [False]}
+    before = keys(base, "base.yaml")
+    edited = copy.deepcopy(base)
+    edited["soc"] = dict(edited["soc"], name="Snapdragon X Plus")
+    edited["evaluation"] = dict(edited["evaluation"], proxy_max_ratio=0.5,
+                                qnn_net_run={"rpc_control_latency": 200}, ort_qnn={"htp_performance_mode": "high_performance"})
+    edited["precisions"]["w8a16"]["context"] = {"vtcm_mb": 4}
+    after = keys(edited, "edited.yaml")
+    calibrate = [n for n in before if n.startswith("calibrate")]
+    quantize = [n for n in before if n.startswith("quantize")]
+    assert calibrate and quantize
+    assert [n for n in calibrate + quantize if before[n] != after[n]] == []
+    assert before["context:action_head-w8a16"] != after["context:action_head-w8a16"]     # what it does read
+
+
+def test_the_qairt_chain_keys_each_task_on_the_tools_it_runs(tmp_path, monkeypatch):
+    """Another lld-link (or clang) changes the keys of the tasks that compile or link, not the
+    converter's or the context generator's."""
+    import shutil
+    if not (shutil.which("clang-16") and shutil.which("lld-link-16")):
+        pytest.skip("clang-16 and lld-16 are installed by scripts/test.sh")
+    from make_fake_sdk import fake_qairt_sdk
+
+    from smolvla_build.toolchains.qairt import compilers
+    sdk = fake_qairt_sdk(tmp_path / "sdk")
+    pipe = write_pipeline(tmp_path, toolchain={"kind": "qairt", "sdk_version": "2.25.0", "sdk_root": str(sdk)})
+
+    def keys():
+        return {n: t["uptodate"][0]._calc_digest() for n, t in _tasks(pipe)[1].items()
+                if n.split(":")[0] in ("convert", "compile", "link", "hostlib", "context")}
+    before = keys()
+    tools = compilers.host_tools()
+    monkeypatch.setattr(compilers, "host_tools", lambda: dict(tools, lld_link=shutil.which("true")))
+    after = keys()
+    assert {n.split(":")[0] for n in before if before[n] != after[n]} == {"compile", "link", "hostlib"}
 
 
 def test_a_comment_a_docstring_or_a_line_moved_changes_no_code_digest(tmp_path):

@@ -201,6 +201,6 @@ def test_fallback_is_the_next_precision_listed(tmp_path):
     q = {"quantization": {"weights": 8, "activations": 8}}
     fp16, fp32 = {"converter": {"float_bitwidth": 16}}, {"converter": {"float_bitwidth": 32}}
     ladder = load_pipeline(write_pipeline(tmp_path, precisions={"w8a8": q, "w8a16": W8A16, "fp16": fp16, "fp32": fp32}))
-    assert [ladder.fallback(p) for p in ladder.precisions] == ["w8a16", "fp16", "fp32", None]
+    assert [ladder.precisions.fallback(p) for p in ladder.precisions] == ["w8a16", "fp16", "fp32", None]
     last = load_pipeline(write_pipeline(tmp_path, precisions={"fp16": fp16, "fp32": fp32, "w8a16": W8A16}))
-    assert last.fallback("w8a16") == "fp16"          # listed last: the first float precision
+    assert last.precisions.fallback("w8a16") == "fp16"          # listed last: the first float precision

@@ -119,7 +119,7 @@ def test_each_task_reads_only_its_declared_inputs_and_writes_its_targets_atomica
     its file deps and its own targets, lists only its own folders, writes a target only by renaming
     a finished temp file onto it (atomic_path, atomic_dir), and touches hidden scratch files freely;
     a model's external weights (`<model>.onnx.data`) go with the model. No task reads the pipeline
-    file: what it reads of the settings comes in its `kw`, which is its key."""
+    file: what it reads of the settings comes in its spec, which is its key."""
     from smolvla_build.stages import load_tasks
     folder, pipe, _ = build
     root = folder / "artifacts"

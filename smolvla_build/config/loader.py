@@ -121,9 +121,6 @@ class Pipeline:
     def section(self, name: str) -> dict:
         return self.data[name]
 
-    def quantized_precisions(self) -> list[str]:
-        return self.precisions.quantized()
-
     def requested_precisions(self) -> dict[str, str]:
         """Per model, the precision evaluation.precision asks for (a name, or a per-model mapping
         with an optional `default`)."""
@@ -139,9 +136,6 @@ class Pipeline:
 
     def calibration_suite(self) -> str:
         return self.section("calibration")["suite"] or self.section("evaluation")["suite"]
-
-    def fallback(self, precision: str) -> str | None:
-        return self.precisions.fallback(precision)
 
     def resolve(self, p: str) -> Path:
         return (self.root / p).resolve()

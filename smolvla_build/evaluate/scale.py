@@ -403,6 +403,8 @@ def _charts(per_task: list[dict], root: Path, meta: dict) -> None:
 def resolved(source: PolicySource) -> PolicySource:
     """`source` with `runtime: auto` resolved for this host (and the reason logged)."""
     from smolvla_runtime.host import resolve_runtime
+    if source.runtime != "auto":
+        return source
     return source.on(resolve_runtime(source.runtime, source.soc.htp_arch))
 
 

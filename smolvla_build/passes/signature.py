@@ -1,4 +1,4 @@
-"""Check a stage model's graph I/O against its declaration (smolvla_build/declaration.py), for ONNX
+"""Check a stage model's graph I/O against its declaration (smolvla_runtime.model.stage_io), for ONNX
 sources."""
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class PolicySource:
     layout: Layout
     runtime: str                        # auto | reference | ort-qnn | qnn-net-run | proxy
     preset: str
-    soc: Soc
+    soc: Soc | None                     # None on the reference runtime (it runs no context)
     precisions: Precisions
     wanted: dict                        # {model: the precision evaluation.precision asks for}
     n_action_steps: int
@@ -47,10 +47,12 @@ class PolicySource:
         return self.layout.runtime_files(runtime or self.runtime, self.precisions.listed)
 
     def on(self, runtime: str) -> "PolicySource":
-        """This source on `runtime`. The fp32 reference reads no precision, so its source holds none:
-        what runs it (calibrate; eval and divergence's baseline on that runtime) does not depend on them."""
+        """This source on `runtime`. The fp32 reference runs no context and no proxy, so its source
+        holds only what it reads: what runs it (calibrate; infer, eval and divergence on that runtime)
+        does not depend on the precisions, the SoC or the HTP runtimes' settings."""
         if runtime == "reference":
-            return dataclasses.replace(self, runtime=runtime, precisions=Precisions(()), wanted={}, htp_performance=None)
+            return dataclasses.replace(self, runtime=runtime, precisions=Precisions(()), wanted={}, soc=None,
+                                       proxy_max_ratio=0.0, htp_performance=None, qnn_net_run=None, sdk=None)
         return dataclasses.replace(self, runtime=runtime)
 
 
@@ -129,7 +131,9 @@ def load_policy(source: PolicySource, runtime: str | None = None):
     from smolvla_runtime.model import get_preset
     from smolvla_runtime.policy import Policy
     from smolvla_runtime.preprocessing import Normalizer, Tokenizer
-    runtime = resolve_runtime(runtime or source.runtime, source.soc.htp_arch)
+    runtime = runtime or source.runtime
+    if runtime == "auto":                   # a source on auto holds its SoC (only the reference's holds none)
+        runtime = resolve_runtime(runtime, source.soc.htp_arch)
     stages = stage_runners(source, runtime)
     for s in stages.values():
         s.activate()

@@ -17,7 +17,7 @@ CALIBRATE = action("evaluate.calibration:calibrate_task")
 
 
 def sample_counts(pipe) -> list[int]:
-    return sorted({pipe.precisions[p].calibration_samples for p in pipe.quantized_precisions()})
+    return sorted({pipe.precisions[p].calibration_samples for p in pipe.precisions.quantized()})
 
 
 def gen_tasks(build):

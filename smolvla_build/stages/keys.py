@@ -84,6 +84,12 @@ def _canonical(value) -> str:
     return f"{type(value).__name__}:{value!r}"
 
 
+def _rules() -> str:
+    """What the cached digests were computed under: this Python and this file's own rules (a change
+    to how digests or imports are read must reach every module, touched or not)."""
+    return sys.version + " " + hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
 class _Cache:
     """{module: [mtime_ns, size, imports, digest]}, read from and written to `path` (if any)."""
 
@@ -96,7 +102,7 @@ class _Cache:
         self.path = Path(path)
         try:
             data = json.loads(self.path.read_text())
-            if data.get("python") == sys.version:
+            if data.get("rules") == _rules():
                 self.entries.update(data["modules"])
         except (OSError, ValueError, KeyError, AttributeError):
             pass
@@ -105,7 +111,7 @@ class _Cache:
         if self.dirty and self.path is not None and self.path.parent.is_dir():
             from ..fsutil import write_json
             try:
-                write_json(self.path, {"python": sys.version, "modules": self.entries})
+                write_json(self.path, {"rules": _rules(), "modules": self.entries})
                 self.dirty = False
             except OSError:
                 pass                    # a read-only artifacts folder: the next doit computes them again

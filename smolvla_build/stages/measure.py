@@ -5,7 +5,7 @@ measures: not on the gates, the fallback policy or the other precisions."""
 
 from __future__ import annotations
 
-from smolvla_runtime.model import LLM_BACKBONE, STAGES, VISION_ENCODER, upstream
+from smolvla_runtime.model import LLM_BACKBONE, VISION_ENCODER, upstream
 
 from ..toolchains.fingerprint import ort_qnn_fingerprint, passes_fingerprint
 from ..validation.measure import MeasureSpec, UpstreamReference
@@ -37,7 +37,8 @@ def gen_tasks(build):
                                out=layout.measurement(m, pname), arrays=layout.validation_arrays(m, pname))
             deps = [spec.reference, *layout.stage_cpu_files(m), *layout.context_files(m, pname)]
             deps += [layout.embed_table] if needs_llm else []
-            deps += [f for r in (llm, vision) if r for f in (r.model, r.sidecar)]
+            deps += [f for name, r in ((LLM_BACKBONE, llm), (VISION_ENCODER, vision)) if r
+                     for f in (r.model, *layout.stage_cpu_files(name))]
             yield declare(FAMILY, MEASURE, spec, name=f"{m}-{pname}", file_dep=deps, targets=[spec.out, spec.arrays],
                           tools={**ort_qnn_fingerprint(), **passes_fingerprint()},
                           doc=f"measure the {pname} HTP context of {m} ({build.toolchain}) against the fp32 reference")

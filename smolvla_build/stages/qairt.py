@@ -33,7 +33,12 @@ def gen_tasks(build):
     pipe, layout, sdk = build.pipe, build.layout, build.sdk
     qs = setup(sdk, pipe.toolchain, pipe.resolve)
     host = sdk.layout
-    common = {"sdk": {"root": str(sdk.root), "version": sdk.version, "host": sdk.host}, **qs.fingerprint}
+    # each task's key holds the tools it runs: the SDK (every task), the converter's compiled modules
+    # (what runs the converter or the lib generator), the host compilers (what compiles or links)
+    fp = qs.fingerprint
+    common = {"sdk": {"root": str(sdk.root), "version": sdk.version, "host": sdk.host}, "sdk_paths_env": fp["sdk_paths_env"]}
+    converter_tools = dict(common, converter_modules=fp["converter_modules"])
+    compilers = dict(common, compilers=fp["compilers"])
     tools = qs.sdk_tools
     suite = pipe.calibration_suite()
     for m in pipe.models:
@@ -62,7 +67,7 @@ def gen_tasks(build):
             yield declare("convert", CONVERT, spec, name=name, file_dep=[layout.preprocessed(m), *cal_deps],
                           targets=[p.cpp, p.net_json], doc=f"qnn-onnx-converter: {m} -> C++/bin ({pname})",
                           # the patch runs as a script under the SDK's Python: no import brings it into `code`
-                          tools=dict(common, template=template_digest("qairt/converter.j2"),
+                          tools=dict(converter_tools, template=template_digest("qairt/converter.j2"),
                                      patch=module_digest(CONVERTER_PATCH)))
             libgen = None
             if host.weights == "libgen":
@@ -74,13 +79,13 @@ def gen_tasks(build):
                                      crt_flag=qs.link["crt_flag"])
             yield declare("compile", COMPILE, spec, name=name, file_dep=[p.cpp, p.net_json], targets=[p.manifest],
                           doc=f"clang-cl: {m} model library objects (ARM64)",
-                          tools=dict(common, templates=template_digest("qairt/clang_cl_compile.j2", "qairt/clang_weights.j2",
-                                                                       "qairt/weights_asm.S.j2",
-                                                                       "qairt/model_lib_generator.j2")))
+                          tools=dict(compilers, **(converter_tools if libgen else {}),
+                                     templates=template_digest("qairt/clang_cl_compile.j2", "qairt/clang_weights.j2",
+                                                               "qairt/weights_asm.S.j2", "qairt/model_lib_generator.j2")))
             spec = chain.LinkSpec(paths=paths, tools=qs.host_tools, link=qs.link)
             yield declare("link", LINK, spec, name=name, file_dep=[p.manifest], targets=[p.dll],
                           doc=f"lld-link: lib{m}_htp.dll (ARM64)",
-                          tools=dict(common, template=template_digest("qairt/lld_link.j2")))
+                          tools=dict(compilers, template=template_digest("qairt/lld_link.j2")))
             if host.context_lib == "host":
                 staging = p.staging("hostlib")
                 spec = chain.HostlibSpec(
@@ -91,7 +96,8 @@ def gen_tasks(build):
                             "target": "x86_64-linux-clang", "name": m, "outdir": str(staging / "lib")})
                 yield declare("hostlib", HOSTLIB, spec, name=name, file_dep=[p.cpp, p.net_json], targets=[p.hostlib],
                               doc=f"qnn-model-lib-generator: host library of {m}",
-                              tools=dict(common, template=template_digest("qairt/model_lib_generator.j2")))
+                              tools=dict(compilers, **converter_tools,
+                                         template=template_digest("qairt/model_lib_generator.j2")))
                 model_lib = p.hostlib
             else:
                 model_lib = p.dll

@@ -14,16 +14,16 @@ QUANTIZE = action("toolchains.ort_qnn:quantize_task")
 
 
 def enabled(build) -> bool:
-    return build.toolchain == "ort-qnn" and bool(build.pipe.quantized_precisions())
+    return build.toolchain == "ort-qnn" and bool(build.pipe.precisions.quantized())
 
 
 def gen_tasks(build):
     pipe, layout, suite = build.pipe, build.layout, build.pipe.calibration_suite()
     for m in pipe.models:
-        for pname in pipe.quantized_precisions():
+        for pname in pipe.precisions.quantized():
             precision = pipe.precisions[pname]
             n = precision.calibration_samples
-            spec = QuantizeSpec(model=m, precision=precision, src=layout.preprocessed(m),
+            spec = QuantizeSpec(model=m, precision=pname, quantization=precision.quantization, src=layout.preprocessed(m),
                                 calibration=layout.calibration_set(suite, n, m),
                                 calibration_info=layout.calibration_info(suite, n),
                                 out=layout.quantized(m, pname), info=layout.quantized_info(m, pname))

@@ -17,7 +17,7 @@ def gen_tasks(build):
         contexts={m: {p: layout.context_info(m, p) for p in precisions} for m in models},
         validations={m: {p: layout.validation(m, p) for p in precisions} for m in models},
         calibrations={p: layout.calibration_info(suite, pipe.precisions[p].calibration_samples)
-                      for p in pipe.quantized_precisions()},
+                      for p in pipe.precisions.quantized()},
         wanted=pipe.requested_precisions(),
         meta={"pipeline": str(pipe.path), "preset": src["preset"], "weights": src["weights"],
               "toolchain": build.toolchain, "soc": pipe.soc.to_dict()},

@@ -20,7 +20,7 @@ def gen_tasks(build):
         for pname in pipe.precisions:
             spec = VerdictSpec(model=m, precision=pname, measured=layout.measurement(m, pname), gates=pipe.gates(pname),
                                on_saturation=v["on_saturation"], on_fallback_miss=v["on_fallback_miss"],
-                               fallback_to=pipe.fallback(pname), fallback_target=pname in targets,
+                               fallback_to=pipe.precisions.fallback(pname), fallback_target=pname in targets,
                                out=layout.validation(m, pname))
             yield declare(FAMILY, VALIDATE, spec, name=f"{m}-{pname}", file_dep=[spec.measured], targets=[spec.out],
                           doc=f"judge {m} in {pname} against its gates (validation: in pipeline.yaml)")

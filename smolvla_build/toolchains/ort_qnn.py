@@ -24,7 +24,8 @@ log = logging.getLogger("smolvla_build.ort_qnn")
 @dataclasses.dataclass(frozen=True)
 class QuantizeSpec:
     model: str
-    precision: Precision                # an integer one
+    precision: str                      # an integer precision's name
+    quantization: dict                  # its `quantization` settings: all the quantizer reads of it
     src: Path                           # the preprocessed fp32 model
     calibration: Path                   # its calibration set (.npz, smolvla_build/calibration_set.py)
     calibration_info: Path
@@ -207,7 +208,7 @@ def context_task(spec: ContextSpec):
     log.info("context %s: compiling for soc_model %s / v%s ...", label, spec.soc.soc_model, spec.soc.htp_arch)
     with heartbeat(f"context {label}", log):
         info = build_context(Path(spec.src), Path(spec.out), spec.soc, spec.precision)
-    info.update(model=spec.model, precision=spec.precision.name, seconds=round(time.time() - t0, 3),
+    info.update(model=spec.model, precision=spec.precision, seconds=round(time.time() - t0, 3),
                 peak_rss_mb=peak_rss_mb(), toolchain="ort-qnn")
     if spec.quantized_info:          # the integer precision's build = quantize + compile
         q = json.loads(Path(spec.quantized_info).read_text())
@@ -226,14 +227,14 @@ def quantize_task(spec: QuantizeSpec):
     from ..fsutil import write_json
     from ..progress import heartbeat
     from .rss import peak_rss_mb
-    label, q = f"{spec.model}-{spec.precision.name}", spec.precision.quantization
+    label, q = f"{spec.model}-{spec.precision}", spec.quantization
     log.info("quantize %s: W%dA%d%s, calibrated on %s ...", label, q["weights"], q["activations"],
              " per channel" if q["per_channel"] else "", spec.calibration)
     t0 = time.time()
     with heartbeat(f"quantize {label}", log):
         info = quantize_qdq(spec.src, spec.out, spec.calibration, q)
     cal = json.loads(Path(spec.calibration_info).read_text())
-    info.update(model=spec.model, precision=spec.precision.name, seconds=round(time.time() - t0, 3),
+    info.update(model=spec.model, precision=spec.precision, seconds=round(time.time() - t0, 3),
                 peak_rss_mb=peak_rss_mb(), calibration_seconds=cal["seconds"], calibration_peak_rss_mb=cal["peak_rss_mb"])
     write_json(spec.info, info)
     log.info("quantize %s: %.1f s, QDQ model %.1f MB", label, info["seconds"], info["qdq_bytes"] / 1e6)

@@ -166,7 +166,7 @@ def measure(spec: MeasureSpec) -> tuple[dict, dict]:
 
     import numpy as np
     from smolvla_runtime.runners import OrtQnnRunner, ReferenceRunner
-    from smolvla_runtime.stage import StageRunner, rollout
+    from smolvla_runtime.stage import StageRunner, rollout_from_feeds
 
     from smolvla_runtime.compare import compare as compare_arrays
     from ..progress import Announced, Steps, heartbeat
@@ -186,9 +186,8 @@ def measure(spec: MeasureSpec) -> tuple[dict, dict]:
     t0 = time.time()
     feeds = validation_inputs(spec)
     if stage.rolled_out:
-        base = {k: v for k, v in feeds.items() if k not in ("x_t", "timestep")}
-        ref_x, ref_v = rollout(ref, base, feeds["x_t"], p.num_steps)
-        htp_x, htp_v = rollout(htp, base, feeds["x_t"], p.num_steps)
+        ref_x, ref_v = rollout_from_feeds(ref, feeds, p.num_steps)
+        htp_x, htp_v = rollout_from_feeds(htp, feeds, p.num_steps)
         metrics = compare_arrays(ref_x, htp_x)
         judged = (ref_x, htp_x)
         report["per_step"] = [dict(step=i, **{k: v for k, v in compare_arrays(a, b).items() if k != "saturation"})

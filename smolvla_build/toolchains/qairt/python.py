@@ -3,9 +3,10 @@
 Python"). On the Windows ARM64 host those modules are x64 / ARM64EC builds, so the interpreter must
 be an x64 Python (emulated on the laptop).
 
-Resolving the interpreter runs programs, so task generation only records what is needed
-(`requirement`) and the tasks that run the converter resolve it (`converter_python`): `doit list`,
-`doctor` and the other stages work on a host without that Python.
+Resolving the interpreter runs programs, so task generation runs none (the modules' files are in the
+keys, toolchains/qairt/plan.py) and the tasks that run the converter resolve it (`converter_python`):
+`doit list`, `doctor` and the other stages work on a host without that Python. `requirement` is what
+the modules need, read from their files.
 """
 
 from __future__ import annotations
