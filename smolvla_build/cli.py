@@ -100,7 +100,12 @@ def _cpu_copy(args) -> int:
 
 
 def _export(args) -> int:
-    from .export.checkpoint import CheckpointError
+    needs = {"checkpoint": ("path", "--path FOLDER (a LeRobot checkpoint folder)"),
+             "hub": ("repo_id", "--repo-id REPO (a Hugging Face repository in the local cache)")}
+    if args.weights in needs and not getattr(args, needs[args.weights][0]):
+        print(f"error: --weights {args.weights} needs {needs[args.weights][1]}", file=sys.stderr)
+        return 2
+    from .export.checkpoint import CheckpointError         # torch: imported once the arguments are known good
     from .export.onnx_export import export_all
     try:
         info = export_all(Path(args.out_dir), args.preset, args.weights, args.seed, args.path, args.repo_id, args.revision,

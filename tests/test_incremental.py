@@ -161,32 +161,44 @@ def _writing_models(root, started) -> bool:
     return any((root / "export").glob(".staging-*/*.onnx"))
 
 
-KILL_POINTS = [   # (task whose start is awaited, when after it to kill, what is then running)
-    ("export", _writing_models, "the export, mid-write"),
-    ("preprocess:llm_backbone", _after(0.8), "a graph pass"),
-    ("context:vision_encoder-fp16", _after(0.15), "a context compile"),
-    ("measure:vision_encoder-fp16", _after(1.0), "validation"),
-    ("report", _after(0.3), "the report"),
+KILL_POINTS = [   # (task whose start is awaited, when after it to stop, what is then running, how)
+    ("export", _writing_models, "the export, mid-write", "kill"),
+    ("preprocess:llm_backbone", _after(0.8), "a graph pass", "kill"),
+    ("context:vision_encoder-fp16", _after(0.15), "a context compile", "kill"),
+    # Ctrl-C (SIGINT to doit alone, as `timeout -s INT` sends it) while its main thread is inside an
+    # HTP-emulated onnxruntime call: the build stops there, in one line (smolvla_build/interrupt.py)
+    ("measure:vision_encoder-fp16", _after(1.0), "validation", "ctrl-c"),
+    ("report", _after(0.3), "the report", "kill"),
 ]
 
 
-def _doit_until(pipe, task: str, ready):
-    """Run doit and SIGKILL it (its whole process group) once `task` has started and `ready(artifacts,
-    start time)` holds; True if it was killed, False if it ended first."""
-    proc = subprocess.Popen(doit_command(pipe, "-n", "2"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+def _doit_until(pipe, task: str, ready, how: str = "kill"):
+    """Run doit (`-n 2`; one process for "ctrl-c") and, once `task` has started and `ready(artifacts,
+    start time)` holds, SIGKILL its whole process group ("kill") or send doit SIGINT ("ctrl-c").
+    (whether it was stopped rather than ending first, its stdout after the task started, its stderr,
+    its exit status)."""
+    args = ("-n", "2") if how == "kill" else ()
+    log = pipe.parent / f"doit-{how}.stderr"          # a file: a full stderr pipe would stall doit
+    with open(log, "w") as err:
+        proc = subprocess.Popen(doit_command(pipe, *args), stdout=subprocess.PIPE, stderr=err, text=True,
+                                start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
         for line in proc.stdout:
             if line.strip() == f".  {task}":
                 started = time.time()
                 while not ready(pipe.parent / "artifacts", started):
                     if proc.poll() is not None:
-                        return False
+                        return False, "", log.read_text(), proc.returncode
                     time.sleep(0.005)
-                os.killpg(proc.pid, signal.SIGKILL)
+                if how == "kill":
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.send_signal(signal.SIGINT)
+                after = proc.stdout.read()
                 proc.wait()
-                return True
-        return False
+                return True, after, log.read_text(), proc.returncode
+        proc.wait()
+        return False, "", log.read_text(), proc.returncode
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -199,8 +211,14 @@ def test_a_build_killed_at_any_point_resumes_to_the_clean_build_and_two_workers_
     clean build it must end equal to ran one (`doit`)."""
     pipe = write_pipeline(tmp_path)
     root = tmp_path / "artifacts"
-    for task, ready, what in KILL_POINTS:
-        assert _doit_until(pipe, task, ready), f"the build ended before {what} could be killed"
+    from smolvla_build.interrupt import MESSAGE
+    for task, ready, what, how in KILL_POINTS:
+        stopped, after, err, status = _doit_until(pipe, task, ready, how)
+        assert stopped, f"the build ended before {what} could be stopped"
+        if how == "ctrl-c":         # at once: no later task started, the running one wrote nothing
+            lines = [line for line in err.splitlines() if line.strip()]
+            assert status == 130 and lines[-1] == MESSAGE and "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+            assert not after.strip() and not (root / "validation" / "vision_encoder-fp16.measured.json").exists()
         # whatever is there is whole: every output present means what the clean build's does
         assert shared_build.differences_from_clean(root) == \
             [f"only in {shared_build.clean_artifacts}: {p}" for p in outputs(shared_build.clean_artifacts)

@@ -250,3 +250,62 @@ def test_a_soc_model_the_htp_backend_does_not_know_stops_the_context_in_one_line
     assert "soc.soc_model 61" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "ctx" / "m_ctx.onnx").exists()
     build_context(tmp_path / "m.onnx", tmp_path / "ctx" / "m_ctx.onnx", Soc("Snapdragon X Elite", 60, 73), precision)
+
+
+def test_a_misspelt_doit_variable_is_refused_not_a_default_build(tmp_path):
+    """`doit pipline=...` once started the full-size default build: doit takes any name=value as a
+    variable, so dodo.py refuses the ones it does not read, naming the known one."""
+    pipe = write_pipeline(tmp_path)
+    res = doit(pipe, "list", "pipline=examples/tiny.yaml", check=False)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode != 0 and len(lines) == 1 and "Traceback" not in res.stderr
+    assert "unknown doit variable 'pipline='" in lines[0] and "pipeline= (the pipeline file" in lines[0]
+    assert not (tmp_path / "artifacts").exists()                        # refused before anything is made
+    assert "export" in doit(pipe, "list").stdout.split()               # the known one still works
+
+
+@pytest.mark.parametrize("weights, needs", [("checkpoint", "--path FOLDER"), ("hub", "--repo-id REPO")])
+def test_export_without_the_source_its_weights_need_is_one_line(tmp_path, weights, needs):
+    proc = subprocess.run([sys.executable, "-m", "smolvla_build", "export", str(tmp_path / "out"), "--weights", weights],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: --weights {weights} needs {needs}" + (
+        " (a LeRobot checkpoint folder)" if weights == "checkpoint" else " (a Hugging Face repository in the local cache)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_artifacts_folder_that_cannot_be_written_is_one_line(tmp_path):
+    """The artifacts folder cannot be made (here: a file stands where its parent should be; a
+    read-only disk is the same OSError, which the suite cannot make as root): one line naming it."""
+    (tmp_path / "blocked").write_text("a file, not a folder\n")
+    pipe = write_pipeline(tmp_path)
+    text = pipe.read_text().replace("artifacts: artifacts", "artifacts: blocked/artifacts")
+    pipe.write_text(text)
+    res = doit(pipe, "list", check=False)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith(f"error: the artifacts folder {tmp_path / 'blocked' / 'artifacts'}: Not a directory")
+
+
+def test_a_task_refused_by_the_machine_fails_in_one_line():
+    """A read-only or full disk under a task (PermissionError, ENOSPC): the task fails with the file
+    and the reason, not a traceback; the project's own bugs still raise."""
+    import errno
+
+    from doit.exceptions import TaskFailed
+
+    from smolvla_build.stages import Guarded
+
+    def read_only(spec):
+        raise PermissionError(errno.EACCES, "Permission denied", "/a/validation/action_head-fp16.json")
+
+    def full(spec):
+        raise OSError(errno.ENOSPC, "No space left on device", "/a/contexts/x.bin")
+
+    def bug(spec):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/a/missing")
+    for fn, line in ((read_only, "/a/validation/action_head-fp16.json: Permission denied"),
+                     (full, "/a/contexts/x.bin: No space left on device")):
+        result = Guarded(fn)(None)
+        assert isinstance(result, TaskFailed) and str(result.message).startswith(line) and "\n" not in result.message
+    with pytest.raises(FileNotFoundError):
+        Guarded(bug)(None)

@@ -11,6 +11,7 @@ library function, once. `dodo.py` only calls `load_tasks`.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -35,6 +36,10 @@ class Build:
     sdk: object | None = None            # toolchains.qairt.sdk.Sdk
 
 
+# what the machine, not the project, refuses: a read-only folder, a full disk
+USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
 class Guarded:
     """A task action whose user-facing errors (an unreadable model file, a bad setting) fail the task
     with their one-line message instead of a traceback. A class, so `doit -n` can pickle it."""
@@ -51,6 +56,10 @@ class Guarded:
             return self.fn(*args, **kwargs)
         except (ModelFileError, ConfigError, ToolchainError) as exc:
             return TaskFailed(str(exc))
+        except OSError as exc:
+            if exc.errno not in USER_OS_ERRORS:
+                raise
+            return TaskFailed(f"{exc.filename or 'a file of this task'}: {exc.strerror} (the task is not recorded as done)")
 
 
 def guarded(task: dict) -> dict:
@@ -79,6 +88,23 @@ def load_build(pipeline_path: str | Path) -> Build:
     return Build(pipe, pipe.layout(toolchain), toolchain, sdk)
 
 
+# the `name=value` arguments `doit` accepts (doit takes any such argument as a variable, and reads
+# only those dodo.py asks for: a misspelt one would silently build the default pipeline)
+VARIABLES = {"pipeline": "the pipeline file (default: pipeline.yaml)"}
+
+
+def refuse_unknown_variables(argv: list[str]) -> None:
+    """End the process with one line if `argv` (doit's arguments) sets a variable not in VARIABLES;
+    doit's own rule: an argument not starting with '-' that holds '='."""
+    unknown = [a.split("=", 1)[0] for a in argv if not a.startswith("-") and "=" in a
+               and a.split("=", 1)[0] not in VARIABLES]
+    if unknown:
+        known = ", ".join(f"{k}= ({v})" for k, v in VARIABLES.items())
+        print(f"error: unknown doit variable {', '.join(repr(u + '=') for u in unknown)}: the known one is {known}",
+              file=sys.stderr)
+        raise SystemExit(2)
+
+
 def load_tasks(pipeline_path: str | Path, lock: bool = False) -> tuple[dict, dict]:
     """(DOIT_CONFIG, {task_<family>: creator}) for a pipeline file. A bad pipeline file or an
     unusable toolchain ends the process with one line on stderr (no traceback). `lock` (doit's
@@ -90,16 +116,23 @@ def load_tasks(pipeline_path: str | Path, lock: bool = False) -> tuple[dict, dic
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     root = build.layout.root
-    root.mkdir(parents=True, exist_ok=True)
+    from ..lock import READ_ONLY, Busy, hold
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if lock:
+            hold(root, sys.argv[1:])
+    except Busy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:                 # a read-only or full disk: the build could write nothing
+        print(f"error: the artifacts folder {root}: {exc.strerror or exc}: doit writes every output there "
+              f"(`artifacts:` in {pipeline_path}, relative to that file)", file=sys.stderr)
+        raise SystemExit(2) from None
+    if lock and not READ_ONLY & set(sys.argv[1:]):
+        from ..interrupt import stop_on_interrupt
+        stop_on_interrupt()
     from .keys import use_cache
     use_cache(root / ".doit.code-digests.json")
-    if lock:
-        from ..lock import Busy, hold
-        try:
-            hold(root, sys.argv[1:])
-        except Busy as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
     families = [m for m in FAMILIES if getattr(m, "enabled", lambda _b: True)(build)]
     config = {
         "backend": "sqlite3",                      # shared safely by `doit -n 2` workers, unlike dbm

@@ -208,7 +208,7 @@ def context_task(spec: ContextSpec):
     log.info("context %s: compiling for soc_model %s / v%s ...", label, spec.soc.soc_model, spec.soc.htp_arch)
     with heartbeat(f"context {label}", log):
         info = build_context(Path(spec.src), Path(spec.out), spec.soc, spec.precision)
-    info.update(model=spec.model, precision=spec.precision, seconds=round(time.time() - t0, 3),
+    info.update(model=spec.model, precision=spec.precision.name, seconds=round(time.time() - t0, 3),
                 peak_rss_mb=peak_rss_mb(), toolchain="ort-qnn")
     if spec.quantized_info:          # the integer precision's build = quantize + compile
         q = json.loads(Path(spec.quantized_info).read_text())
