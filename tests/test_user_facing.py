@@ -140,7 +140,7 @@ def test_heartbeat_and_steps_lines():
 # --- a wheel install ---------------------------------------------------------------------------------
 
 VALUES = dict(python="py", converter="conv", patch=None, onnx="m.onnx", cpp="m.cpp", float_bitwidth=16,
-              float_bias_bitwidth=32, extra_args=[], clang_cl=["clang-cl"], target="aarch64-pc-windows-msvc",
+              float_bias_bitwidth=32, extra_args=[], clang_cl=["clang-cl"], crt_flag="/MD", target="aarch64-pc-windows-msvc",
               jni="jni", include="inc", msvc_include=["msvc"], source="a.cpp", obj="a.o", clang="clang", asm="w.S",
               weights=[{"name": "w", "raw": "w.raw"}], ctxgen="gen", model_lib="m.so", backend="libQnnHtp.so",
               binary_name="m.serialized", outdir="out", config="cfg.json", utility="util", binary="m.bin",
