@@ -19,6 +19,7 @@ class ReportSpec:
     validations: dict               # {model: {precision: the validation verdict JSON}}
     calibrations: dict              # {precision: calibration.json} of the integer precisions
     wanted: dict                    # {model: the precision evaluation.precision asks for}
+    computes_in: dict               # {precision: what the HTP computes it in (Precision.computes_in)}
     meta: dict                      # pipeline, preset, weights, toolchain, soc
     export_info: Path | None        # the export's export_info.json; None for an ONNX source
     md: Path
@@ -26,7 +27,7 @@ class ReportSpec:
     chart: Path
 
 
-def size_vs_error_chart(stages: dict, models: list, precisions: list, path: str) -> None:
+def size_vs_error_chart(stages: dict, models: list, precisions: list, path: str, computes_in: dict) -> None:
     """One point per precision built: the three contexts' total MB against the action chunk's max abs
     error after the 10-step rollout (the action head's validation), log scale."""
     import matplotlib
@@ -40,16 +41,16 @@ def size_vs_error_chart(stages: dict, models: list, precisions: list, path: str)
         err = stages[f"{ACTION_HEAD}-{p}"]["metrics"]["max_abs"] if ACTION_HEAD in models else \
             max(stages[f"{m}-{p}"]["metrics"]["max_abs"] for m in models)
         ax.scatter([mb], [max(err, 1e-9)], s=40)
-        ax.annotate(p, (mb, max(err, 1e-9)), textcoords="offset points", xytext=(6, 6 if i % 2 == 0 else -12),
+        ax.annotate(f"{p}: {computes_in[p]}" if computes_in[p] != p else p, (mb, max(err, 1e-9)), textcoords="offset points", xytext=(6, 6 if i % 2 == 0 else -12),
                     fontsize=9)        # alternate sides: fp16 and fp32 often sit on the same point
     ax.set_yscale("log")
     ax.set_xlabel("HTP contexts, total MB (" + ", ".join(models) + ")")
     ax.set_ylabel("max abs error, action chunk after the rollout" if ACTION_HEAD in models else "max abs error")
     ax.grid(alpha=0.3)
+    ax.margins(x=0.25, y=0.25)
     ax.set_title("context size against rollout error, per precision", fontsize=10)
-    fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=90)
+        fig.savefig(tmp, dpi=90, bbox_inches="tight")      # every label whole, however far it reaches
     plt.close(fig)
 
 
@@ -76,7 +77,10 @@ def write_report(spec: ReportSpec):
              f"vision position ids: {positions['convention'] or '-'} ({positions['why']})", ""]
     if meta["weights"] == "random":
         lines += ["**RANDOM WEIGHTS: the policy's actions are meaningless.**", ""]
-    lines += ["| model | precision | context MB | build s | calibration s | peak RSS MB | cosine | max abs | max rel | PSNR dB "
+    data["computes_in"] = dict(spec.computes_in)
+    lines += ["What the HTP computes each precision in: " + "; ".join(f"**{p}**: {spec.computes_in[p]}" for p in precisions)
+              + ". Two precisions that compute alike give alike errors.", ""]
+    lines += ["| model | precision | context MB | build s | calibration s | task peak MB | cosine | max abs | max rel | PSNR dB "
               "| status |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in models:
         for p in precisions:
@@ -89,11 +93,11 @@ def write_report(spec: ReportSpec):
                                           "reasons": v["reasons"], "fallback_to": v.get("fallback_to"),
                                           "gates": v.get("gates")}
             lines.append(f"| {m} | {p} | {c['context_bytes'] / 1e6:.1f} | {c['seconds']:.1f} | "
-                         f"{'-' if cal_s is None else f'{cal_s:.1f}'} | {c['peak_rss_mb']:.0f} | "
+                         f"{'-' if cal_s is None else f'{cal_s:.1f}'} | {'-' if c['peak_rss_mb'] is None else round(c['peak_rss_mb'])} | "
                          f"{met['cosine']:.6f} | {met['max_abs']:.3g} | {met['max_rel']:.2g} | {met['psnr_db']:.1f} | "
                          f"{v['status']} |")
     if chart:
-        size_vs_error_chart(data["stages"], models, precisions, chart)
+        size_vs_error_chart(data["stages"], models, precisions, chart, spec.computes_in)
         lines += ["", f"![context size against rollout error]({Path(chart).name})"]
     asked = sorted(set(wanted.values()))
     lines += ["", f"## Runtime precision (evaluation.precision: {asked[0] if len(asked) == 1 else wanted})", ""]

@@ -1,4 +1,5 @@
-"""`python -m smolvla_build <verb>`: thin layers over the library (Polygraphy's shape).
+"""`python -m smolvla_build <verb>`: the project's tools beside `doit`, each a thin layer over the
+library.
 
   preprocess IN.onnx OUT.onnx [--embedding-on-cpu] [--sinusoid-on-cpu] [--mask-bound -1e4] [--rtol 1e-5]
       run the HTP passes, the converter-clean check and the equivalence proof on any ONNX model;
@@ -23,6 +24,8 @@
       what the qairt chain and the runtimes would use on a host (SDK root and version, each tool, the
       environment, the converter's Python, compilers, MSVC folders, HTP libraries, onnxruntime-qnn,
       what `runtime: auto` picks); exit 0 only if the chain can run.
+  prune [--pipeline pipeline.yaml] [--yes]
+      list what no task of the pipeline makes any more (a removed precision's files); remove it with --yes.
 """
 
 from __future__ import annotations
@@ -174,6 +177,18 @@ def _doctor(args) -> int:
     return 0 if not r["problems"] else 1
 
 
+def _prune(args) -> int:
+    from .leftovers import prune
+    from .lock import Busy
+    try:
+        lines, status = prune(args.pipeline, args.yes)
+    except Busy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return status
+
+
 def _jobs(args) -> int:
     from .resources import at_a_time
     print(at_a_time(args.per_job_gb, args.max))
@@ -238,6 +253,10 @@ def main(argv=None) -> int:
     d.add_argument("--pipeline", default="pipeline.yaml", help="the pipeline whose toolchain and soc are checked")
     d.add_argument("--json", action="store_true", help="one JSON object")
     d.set_defaults(fn=_doctor)
+    pr = sub.add_parser("prune", help="what no task of the pipeline makes any more (a removed precision's files)")
+    pr.add_argument("--pipeline", default="pipeline.yaml", help="the pipeline whose tasks are kept")
+    pr.add_argument("--yes", action="store_true", help="remove them (without it: list them)")
+    pr.set_defaults(fn=_prune)
     args = ap.parse_args(argv)
     from smolvla_runtime.files import ModelFileError
     try:

@@ -43,11 +43,24 @@ class QairtPaths:
         return self.dir / ".staging" / task
 
 
+# the files the LIBERO tasks write, named once for their writers (smolvla_build/evaluate/) and the
+# task declarations
+EPISODE_FILES = {"info": "eval_info.json", "video": "video.mp4", "actions": "actions.json",
+                 "timings": "timings.json", "plot": "actions.png"}
+EVAL_FILES = {"info": "eval_info.json", "summary": "summary.md"}
+DIVERGENCE_FILES = {"data": "divergence.json", "summary": "summary.md", "chart": "divergence.png"}
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     root: Path                        # the artifacts folder (pipeline.yaml `artifacts:`, resolved)
     toolchain: str                    # whose contexts: ort-qnn | qairt
     onnx_source: Path | None = None   # source.weights onnx: the folder holding the three stage models
+
+    @property
+    def made_ledger(self) -> Path:
+        """What each task made, a JSON line per success (smolvla_build/leftovers.py: `prune`)."""
+        return self.root / ".doit.made.jsonl"
 
     # export
     @property
@@ -63,10 +76,21 @@ class Layout:
     def export_info(self) -> Path:
         return self.export_dir / "export_info.json"
 
+    @property
+    def tokenizer(self) -> Path:
+        return self.export_dir / "tokenizer.json"
+
+    @property
+    def tokenizer_config(self) -> Path:
+        return self.export_dir / "tokenizer_config.json"
+
+    @property
+    def normalization(self) -> Path:
+        return self.export_dir / "normalization.json"
+
     def export_side_files(self) -> list[Path]:
         # the token-embedding table is not one: preprocess takes it out of the LLM graph (layout.embed_table)
-        return [self.export_dir / n for n in ("normalization.json", "tokenizer.json", "tokenizer_config.json")] + \
-            [self.export_info]
+        return [self.normalization, self.tokenizer, self.tokenizer_config, self.export_info]
 
     # preprocess
     @property
@@ -176,7 +200,7 @@ class Layout:
         the pipeline's `precisions` (smolvla_build.precisions.Precision): an episode's, an
         evaluation's or a calibration's dependencies."""
         precisions = list(precisions)
-        files = [self.export_dir / "tokenizer.json", self.export_dir / "normalization.json"]
+        files = [self.tokenizer, self.normalization]
         for m in MODELS:
             files += [self.reference_model(m), self.reference_info(m), self.io_sidecar(m)]
             if runtime in ("ort-qnn", "qnn-net-run"):
@@ -268,9 +292,20 @@ class Layout:
         """What `doit infer:task<N>` writes."""
         return self.eval_dir / suite / f"task{task}"
 
+    def episode_files(self, suite: str, task: int) -> list[Path]:
+        return [self.episode_dir(suite, task) / n for n in EPISODE_FILES.values()]
+
+    @property
+    def eval_files(self) -> list[Path]:
+        return [self.eval_dir / n for n in EVAL_FILES.values()]
+
     @property
     def divergence_dir(self) -> Path:
         return self.eval_dir / "divergence"
+
+    @property
+    def divergence_files(self) -> list[Path]:
+        return [self.divergence_dir / n for n in DIVERGENCE_FILES.values()]
 
     # the device bundle
     def bundle_dir(self, label: str) -> Path:

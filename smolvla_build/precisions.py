@@ -37,6 +37,17 @@ class Precision:
         return self.settings.get("quantization")
 
     @property
+    def computes_in(self) -> str:
+        """What the HTP computes this precision in: an fp32 context with fp16_relaxed_precision computes
+        in fp16, as an fp16 one does (docs/runtimes.md, "CPU proxies")."""
+        if self.quantized:
+            q = self.quantization
+            return f"int{q['weights']} weights, int{q['activations']} activations"
+        if self.float_bitwidth == 16:
+            return "fp16"
+        return "fp16 (fp32 graph, relaxed precision)" if self.settings["context"]["fp16_relaxed_precision"] else "fp32"
+
+    @property
     def cpu_proxy(self) -> str:
         """What computes like this precision's HTP context on the CPU (docs/runtimes.md, "CPU
         proxies"): qdq (the QDQ model an integer precision compiles), fp16-rounded (fp16, and fp32

@@ -309,3 +309,51 @@ def test_a_task_refused_by_the_machine_fails_in_one_line():
         assert isinstance(result, TaskFailed) and str(result.message).startswith(line) and "\n" not in result.message
     with pytest.raises(FileNotFoundError):
         Guarded(bug)(None)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="the per-task peak needs Linux's clear_refs")
+def test_the_reports_peak_memory_is_the_tasks_own():
+    """The report's peak column was the doit process's peak in whichever run built that row: a task
+    now measures from its own start, itself and the tools it runs (toolchains/rss.py)."""
+    from smolvla_build.toolchains import rss
+    from smolvla_build.toolchains.qairt.run import run
+    rss.reset_peak()
+    big = bytearray(400 * 1024 * 1024)
+    big[::4096] = b"x" * len(big[::4096])                 # touch every page: resident
+    after_big = rss.peak_rss_mb()
+    del big
+    rss.reset_peak()                                      # the next task: the earlier peak is forgotten
+    small = rss.peak_rss_mb()
+    assert after_big >= 400 and small < after_big - 300, (after_big, small)
+    run(f"{sys.executable} -c 'b = bytearray(600 * 1024 * 1024); b[::4096] = bytes(len(b[::4096]))'")
+    assert rss.peak_rss_mb() >= 600                      # a tool's own peak (wait4), beyond this process's
+
+
+def test_prune_removes_what_a_removed_precision_made_and_only_that(tmp_path, tiny_export):
+    """`doit clean` cannot see a removed precision's tasks; the ledger of what each task made can:
+    prune lists them, removes them only with --yes, and leaves the build up to date."""
+    import yaml
+    source = {"preset": "tiny", "weights": "onnx", "path": str(tiny_export)}
+    pipe = write_pipeline(tmp_path, source=source)
+    doit(pipe, "context:action_head-fp16", "context:action_head-fp32")
+    root = tmp_path / "artifacts"
+    fp32 = sorted(p.name for p in (root / "ort-qnn" / "fp32").iterdir())
+    assert fp32 == ["action_head_ctx.json", "action_head_ctx.onnx", "action_head_ctx_qnn.bin"]
+    data = yaml.safe_load(pipe.read_text())
+    del data["precisions"]["fp32"]
+    data["evaluation"] = dict(data.get("evaluation") or {}, precision="fp16")
+    pipe.write_text(yaml.safe_dump(data))
+
+    def prune(*args):
+        return subprocess.run([sys.executable, "-m", "smolvla_build", "prune", "--pipeline", str(pipe), *args],
+                              capture_output=True, text=True, cwd=tmp_path)
+    listed = prune()
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    assert sorted(line.split(" (")[0] for line in listed.stdout.splitlines()[:-1]) == [f"ort-qnn/fp32/{n}" for n in fp32]
+    assert listed.stdout.splitlines()[-1].endswith("run again with --yes to remove them")
+    assert (root / "ort-qnn" / "fp32").is_dir()                                   # listing removes nothing
+    removed = prune("--yes")
+    assert removed.returncode == 0 and removed.stdout.splitlines()[-1].startswith("removed 3 path(s)")
+    assert not (root / "ort-qnn" / "fp32").exists() and (root / "ort-qnn" / "fp16" / "action_head_ctx.onnx").is_file()
+    assert "nothing to prune" in prune().stdout
+    assert doit(pipe, "context:action_head-fp16").ran == set()

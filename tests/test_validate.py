@@ -175,7 +175,21 @@ def test_tiny_build_validates_and_reports(shared_build):
     for p in ("fp16", "fp32"):
         v = json.loads((root / "validation" / f"action_head-{p}.json").read_text())
         assert len(v["per_step"]) == 10 and v["metrics"]["max_abs"] < 5e-3
-    assert "RANDOM WEIGHTS" in (root / "report.md").read_text()
+    md = (root / "report.md").read_text()
+    assert "RANDOM WEIGHTS" in md
+    # the tiny preset's fp32 keeps fp16_relaxed_precision: the report says it computes in fp16, as fp16 does
+    assert report["computes_in"] == {"fp16": "fp16", "fp32": "fp16 (fp32 graph, relaxed precision)"}
+    assert "**fp32**: fp16 (fp32 graph, relaxed precision)" in md
+
+
+def test_what_each_precision_computes_in():
+    from smolvla_build.precisions import Precision
+    ctx = {"fp16_relaxed_precision": False, "vtcm_mb": 8, "optimization_level": 3}
+    assert Precision("fp32", {"converter": {"float_bitwidth": 32}, "context": ctx}).computes_in == "fp32"
+    relaxed = Precision("fp32", {"converter": {"float_bitwidth": 32}, "context": dict(ctx, fp16_relaxed_precision=True)})
+    assert relaxed.computes_in == "fp16 (fp32 graph, relaxed precision)" and relaxed.cpu_proxy == "fp16-rounded"
+    w8a16 = Precision("w8a16", {"quantization": {"weights": 8, "activations": 16}, "context": ctx})
+    assert w8a16.computes_in == "int8 weights, int16 activations"
 
 
 def test_the_census_finds_the_rmsnorm_square_beyond_fp16_and_the_rewrite_removes_it(tiny_export, tmp_path):

@@ -78,7 +78,8 @@ def record(policy, suite: str, tasks: list[int], samples: int, seed: int, config
     from ..calibration_set import write_set
     from ..fsutil import write_json
     from ..progress import Steps
-    from ..toolchains.rss import peak_rss_mb
+    from ..toolchains.rss import peak_rss_mb, reset_peak
+    reset_peak()
     from .episode import simulate
 
     t0 = time.time()

@@ -18,6 +18,7 @@ import logging
 import math
 from pathlib import Path
 
+from ..layout import DIVERGENCE_FILES
 from .scale import Episodes, Run
 
 log = logging.getLogger("smolvla_build.divergence")
@@ -169,13 +170,13 @@ def divergence_task(spec: DivergenceSpec):
     d = summarize({p: collected[p] for p in spec.runs}, collected[baseline], meta["meaningless_actions"])
     fidelity = {p: {m: json.loads(Path(f).read_text())["ratio"] for m, f in files.items()}
                 for p, files in (spec.fidelity or {}).items()}
-    write_json(root / "divergence.json", dict(d, proxy_ratio=fidelity))
-    chart(d, root / "divergence.png")
-    write_text(root / "summary.md", summary_md(d, fidelity))
+    write_json(root / DIVERGENCE_FILES["data"], dict(d, proxy_ratio=fidelity))
+    chart(d, root / DIVERGENCE_FILES["chart"])
+    write_text(root / DIVERGENCE_FILES["summary"], summary_md(d, fidelity))
     for p, r in d["precisions"].items():
         a = r["action_diff"]
         log.info("divergence %s: action diff median %s, p95 %s, max %s over %d control steps; success %d/%d "
                  "(fp32 %d/%d)", p, _fmt(a["median"]), _fmt(a["p95"]), _fmt(a["max"]), r["control_steps"],
                  r["successes"], r["episodes"], d["baseline"]["successes"], d["baseline"]["episodes"])
-    log.info("divergence: %s", root / "summary.md")
+    log.info("divergence: %s", root / DIVERGENCE_FILES["summary"])
     return True

@@ -8,6 +8,7 @@ import logging
 import time
 from pathlib import Path
 
+from ..layout import EPISODE_FILES
 from ..runtime.artifacts import PolicySource
 
 log = logging.getLogger("smolvla_build.episode")
@@ -152,13 +153,14 @@ def run_episode(policy, suite: str, task_id: int, trial: int, max_steps: int | N
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     r = simulate(policy, suite, task_id, trial, max_steps, config_dir, seed, frames=True, progress=progress)
-    video = out_dir / "video.mp4"
-    write_video(r["frames"], video)
-    _plot_actions(r["actions"], out_dir / "actions.png", f"{suite} task {task_id}: {r['task']}")
-    write_json(out_dir / "actions.json", {"task": r["task"], "actions": r["actions"], "rewards": r["rewards"]})
-    write_json(out_dir / "timings.json", _timing_summary(policy.timings))
-    info = eval_info(suite, task_id, r["success"], r["rewards"], [str(video)], r["seconds"], meaningless, meta or {})
-    write_json(out_dir / "eval_info.json", info)
+    files = {k: out_dir / n for k, n in EPISODE_FILES.items()}
+    write_video(r["frames"], files["video"])
+    _plot_actions(r["actions"], files["plot"], f"{suite} task {task_id}: {r['task']}")
+    write_json(files["actions"], {"task": r["task"], "actions": r["actions"], "rewards": r["rewards"]})
+    write_json(files["timings"], _timing_summary(policy.timings))
+    info = eval_info(suite, task_id, r["success"], r["rewards"], [str(files["video"])], r["seconds"], meaningless,
+                     meta or {})
+    write_json(files["info"], info)
     log.info("%s task %d trial %d: %s after %d steps, %.1f s", suite, task_id, trial,
              "SUCCESS" if r["success"] else "no success", r["steps"], r["seconds"])
     return info
@@ -219,10 +221,11 @@ def _plot_actions(actions, path: Path, title: str) -> None:
         ax.set_ylabel(names[i])
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("env step")
-    fig.suptitle(title[:90], fontsize=9)
+    import textwrap
+    fig.suptitle("\n".join(textwrap.wrap(title, 90)), fontsize=9)      # the whole task sentence, wrapped
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80)
+        fig.savefig(tmp, dpi=80, bbox_inches="tight")
     plt.close(fig)
 
 

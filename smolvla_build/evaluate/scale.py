@@ -20,6 +20,7 @@ import os
 import time
 from pathlib import Path
 
+from ..layout import EVAL_FILES
 from ..runtime.artifacts import PolicySource
 from .libero_env import SUITE_TASKS
 
@@ -351,7 +352,7 @@ def aggregate(results: list[dict], root: Path, meta: dict) -> dict:
             "overall": dict(agg(ok), eval_s=total_s, eval_ep_s=total_s / len(ok) if ok else 0.0),
             "errors": [{k: r.get(k) for k in ("suite", "task_id", "trial", "error")} for r in results if r.get("error")],
             "nodes": sorted({r["node"] for r in ok if r.get("node")}), **meta}
-    write_json(root / "eval_info.json", info)
+    write_json(root / EVAL_FILES["info"], info)
     lines = [f"# LIBERO evaluation: {info['overall']['n_episodes']} episodes", ""]
     if meta.get("meaningless_actions"):
         lines += ["**RANDOM WEIGHTS: the policy's actions are meaningless; success rates prove the pipeline only.**", ""]
@@ -367,7 +368,7 @@ def aggregate(results: list[dict], root: Path, meta: dict) -> dict:
     if info["errors"]:
         lines += ["", f"{len(info['errors'])} episode(s) ended in an error (not counted above):"] + [
             f"- {e['suite']} task {e['task_id']} trial {e['trial']}: {e['error']}" for e in info["errors"]]
-    write_text(root / "summary.md", "\n".join(lines) + "\n")
+    write_text(root / EVAL_FILES["summary"], "\n".join(lines) + "\n")
     _charts(per_task, root, meta)
     return info
 
@@ -418,5 +419,5 @@ def eval_task(spec: EvalSpec):
     log.info("eval: %d episode(s) run (%d error(s), %d actor(s) replaced, %d retried)%s: %s",
              stats["run"], stats["errors"], stats["actor_deaths"], stats["retries"],
              f", ray start {stats['ray_start_s']:.2f} s" if "ray_start_s" in stats else "",
-             Path(spec.out_root) / "summary.md")
+             Path(spec.out_root) / EVAL_FILES["summary"])
     return True

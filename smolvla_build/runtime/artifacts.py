@@ -137,7 +137,7 @@ def load_policy(source: PolicySource, runtime: str | None = None):
     stages = stage_runners(source, runtime)
     for s in stages.values():
         s.activate()
-    preset, export = get_preset(source.preset), source.layout.export_dir
-    return Policy(stages, Tokenizer(export / "tokenizer.json", preset.tokenizer_max_length),
-                  Normalizer(json.loads((export / "normalization.json").read_text())), preset, source.n_action_steps,
+    preset, layout = get_preset(source.preset), source.layout
+    return Policy(stages, Tokenizer(layout.tokenizer, preset.tokenizer_max_length),
+                  Normalizer(json.loads(layout.normalization.read_text())), preset, source.n_action_steps,
                   seed=source.seed)

@@ -42,10 +42,12 @@ USER_OS_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ED
 
 class Guarded:
     """A task action whose user-facing errors (an unreadable model file, a bad setting) fail the task
-    with their one-line message instead of a traceback. A class, so `doit -n` can pickle it."""
+    with their one-line message instead of a traceback, and whose success is written in the artifacts
+    folder's ledger of what each task made (`made`: the task's name and its paths; smolvla_build/
+    leftovers.py). A class, so `doit -n` can pickle it."""
 
-    def __init__(self, fn):
-        self.fn = fn
+    def __init__(self, fn, ledger: Path | None = None, made: dict | None = None):
+        self.fn, self.ledger, self.made = fn, ledger, made
         self.__name__ = getattr(fn, "__name__", "action")
 
     def __call__(self, *args, **kwargs):
@@ -53,7 +55,11 @@ class Guarded:
 
         from smolvla_runtime.files import ModelFileError
         try:
-            return self.fn(*args, **kwargs)
+            result = self.fn(*args, **kwargs)
+            if self.ledger is not None and result is not False and not isinstance(result, TaskFailed):
+                from ..ledger import record
+                record(self.ledger, self.made)
+            return result
         except (ModelFileError, ConfigError, ToolchainError) as exc:
             return TaskFailed(str(exc))
         except OSError as exc:
@@ -62,8 +68,10 @@ class Guarded:
             return TaskFailed(f"{exc.filename or 'a file of this task'}: {exc.strerror} (the task is not recorded as done)")
 
 
-def guarded(task: dict) -> dict:
-    task["actions"] = [(Guarded(a[0]),) + tuple(a[1:]) if isinstance(a, tuple) and callable(a[0]) else a
+def guarded(task: dict, ledger: Path | None = None) -> dict:
+    name = f"{task['basename']}:{task['name']}" if "name" in task else task["basename"]
+    made = {"task": name, "paths": task.get("targets", []) + (task.get("meta") or {}).get("owns", [])}
+    task["actions"] = [(Guarded(a[0], ledger, made),) + tuple(a[1:]) if isinstance(a, tuple) and callable(a[0]) else a
                        for a in task.get("actions", [])]
     return task
 
@@ -71,7 +79,7 @@ def guarded(task: dict) -> dict:
 def _family_creator(module, build: Build):
     def create():
         for task in module.gen_tasks(build):
-            yield guarded(task)
+            yield guarded(task, build.layout.made_ledger)
     create.__doc__ = (module.__doc__ or "").strip().splitlines()[0]
     create.__name__ = f"task_{module.FAMILY}"
     return create

@@ -29,13 +29,14 @@ def gen_tasks(build):
                       preset=pipe.preset.to_dict(), n_action_steps=pipe.section("evaluation")["n_action_steps"],
                       export_dir=layout.export_dir, report_json=layout.report_json, out_dir=layout.bundle_dir(label),
                       zip_path=layout.bundle_zip(label), meta={"tools": tools, "source": dict(pipe.source)})
-    deps = [layout.export_dir / n for n in ("tokenizer.json", "tokenizer_config.json", "normalization.json")]
+    deps = [layout.tokenizer, layout.tokenizer_config, layout.normalization]
     deps += [layout.report_json]
     for m in MODELS:
         deps += [layout.preprocessed(m), layout.reference_model(m), layout.reference_info(m), *layout.stage_cpu_files(m)]
         deps += [f for p in pipe.precisions
                  for f in layout.context_files(m, p) + [layout.validation(m, p), layout.validation_arrays(m, p)]]
     yield declare(FAMILY, BUNDLE, spec, file_dep=deps, targets=[spec.out_dir / "manifest.json", spec.zip_path],
+                  owns=[spec.out_dir],
                   # the bundle ships the runtime's files as they are: their bytes, comments included
                   tools=dict(tools, runtime=tree_digest(RUNTIME_DIR)),
                   doc=f"device bundle of the {label} build: {spec.out_dir} and {spec.zip_path.name}")

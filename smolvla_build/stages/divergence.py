@@ -37,5 +37,5 @@ def gen_tasks(build):
                           config_dir=layout.libero_config, meta=meta, fidelity=fidelity, pipeline=pipe.path)
     yield declare(FAMILY, DIVERGENCE, spec, always=True, verbosity=2,       # like eval: checked per episode
                   file_dep=[f for r in [*runs.values(), baseline] for f in r.files],
-                  targets=[out / n for n in ("divergence.json", "summary.md", "divergence.png")],
+                  targets=layout.divergence_files,
                   doc="closed-loop divergence from fp32 of each precision in evaluation.divergence (LIBERO on Ray)")

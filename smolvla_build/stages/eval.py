@@ -27,7 +27,6 @@ def gen_tasks(build):
                     config_dir=layout.libero_config, meta=meta)
     # always runs: the up-to-date check is per episode (each result records the hash of the policy files
     # and settings it was computed with), so a rerun after a crash runs exactly the missing episodes
-    yield declare(FAMILY, EVAL, spec, file_dep=files, targets=[layout.eval_dir / "eval_info.json",
-                                                              layout.eval_dir / "summary.md"],
+    yield declare(FAMILY, EVAL, spec, file_dep=files, targets=layout.eval_files,
                   always=True, verbosity=2,
                   doc=f"LIBERO evaluation on Ray: suites x tasks x trials (evaluation: in pipeline.yaml): {layout.eval_dir}")

@@ -27,7 +27,6 @@ def gen_tasks(build):
                          max_steps=ev["max_steps"], seed=ev["seed"], out_dir=layout.episode_dir(ev["suite"], task_id),
                          config_dir=layout.libero_config, meta=meta)
         yield declare(FAMILY, INFER, spec, name=f"task{task_id}", file_dep=files, verbosity=2, tools={"runtime": runtime},
-                      targets=[spec.out_dir / f for f in ("eval_info.json", "video.mp4", "actions.json", "timings.json",
-                                                         "actions.png")],
+                      targets=layout.episode_files(ev["suite"], task_id),
                       doc=f"LIBERO {ev['suite']} task {task_id}, trial {ev['trial']} ({ev['runtime']} runtime): "
                           f"{spec.out_dir}")

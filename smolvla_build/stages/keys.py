@@ -230,9 +230,10 @@ def key(spec, act: Action, tools: dict | None = None) -> dict:
 
 
 def declare(basename: str, act: Action, spec, *, doc: str, file_dep, targets, name: str | None = None,
-            tools: dict | None = None, always: bool = False, verbosity: int | None = None) -> dict:
+            tools: dict | None = None, always: bool = False, verbosity: int | None = None, owns=()) -> dict:
     """One doit task whose action receives `spec` alone; its key is `key(spec, act, tools)`, unless
-    it `always` runs (its up-to-date check is its own: eval and divergence, per episode)."""
+    it `always` runs (its up-to-date check is its own: eval and divergence, per episode). `owns`:
+    folders the task fills beyond its targets (a bundle's files), which `prune` removes with them."""
     task = {"basename": basename, "doc": doc, "actions": [(act, [spec])],
             "file_dep": sorted({str(f) for f in file_dep}), "targets": [str(t) for t in targets],
             "uptodate": [False] if always else [config_changed(key(spec, act, tools))], "clean": True}
@@ -240,4 +241,6 @@ def declare(basename: str, act: Action, spec, *, doc: str, file_dep, targets, na
         task["name"] = name
     if verbosity is not None:
         task["verbosity"] = verbosity
+    if owns:
+        task["meta"] = {"owns": [str(d) for d in owns]}
     return task

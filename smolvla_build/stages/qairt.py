@@ -65,7 +65,8 @@ def gen_tasks(build):
                            "extra_args": conv["extra_args"], "quantization": precision.quantization,
                            "input_list": calibration and calibration["input_list"]})
             yield declare("convert", CONVERT, spec, name=name, file_dep=[layout.preprocessed(m), *cal_deps],
-                          targets=[p.cpp, p.net_json], doc=f"qnn-onnx-converter: {m} -> C++/bin ({pname})",
+                          targets=[p.cpp, p.net_json], owns=[p.bin],   # no .bin when the graph has no weights
+                          doc=f"qnn-onnx-converter: {m} -> C++/bin ({pname})",
                           # the patch runs as a script under the SDK's Python: no import brings it into `code`
                           tools=dict(converter_tools, template=template_digest("qairt/converter.j2"),
                                      patch=module_digest(CONVERTER_PATCH)))
@@ -77,7 +78,7 @@ def gen_tasks(build):
                                      missing=qs.missing_of("qnn-model-lib-generator") if libgen else (),
                                      paths=paths, tools=qs.host_tools, msvc=qs.msvc, libgen=libgen,
                                      crt_flag=qs.link["crt_flag"])
-            yield declare("compile", COMPILE, spec, name=name, file_dep=[p.cpp, p.net_json], targets=[p.manifest],
+            yield declare("compile", COMPILE, spec, name=name, file_dep=[p.cpp, p.net_json], targets=[p.manifest], owns=[p.obj],
                           doc=f"clang-cl: {m} model library objects (ARM64)",
                           tools=dict(compilers, **(converter_tools if libgen else {}),
                                      templates=template_digest("qairt/clang_cl_compile.j2", "qairt/clang_weights.j2",

@@ -19,6 +19,7 @@ def gen_tasks(build):
         calibrations={p: layout.calibration_info(suite, pipe.precisions[p].calibration_samples)
                       for p in pipe.precisions.quantized()},
         wanted=pipe.requested_precisions(),
+        computes_in={p: pipe.precisions[p].computes_in for p in precisions},
         meta={"pipeline": str(pipe.path), "preset": src["preset"], "weights": src["weights"],
               "toolchain": build.toolchain, "soc": pipe.soc.to_dict()},
         export_info=None if layout.onnx_source is not None else layout.export_info,

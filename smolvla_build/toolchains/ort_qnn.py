@@ -202,7 +202,8 @@ def context_task(spec: ContextSpec):
 
     from ..fsutil import write_json
     from ..progress import heartbeat
-    from .rss import peak_rss_mb
+    from .rss import peak_rss_mb, reset_peak
+    reset_peak()
     label = f"{spec.model}-{spec.precision.name}"
     t0 = time.time()
     log.info("context %s: compiling for soc_model %s / v%s ...", label, spec.soc.soc_model, spec.soc.htp_arch)
@@ -213,7 +214,8 @@ def context_task(spec: ContextSpec):
     if spec.quantized_info:          # the integer precision's build = quantize + compile
         q = json.loads(Path(spec.quantized_info).read_text())
         info.update(quantize_seconds=q["seconds"], calibration_seconds=q["calibration_seconds"],
-                    peak_rss_mb=max(info["peak_rss_mb"], q["peak_rss_mb"]), seconds=round(info["seconds"] + q["seconds"], 3))
+                    peak_rss_mb=None if None in (info["peak_rss_mb"], q["peak_rss_mb"])
+                    else max(info["peak_rss_mb"], q["peak_rss_mb"]), seconds=round(info["seconds"] + q["seconds"], 3))
     write_json(spec.info, info)
     log.info("context %s: %.1f s, %.1f MB binary", label, info["seconds"], info["context_bytes"] / 1e6)
     return True
@@ -226,7 +228,8 @@ def quantize_task(spec: QuantizeSpec):
 
     from ..fsutil import write_json
     from ..progress import heartbeat
-    from .rss import peak_rss_mb
+    from .rss import peak_rss_mb, reset_peak
+    reset_peak()
     label, q = f"{spec.model}-{spec.precision}", spec.quantization
     log.info("quantize %s: W%dA%d%s, calibrated on %s ...", label, q["weights"], q["activations"],
              " per channel" if q["per_channel"] else "", spec.calibration)

@@ -335,8 +335,9 @@ def context(spec: ContextSpec):
 
     from ...fsutil import write_json
     from ..epcontext import context_graph, wrap_context_binary
-    from ..rss import peak_rss_mb
+    from ..rss import peak_rss_mb, reset_peak
     check_tools(spec.missing)
+    reset_peak()
     t0 = time.time()
     p, model, precision, sdk = spec.paths, spec.model, spec.precision, spec.sdk
     write_json(p["backend_ext"], spec.backend_extensions)

@@ -22,10 +22,34 @@ def run(cmd: str, env: dict | None = None, cwd=None, check: bool = True, label: 
     from ...templates import argv
     with heartbeat(label, log) if label else contextlib.nullcontext():
         try:
-            proc = subprocess.run(argv(cmd), env=dict(os.environ, **(env or {})), cwd=cwd, capture_output=True,
-                                  text=True)
+            proc = _run_measured(argv(cmd), dict(os.environ, **(env or {})), cwd)
         except OSError as e:              # the program itself is missing or not executable
             raise ToolFailed(f"cannot run {argv(cmd)[0]}: {e.strerror}: {cmd}") from None
     if check and proc.returncode != 0:
         raise ToolFailed(f"command failed ({proc.returncode}): {cmd}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     return proc
+
+
+def _run_measured(args: list[str], env: dict, cwd) -> subprocess.CompletedProcess:
+    """subprocess.run(args, capture_output=True, text=True), the tool's own peak memory told to the
+    task's measurement (os.wait4's rusage; toolchains/rss.py) where the OS has wait4."""
+    import threading
+
+    from ..rss import tool_finished
+    if not hasattr(os, "wait4"):
+        return subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = {}
+
+    def drain(name, stream):
+        out[name] = stream.read()
+        stream.close()
+    readers = [threading.Thread(target=drain, args=item) for item in (("stdout", proc.stdout), ("stderr", proc.stderr))]
+    for t in readers:
+        t.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)     # reaped here: Popen must not wait again
+    for t in readers:
+        t.join()
+    tool_finished(usage.ru_maxrss)
+    return subprocess.CompletedProcess(args, proc.returncode, out["stdout"], out["stderr"])
