@@ -357,3 +357,23 @@ def test_prune_removes_what_a_removed_precision_made_and_only_that(tmp_path, tin
     assert not (root / "ort-qnn" / "fp32").exists() and (root / "ort-qnn" / "fp16" / "action_head_ctx.onnx").is_file()
     assert "nothing to prune" in prune().stdout
     assert doit(pipe, "context:action_head-fp16").ran == set()
+
+
+def test_a_task_needing_an_extra_this_environment_lacks_names_the_extra():
+    """`doit eval` after installing only `.[export]` raised ModuleNotFoundError: ray. The extra that
+    brings a module is read from the installed package's own metadata (pyproject.toml)."""
+    from doit.exceptions import TaskFailed
+
+    from smolvla_build.stages import Guarded
+
+    def needs(module):
+        def action(spec):
+            raise ModuleNotFoundError(f"No module named '{module}'", name=module)
+        return action
+    for module, extra in (("ray", "eval"), ("torch", "export"), ("mujoco", "libero")):
+        result = Guarded(needs(module))(None)
+        assert isinstance(result, TaskFailed) and result.message.startswith(
+            f"{module} is not installed: it comes with the project's `{extra}` extra (pip install -e .[{extra}]")
+    assert Guarded(needs("libero"))(None).message.startswith("LIBERO is not installed: pip install -e .[libero], then")
+    with pytest.raises(ModuleNotFoundError):                       # not the project's: a bug, with its traceback
+        Guarded(needs("no_such_module_anywhere"))(None)

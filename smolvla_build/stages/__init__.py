@@ -62,6 +62,12 @@ class Guarded:
             return result
         except (ModelFileError, ConfigError, ToolchainError) as exc:
             return TaskFailed(str(exc))
+        except ModuleNotFoundError as exc:         # an extra this environment was installed without
+            from ..extras import missing_module_line
+            line = missing_module_line(exc.name)
+            if line is None:
+                raise
+            return TaskFailed(line)
         except OSError as exc:
             if exc.errno not in USER_OS_ERRORS:
                 raise
