@@ -51,6 +51,11 @@ def test_w8a16_builds_calibrates_validates_and_reports(quant_build):
         assert v["gates"] == {"cosine_min": 0.999, "max_abs": 0.05, "max_relative": None}   # the integer defaults
         assert v["metrics"]["cosine"] > 0.999
         assert (art / "ort-qnn" / "w8a16" / f"{m}_ctx_qnn.bin").stat().st_size > 0
+        # onnxruntime's quantizer's expected warnings are kept in the info JSON, not printed
+        said = json.loads((art / "quantized" / "w8a16" / f"{m}.qdq.json").read_text())["quantizer_messages"]
+        assert isinstance(said, list) and not any(line in first.stderr for line in said)
+        assert f"message(s) are in {art / 'quantized' / 'w8a16' / f'{m}.qdq.json'}" in first.stderr
+    assert "Please verify the quantized model" not in first.stderr
     report = json.loads((art / "report.json").read_text())
     row = report["stages"]["llm_backbone-w8a16"]
     assert row["calibration_seconds"] == cal["seconds"] and row["status"] == "pass"

@@ -227,7 +227,7 @@ def test_the_project_documents_itself():
             assert (ROOT / cited).is_file(), f"{f.relative_to(ROOT)} cites {cited}"
 
 
-def test_a_soc_model_the_htp_backend_does_not_know_stops_the_context_in_one_line(tmp_path):
+def test_a_soc_model_the_htp_backend_does_not_know_stops_the_context_in_one_line(tmp_path, capfd):
     """soc_model 61 is a valid number but no SoC onnxruntime-qnn knows: its HTP backend takes no node,
     and with CPU fallback off onnxruntime's own error would name neither the setting nor the cause."""
     import numpy as np
@@ -248,6 +248,7 @@ def test_a_soc_model_the_htp_backend_does_not_know_stops_the_context_in_one_line
     with pytest.raises(ToolchainError) as err:
         build_context(tmp_path / "m.onnx", tmp_path / "ctx" / "m_ctx.onnx", Soc("Snapdragon X Elite", 61, 73), precision)
     assert "soc.soc_model 61" in str(err.value) and "\n" not in str(err.value)
+    assert "\x1b[" not in capfd.readouterr().err          # not onnxruntime's coloured log first: that line alone
     assert not (tmp_path / "ctx" / "m_ctx.onnx").exists()
     build_context(tmp_path / "m.onnx", tmp_path / "ctx" / "m_ctx.onnx", Soc("Snapdragon X Elite", 60, 73), precision)
 
