@@ -10,8 +10,6 @@ import json
 import logging
 from pathlib import Path
 
-from smolvla_runtime.compare import judge
-
 log = logging.getLogger("smolvla_build.validate")
 
 
@@ -49,6 +47,7 @@ def validate_task(spec: VerdictSpec):
 
     from ..fsutil import write_json
     report = json.loads(Path(spec.measured).read_text())
+    from smolvla_runtime.compare import judge      # numpy's module: not at task generation (stages only declare)
     reasons = judge(report["metrics"], report["intermediates_beyond_fp16"], spec.model, spec.gates)
     status = decide(reasons, spec.on_saturation, spec.on_fallback_miss, spec.fallback_to, spec.fallback_target)
     report.update(gates=spec.gates, reasons=reasons, status=status,
