@@ -5,7 +5,8 @@ a task only after it succeeds, so stopping at once loses only the running tasks'
 `doit` redoes. Python runs a signal handler only between bytecodes of its main thread, and that thread
 can sit for minutes in one onnxruntime call (an HTP-emulated context) with the interpreter lock
 released; so the signal also wakes a thread of its own (signal.set_wakeup_fd), which stops the process
-from there. The worker processes of `doit -n N` are stopped with it (docs/incremental.md).
+from there. The worker processes of `doit -n N` are stopped with it (docs/incremental.md); the local
+Ray instance of `doit eval` ends with its driver by Ray's own fate sharing (docs/evaluation.md).
 """
 
 from __future__ import annotations
