@@ -122,9 +122,8 @@ def _export(args) -> int:
 
 def _census(args) -> int:
     from .fsutil import write_json
-    from smolvla_runtime.files import ModelFileError
+    from smolvla_runtime.files import ModelFileError, load_npz
 
-    from smolvla_runtime.files import load_npz
     from .validation.measure import census
     try:
         samples = load_npz(args.samples)

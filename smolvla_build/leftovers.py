@@ -20,14 +20,9 @@ from .ledger import read, rewrite
 
 def current_tasks(pipeline_path) -> tuple:
     """(the pipeline's Layout, {task: the paths it makes}) of the pipeline's tasks."""
-    from .stages import load_build, load_tasks
-    _, creators = load_tasks(pipeline_path)
-    tasks = {}
-    for create in creators.values():
-        for t in create():
-            name = f"{t['basename']}:{t['name']}" if "name" in t else t["basename"]
-            tasks[name] = t.get("targets", []) + (t.get("meta") or {}).get("owns", [])
-    return load_build(pipeline_path).layout, tasks
+    from .stages import declared
+    build, made = declared(pipeline_path)
+    return build.layout, {m["task"]: m["paths"] for m in made}
 
 
 def leftovers(root: Path, ledger: Path, tasks: dict[str, list[str]]) -> list[Path]:

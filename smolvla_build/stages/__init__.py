@@ -74,9 +74,15 @@ class Guarded:
             return TaskFailed(f"{exc.filename or 'a file of this task'}: {exc.strerror} (the task is not recorded as done)")
 
 
-def guarded(task: dict, ledger: Path | None = None) -> dict:
+def made_by(task: dict) -> dict:
+    """What a declared task makes, as the ledger records it: its name and its targets and the folders
+    it fills (`keys.declare(owns=...)`)."""
     name = f"{task['basename']}:{task['name']}" if "name" in task else task["basename"]
-    made = {"task": name, "paths": task.get("targets", []) + (task.get("meta") or {}).get("owns", [])}
+    return {"task": name, "paths": task.get("targets", []) + (task.get("meta") or {}).get("owns", [])}
+
+
+def guarded(task: dict, ledger: Path | None = None) -> dict:
+    made = made_by(task)
     task["actions"] = [(Guarded(a[0], ledger, made),) + tuple(a[1:]) if isinstance(a, tuple) and callable(a[0]) else a
                        for a in task.get("actions", [])]
     return task
@@ -123,12 +129,7 @@ def load_tasks(pipeline_path: str | Path, lock: bool = False) -> tuple[dict, dic
     """(DOIT_CONFIG, {task_<family>: creator}) for a pipeline file. A bad pipeline file or an
     unusable toolchain ends the process with one line on stderr (no traceback). `lock` (doit's
     dodo.py): this process builds in the artifacts folder alone (smolvla_build/lock.py)."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        build = load_build(pipeline_path)
-    except (ConfigError, ToolchainError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    build = _build_or_exit(pipeline_path)
     root = build.layout.root
     from ..lock import READ_ONLY, Busy, hold
     try:
@@ -147,7 +148,7 @@ def load_tasks(pipeline_path: str | Path, lock: bool = False) -> tuple[dict, dic
         stop_on_interrupt()
     from .keys import use_cache
     use_cache(root / ".doit.code-digests.json")
-    families = [m for m in FAMILIES if getattr(m, "enabled", lambda _b: True)(build)]
+    families = _families(build)
     config = {
         "backend": "sqlite3",                      # shared safely by `doit -n 2` workers, unlike dbm
         "dep_file": str(root / ".doit.sqlite3"),
@@ -156,3 +157,25 @@ def load_tasks(pipeline_path: str | Path, lock: bool = False) -> tuple[dict, dic
     }
     creators = {f"task_{m.FAMILY}": _family_creator(m, build) for m in families}
     return config, creators
+
+
+def _build_or_exit(pipeline_path: str | Path) -> Build:
+    """load_build for a front end: a bad pipeline file or an unusable toolchain ends the process with
+    one line on stderr (no traceback)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        return load_build(pipeline_path)
+    except (ConfigError, ToolchainError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _families(build: Build) -> list:
+    return [m for m in FAMILIES if getattr(m, "enabled", lambda _b: True)(build)]
+
+
+def declared(pipeline_path: str | Path) -> tuple[Build, list[dict]]:
+    """(the build, what each of its tasks makes: `made_by`) of a pipeline file, read without running
+    doit and without taking the build lock (`prune` lists with it)."""
+    build = _build_or_exit(pipeline_path)
+    return build, [made_by(task) for m in _families(build) for task in m.gen_tasks(build)]

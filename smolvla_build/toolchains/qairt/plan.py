@@ -62,8 +62,9 @@ def setup(sdk: Sdk, toolchain: dict, resolve, environ=None) -> QairtSetup:
     tools = host_tools()
     msvc = msvc_dirs(toolchain.get("msvc") or {}, resolve, sdk.layout.windows, environ)
     user_link = toolchain.get("link") or {}
-    crt = CRT_LINES[user_link.get("crt", "md")]
-    link = {"crt": user_link.get("crt", "md"), "crt_flag": crt["flag"],
+    crt_name = user_link.get("crt", "md")
+    crt = CRT_LINES[crt_name]
+    link = {"crt": crt_name, "crt_flag": crt["flag"],
             "libpaths": [str(sdk.device_lib)] + msvc["lib"] + [str(resolve(d)) for d in user_link.get("libpaths", [])],
             "libs": list(user_link.get("libs", crt["libs"])),
             "link_flags": list(crt["link_flags"]) + list(user_link.get("link_flags", []))}

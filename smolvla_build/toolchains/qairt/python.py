@@ -181,7 +181,7 @@ def reads_onnx_mapping(sdk: Sdk) -> bool:
     """Whether the SDK's converter sources read `onnx.mapping`, which onnx 1.19 removed (2.25's
     lib/python/qti/aisw/converters/onnx/util.py does; docs/qairt-sdk.md)."""
     root = sdk.python_lib / "qti" / "aisw" / "converters"
-    return any("onnx.mapping" in f.read_text(errors="replace") or "from onnx import mapping" in f.read_text(errors="replace")
+    return any(re.search(r"onnx\.mapping|from onnx import[^\n]*\bmapping\b", f.read_text(errors="replace"))
                for f in root.rglob("*.py")) if root.is_dir() else False
 
 
